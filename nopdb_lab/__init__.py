@@ -1,0 +1,34 @@
+"""nopdb-lab: a programmatic (non-stopping) debugger for dissecting models.
+
+A drop-in superset of NoPdb 0.2 (``import nopdb_lab as nopdb``) that traces only the
+code it targets: ``sys.monitoring`` on Python 3.12+, a chaining ``sys.settrace``
+fallback on 3.10/3.11.
+"""
+
+from ._version import __version__
+from .backends import backend_name
+from .breakpoint import ActionError, Breakpoint, BreakpointHit
+from .call_capture import CallCapture, CallListCapture
+from .call_info import CallInfo
+from .get_local import get_local
+from .nopdb import Handle, NoPdb, breakpoint, capture_call, capture_calls, get_nopdb
+from .scope import Scope
+
+__all__ = [
+    "__version__",
+    "ActionError",
+    "Breakpoint",
+    "BreakpointHit",
+    "CallCapture",
+    "CallInfo",
+    "CallListCapture",
+    "Handle",
+    "NoPdb",
+    "Scope",
+    "backend_name",
+    "breakpoint",
+    "capture_call",
+    "capture_calls",
+    "get_local",
+    "get_nopdb",
+]

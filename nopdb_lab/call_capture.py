@@ -1,0 +1,130 @@
+"""``capture_call`` / ``capture_calls`` results: one CallInfo per finished call.
+
+A call is one activation of the function: for a generator or coroutine that is from
+its first start to its final return (or exception), not one record per ``yield`` as
+NoPdb's settrace-based version produces; the yielded values are kept in
+``CallInfo.yields``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+
+from . import events as ev
+from . import observers
+from .call_info import CallInfo, next_id, qualified_name, raw_stack
+from .context import NoPdbContextManager
+from .dispatch import Handler
+from .frame_locals import read_locals
+from .scope import Scope
+
+if TYPE_CHECKING:
+    from .nopdb import NoPdb
+
+CAPTURE_EVENTS = frozenset({ev.CALL, ev.RETURN, ev.YIELD, ev.UNWIND})
+
+
+class BaseCallCapture:
+    """Turns call/return events of matching frames into :class:`CallInfo` objects."""
+
+    def _init_capture(self, snapshot: Optional[Callable[[Any], Any]]) -> None:
+        self._pending: Dict[FrameType, CallInfo] = {}
+        self._pending_lock = threading.Lock()
+        self._snapshot = snapshot
+
+    def _copy(self, value: Any) -> Any:
+        return value if self._snapshot is None else self._snapshot(value)
+
+    def _callback(self, frame: FrameType, event: str, arg: Any) -> None:
+        if event == ev.CALL:
+            self._on_call(frame)
+            return
+        with self._pending_lock:
+            result = self._pending.get(frame)
+            if result is None:
+                return  # the call started before this capture was enabled
+            if event == ev.YIELD:
+                result.yields.append(self._copy(arg))
+                return
+            del self._pending[frame]
+        result.locals = self._copy(read_locals(frame))
+        result.globals = frame.f_globals
+        if event == ev.RETURN:
+            result.return_value = self._copy(arg)
+        else:
+            result.exception = arg
+        result.end_time = time.time()
+        self._update_result(result)
+        observers.publish(result)
+
+    def _on_call(self, frame: FrameType) -> None:
+        code = frame.f_code
+        result = CallInfo()
+        result.id = next_id()
+        result.start_time = time.time()
+        result.name = code.co_name
+        result.file = code.co_filename
+        result.lineno = code.co_firstlineno
+        result.qualname = qualified_name(code, frame)
+        result._raw_stack = raw_stack(frame)
+        result.thread = threading.current_thread().name
+        f_locals = frame.f_locals
+        nargs = code.co_argcount + code.co_kwonlyargcount
+        names = list(code.co_varnames[:nargs])
+        flags = code.co_flags
+        if flags & 0x04:  # *args
+            names.append(code.co_varnames[nargs])
+            nargs += 1
+        if flags & 0x08:  # **kwargs
+            names.append(code.co_varnames[nargs])
+        result.args = OrderedDict(
+            (name, self._copy(f_locals[name])) for name in names if name in f_locals
+        )
+        with self._pending_lock:
+            self._pending[frame] = result
+
+    def _update_result(self, result: CallInfo) -> None:
+        raise NotImplementedError
+
+    def disable(self) -> None:  # drop half-finished calls with the handler
+        super().disable()  # type: ignore[misc]
+        with self._pending_lock:
+            self._pending.clear()
+
+
+def _capture_handler(scope: Scope, callback: Callable[[FrameType, str, Any], None]) -> Handler:
+    return Handler(scope=scope, events=CAPTURE_EVENTS, callback=callback)
+
+
+class CallCapture(BaseCallCapture, NoPdbContextManager, CallInfo):
+    """A :class:`CallInfo` describing the last matching call to finish; a context manager."""
+
+    def __init__(
+        self, nopdb: "NoPdb", scope: Scope, snapshot: Optional[Callable[[Any], Any]] = None
+    ) -> None:
+        CallInfo.__init__(self)
+        self._init_capture(snapshot)
+        self.scope = scope
+        NoPdbContextManager.__init__(self, nopdb, _capture_handler(scope, self._callback))
+
+    def _update_result(self, result: CallInfo) -> None:
+        self.__dict__.update(result.__dict__)
+
+
+class CallListCapture(BaseCallCapture, NoPdbContextManager, List[CallInfo]):
+    """A list of :class:`CallInfo`, one per matching call, in the order they finished."""
+
+    def __init__(
+        self, nopdb: "NoPdb", scope: Scope, snapshot: Optional[Callable[[Any], Any]] = None
+    ) -> None:
+        list.__init__(self)
+        self._init_capture(snapshot)
+        self.scope = scope
+        NoPdbContextManager.__init__(self, nopdb, _capture_handler(scope, self._callback))
+
+    def _update_result(self, result: CallInfo) -> None:
+        self.append(result)

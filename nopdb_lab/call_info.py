@@ -1,0 +1,134 @@
+"""Result objects for captured calls (NoPdb's ``CallInfo``, with identity and timing).
+
+Every capture gets a process-wide stable id and timestamps so that a store can list,
+summarise and serialise it later; the stack is kept as raw ``(file, line, name)``
+tuples and only turned into a :class:`traceback.StackSummary` when read.
+"""
+
+from __future__ import annotations
+
+import itertools
+import linecache
+import threading
+import traceback
+from types import CodeType, FrameType
+from typing import Any, Dict, List, Optional, Tuple
+
+_ids = itertools.count(1)
+_ids_lock = threading.Lock()
+
+RawStack = List[Tuple[str, int, str]]
+
+
+def next_id() -> int:
+    """A new process-wide unique id for a capture or a breakpoint hit."""
+    with _ids_lock:
+        return next(_ids)
+
+
+def raw_stack(frame: Optional[FrameType]) -> RawStack:
+    """The stack ending at ``frame``, outermost first, as cheap tuples."""
+    out: RawStack = []
+    while frame is not None:
+        out.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
+        frame = frame.f_back
+    out.reverse()
+    return out
+
+
+def stack_summary(raw: RawStack) -> traceback.StackSummary:
+    """Turn raw tuples into a :class:`traceback.StackSummary` (source lines looked up)."""
+    return traceback.StackSummary.from_list(
+        [(f, line, name, linecache.getline(f, line).strip()) for f, line, name in raw]
+    )
+
+
+def qualified_name(code: CodeType, frame: Optional[FrameType] = None) -> str:
+    """``Class.method``-style name (``co_qualname`` on 3.11+, rebuilt on 3.10)."""
+    qualname = getattr(code, "co_qualname", None)
+    if qualname:
+        return qualname
+    if frame is not None and code.co_argcount and code.co_varnames[0] in ("self", "cls"):
+        owner = frame.f_locals.get(code.co_varnames[0])
+        if owner is not None:
+            cls = owner if isinstance(owner, type) else type(owner)
+            return f"{cls.__qualname__}.{code.co_name}"
+    return code.co_name
+
+
+class CallInfo:
+    """Information about one function call.
+
+    NoPdb attributes:
+        name (str): the code object's name.
+        file (str): the file the function was defined in.
+        stack (traceback.StackSummary): the call stack, outermost first.
+        args (OrderedDict): the arguments as bound at call time.
+        locals (dict): local variables when the call finished.
+        globals (dict): the function's globals.
+        return_value: the value returned (``None`` if it raised).
+
+    nopdb-lab additions:
+        id (int): process-wide stable id.
+        kind (str): ``"call"``.
+        qualname (str): qualified function name (``Attention.forward``).
+        lineno (int): first line of the function's definition.
+        start_time, end_time (float): ``time.time()`` at call and at finish.
+        exception (BaseException | None): the exception the call raised, if any
+            (it still propagated to the caller).
+        yields (list): values yielded, for generators and coroutines.
+        thread (str): name of the thread that made the call.
+    """
+
+    kind = "call"
+
+    def __init__(self) -> None:
+        self.name: Optional[str] = None
+        self.file: Optional[str] = None
+        self._raw_stack: Optional[RawStack] = None
+        self._stack: Optional[traceback.StackSummary] = None
+        self.args: Optional[Dict[str, Any]] = None
+        self.locals: Optional[Dict[str, Any]] = None
+        self.globals: Optional[Dict[str, Any]] = None
+        self.return_value: Optional[Any] = None
+        self.id: Optional[int] = None
+        self.qualname: Optional[str] = None
+        self.lineno: Optional[int] = None
+        self.start_time: Optional[float] = None
+        self.end_time: Optional[float] = None
+        self.exception: Optional[BaseException] = None
+        self.yields: List[Any] = []
+        self.thread: Optional[str] = None
+
+    @property
+    def stack(self) -> Optional[traceback.StackSummary]:
+        if self._stack is None and self._raw_stack is not None:
+            self._stack = stack_summary(self._raw_stack)
+        return self._stack
+
+    @stack.setter
+    def stack(self, value: Optional[traceback.StackSummary]) -> None:
+        self._stack = value
+
+    @property
+    def raw_stack(self) -> RawStack:
+        """The stack as ``(file, line, function)`` tuples, outermost first."""
+        if self._raw_stack is not None:
+            return list(self._raw_stack)
+        return [(f.filename, f.lineno or 0, f.name) for f in (self._stack or [])]
+
+    def __repr__(self) -> str:
+        return "{}(name={!r}, args={}({}), return_value={!r}{})".format(
+            type(self).__name__,
+            self.name,
+            type(self.args).__name__,
+            ", ".join(f"{k}={v!r}" for k, v in (self.args or {}).items()),
+            self.return_value,
+            f", exception={self.exception!r}" if self.exception is not None else "",
+        )
+
+    def print_stack(self, file: Any = None) -> None:
+        """Print the call stack."""
+        if self.stack is not None:
+            for line in self.stack.format():
+                print(line, end="", file=file)

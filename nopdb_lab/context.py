@@ -1,0 +1,56 @@
+"""The enable/disable/context-manager behaviour shared by captures and breakpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional, TypeVar
+
+from .dispatch import Handler
+
+if TYPE_CHECKING:
+    from .nopdb import Handle, NoPdb
+
+T = TypeVar("T", bound="NoPdbContextManager")
+
+
+class NoPdbContextManager:
+    """Registers one handler with a :class:`NoPdb`; ``with`` starts tracing if needed.
+
+    As in NoPdb, the object is enabled on creation; it fires while its NoPdb instance is
+    started. Used as a context manager it starts that instance for the block (if it was
+    not started) and disables itself on exit, also when the block raises.
+    """
+
+    def __init__(self, nopdb: "NoPdb", handler: Handler) -> None:
+        self._nopdb = nopdb
+        self._handler = handler
+        self._was_started = False
+        self._handle: Optional["Handle"] = None
+        self.enable()
+
+    def enable(self) -> None:
+        """(Re-)register this object's handler."""
+        if self._handle is None:
+            self._handle = self._nopdb._add_handler(self._handler)
+
+    def disable(self) -> None:
+        """Unregister; nothing more is recorded until :meth:`enable`."""
+        if self._handle is not None:
+            self._nopdb.remove_callback(self._handle)
+            self._handle = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._handle is not None
+
+    def __enter__(self: T) -> T:
+        self._was_started = self._nopdb.started
+        self._nopdb._ensure_started()
+        self.enable()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self.disable()
+        finally:
+            if self._nopdb.started and not self._was_started:
+                self._nopdb.stop()

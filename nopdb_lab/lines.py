@@ -1,0 +1,155 @@
+"""Resolving a breakpoint's ``line`` (a number or the text of a line) to line numbers.
+
+Whatever can be checked when the breakpoint is set is checked then, with an error
+naming the problem: a number outside the function or on a line with no code, a text
+that matches no line or several lines. Scopes known only by pattern (a function name,
+a file glob) are resolved per code object when it first runs.
+"""
+
+from __future__ import annotations
+
+import linecache
+import pathlib
+from types import CodeType
+from typing import FrozenSet, List, Optional, Union
+
+from .dispatch import LineResolver
+from .scope import Scope
+
+LineSpec = Union[int, str, None]
+
+
+def executable_lines(code: CodeType) -> FrozenSet[int]:
+    """Line numbers that have code in ``code`` itself (not in nested functions)."""
+    return frozenset(line for _, _, line in code.co_lines() if line is not None and line > 0)
+
+
+def _all_executable_lines(code: CodeType) -> FrozenSet[int]:
+    lines = set(executable_lines(code))
+    for const in code.co_consts:
+        if isinstance(const, CodeType):
+            lines |= _all_executable_lines(const)
+    return frozenset(lines)
+
+
+def _last_line(code: CodeType) -> int:
+    return max(executable_lines(code) | {code.co_firstlineno})
+
+
+def _describe_code(code: CodeType) -> str:
+    name = getattr(code, "co_qualname", code.co_name)
+    return f"{name} ({code.co_filename}, lines {code.co_firstlineno}-{_last_line(code)})"
+
+
+def _nearest(line: int, candidates: FrozenSet[int]) -> str:
+    if not candidates:
+        return "it has no executable lines"
+    near = sorted(candidates, key=lambda c: (abs(c - line), c))[:3]
+    return "nearest executable lines: " + ", ".join(str(n) for n in sorted(near))
+
+
+def _text_matches(filename: str, lines: List[int], text: str) -> List[int]:
+    return [n for n in lines if linecache.getline(filename, n).strip() == text]
+
+
+def _known_file(scope: Scope) -> Optional[str]:
+    if scope.module is not None:
+        return str(scope.module.__file__)
+    if isinstance(scope.file, pathlib.Path):
+        return str(scope.file)
+    return None
+
+
+def resolve(scope: Scope, line: LineSpec) -> Optional[LineResolver]:
+    """Validate ``line`` for ``scope`` and return a per-code-object line resolver.
+
+    Returns ``None`` when ``line`` is ``None`` (break on call).
+
+    Raises:
+        TypeError: ``line`` is neither an int, a str nor None.
+        ValueError: the line cannot be a breakpoint here; the message says why.
+    """
+    if line is None:
+        return None
+    if isinstance(line, bool) or not isinstance(line, (int, str)):
+        raise TypeError(f"line must be a line number or the text of a line, got {line!r}")
+    if isinstance(line, str):
+        text = line.strip()
+        if not text:
+            raise ValueError("line text is empty")
+        return _resolve_text(scope, text)
+    return _resolve_number(scope, line)
+
+
+def _resolve_number(scope: Scope, line: int) -> LineResolver:
+    if line < 1:
+        raise ValueError(f"line {line} is not a valid line number (lines start at 1)")
+    code = scope.code
+    if code is not None:
+        lines = executable_lines(code)
+        if line not in lines:
+            where = (
+                "outside"
+                if not code.co_firstlineno <= line <= _last_line(code)
+                else "not an executable line (blank, comment, nested function or "
+                "inside a multi-line statement) of"
+            )
+            raise ValueError(
+                f"line {line} is {where} {_describe_code(code)}; {_nearest(line, lines)}"
+            )
+        target = frozenset({line})
+        return lambda c: target if c is code else frozenset()
+    filename = _known_file(scope)
+    if filename is not None:
+        source = linecache.getlines(filename)
+        if line > len(source):
+            raise ValueError(f"line {line} is past the end of {filename} ({len(source)} lines)")
+        try:
+            module_code = compile("".join(source), filename, "exec")
+        except SyntaxError:
+            module_code = None
+        if module_code is not None:
+            lines = _all_executable_lines(module_code)
+            if line not in lines:
+                raise ValueError(
+                    f"line {line} of {filename} is not an executable line "
+                    f"({source[line - 1].strip()!r}); {_nearest(line, lines)}"
+                )
+    target = frozenset({line})
+    return lambda c: target & executable_lines(c)
+
+
+def _resolve_text(scope: Scope, text: str) -> LineResolver:
+    code = scope.code
+    if code is not None:
+        span = list(range(code.co_firstlineno, _last_line(code) + 1))
+        found = _text_matches(code.co_filename, span, text)
+        _check_unique(found, text, _describe_code(code))
+        lines = executable_lines(code)
+        if found[0] not in lines:
+            raise ValueError(
+                f"line {found[0]} ({text!r}) has no code of its own in "
+                f"{_describe_code(code)}; {_nearest(found[0], lines)}"
+            )
+        target = frozenset(found)
+        return lambda c: target if c is code else frozenset()
+    filename = _known_file(scope)
+    if filename is not None:
+        span = list(range(1, len(linecache.getlines(filename)) + 1))
+        _check_unique(_text_matches(filename, span, text), text, filename)
+
+    def per_code(c: CodeType) -> FrozenSet[int]:
+        lines = sorted(executable_lines(c))
+        return frozenset(_text_matches(c.co_filename, lines, text))
+
+    return per_code
+
+
+def _check_unique(found: List[int], text: str, where: str) -> None:
+    if not found:
+        raise ValueError(f"no line of {where} reads {text!r}")
+    if len(found) > 1:
+        raise ValueError(
+            f"{len(found)} lines of {where} read {text!r} (lines "
+            f"{', '.join(map(str, found))}); pass a line number instead"
+        )
