@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Type, Union
 
 from . import events as ev
 from . import lines as line_resolution
@@ -72,7 +72,7 @@ class BreakpointHit:
         self.line = frame.f_lineno
         self.thread = threading.current_thread().name
         self.errors: List[ActionError] = []
-        self.locals: Optional[Dict[str, Any]] = None
+        self.locals: Dict[str, Any] | None = None
         self.raw_stack: RawStack = raw_stack(frame)
 
     @property
@@ -122,11 +122,11 @@ class Breakpoint(NoPdbContextManager):
         self,
         nopdb: "NoPdb",
         scope: Scope,
-        line: Optional[Union[int, str]] = None,
-        cond: Optional[Source] = None,
+        line: Union[int, str] | None = None,
+        cond: Source | None = None,
         *,
         keep_locals: bool = False,
-        max_hits: Optional[int] = None,
+        max_hits: int | None = None,
         hit_history: int = 10_000,
     ) -> None:
         if line is None and scope.function is None:
@@ -154,7 +154,7 @@ class Breakpoint(NoPdbContextManager):
         NoPdbContextManager.__init__(self, nopdb, handler)
 
     # -- scheduling ----------------------------------------------------------------
-    def eval(self, expression: Source, variables: Optional[Dict[str, Any]] = None) -> list:
+    def eval(self, expression: Source, variables: Dict[str, Any] | None = None) -> list:
         """Schedule an expression; returns a list that gets one value per hit.
 
         If evaluating raises at a hit, that hit's entry is an :class:`ActionError`.
@@ -175,7 +175,7 @@ class Breakpoint(NoPdbContextManager):
         self._todo_list.append(do_eval)
         return results
 
-    def exec(self, code: Source, variables: Optional[Dict[str, Any]] = None) -> None:
+    def exec(self, code: Source, variables: Dict[str, Any] | None = None) -> None:
         """Schedule statements to run in the breakpoint's frame.
 
         Assignments to local variables take effect in the running frame
@@ -245,8 +245,13 @@ class Breakpoint(NoPdbContextManager):
 
     def _record(self, hit: BreakpointHit) -> None:
         for error in hit.errors:
-            log.warning("nopdb_lab: breakpoint at %s line %s: %s in %s",
-                        hit.qualname, hit.line, error.message, error.action)
+            log.warning(
+                "nopdb_lab: breakpoint at %s line %s: %s in %s",
+                hit.qualname,
+                hit.line,
+                error.message,
+                error.action,
+            )
         self.hits.append(hit)
         observers.publish(hit)
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List
 
 from . import events as ev
 from . import observers
@@ -31,7 +31,7 @@ CAPTURE_EVENTS = frozenset({ev.CALL, ev.RETURN, ev.YIELD, ev.UNWIND})
 class BaseCallCapture:
     """Turns call/return events of matching frames into :class:`CallInfo` objects."""
 
-    def _init_capture(self, snapshot: Optional[Callable[[Any], Any]]) -> None:
+    def _init_capture(self, snapshot: Callable[[Any], Any] | None) -> None:
         self._pending: Dict[FrameType, CallInfo] = {}
         self._pending_lock = threading.Lock()
         self._snapshot = snapshot
@@ -104,7 +104,7 @@ class CallCapture(BaseCallCapture, NoPdbContextManager, CallInfo):
     """A :class:`CallInfo` describing the last matching call to finish; a context manager."""
 
     def __init__(
-        self, nopdb: "NoPdb", scope: Scope, snapshot: Optional[Callable[[Any], Any]] = None
+        self, nopdb: "NoPdb", scope: Scope, snapshot: Callable[[Any], Any] | None = None
     ) -> None:
         CallInfo.__init__(self)
         self._init_capture(snapshot)
@@ -119,7 +119,7 @@ class CallListCapture(BaseCallCapture, NoPdbContextManager, List[CallInfo]):
     """A list of :class:`CallInfo`, one per matching call, in the order they finished."""
 
     def __init__(
-        self, nopdb: "NoPdb", scope: Scope, snapshot: Optional[Callable[[Any], Any]] = None
+        self, nopdb: "NoPdb", scope: Scope, snapshot: Callable[[Any], Any] | None = None
     ) -> None:
         list.__init__(self)
         self._init_capture(snapshot)

@@ -12,7 +12,7 @@ import linecache
 import threading
 import traceback
 from types import CodeType, FrameType
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
@@ -26,7 +26,7 @@ def next_id() -> int:
         return next(_ids)
 
 
-def raw_stack(frame: Optional[FrameType]) -> RawStack:
+def raw_stack(frame: FrameType | None) -> RawStack:
     """The stack ending at ``frame``, outermost first, as cheap tuples."""
     out: RawStack = []
     while frame is not None:
@@ -43,7 +43,7 @@ def stack_summary(raw: RawStack) -> traceback.StackSummary:
     )
 
 
-def qualified_name(code: CodeType, frame: Optional[FrameType] = None) -> str:
+def qualified_name(code: CodeType, frame: FrameType | None = None) -> str:
     """``Class.method``-style name (``co_qualname`` on 3.11+, rebuilt on 3.10)."""
     qualname = getattr(code, "co_qualname", None)
     if qualname:
@@ -83,31 +83,31 @@ class CallInfo:
     kind = "call"
 
     def __init__(self) -> None:
-        self.name: Optional[str] = None
-        self.file: Optional[str] = None
-        self._raw_stack: Optional[RawStack] = None
-        self._stack: Optional[traceback.StackSummary] = None
-        self.args: Optional[Dict[str, Any]] = None
-        self.locals: Optional[Dict[str, Any]] = None
-        self.globals: Optional[Dict[str, Any]] = None
-        self.return_value: Optional[Any] = None
-        self.id: Optional[int] = None
-        self.qualname: Optional[str] = None
-        self.lineno: Optional[int] = None
-        self.start_time: Optional[float] = None
-        self.end_time: Optional[float] = None
-        self.exception: Optional[BaseException] = None
+        self.name: str | None = None
+        self.file: str | None = None
+        self._raw_stack: RawStack | None = None
+        self._stack: traceback.StackSummary | None = None
+        self.args: Dict[str, Any] | None = None
+        self.locals: Dict[str, Any] | None = None
+        self.globals: Dict[str, Any] | None = None
+        self.return_value: Any | None = None
+        self.id: int | None = None
+        self.qualname: str | None = None
+        self.lineno: int | None = None
+        self.start_time: float | None = None
+        self.end_time: float | None = None
+        self.exception: BaseException | None = None
         self.yields: List[Any] = []
-        self.thread: Optional[str] = None
+        self.thread: str | None = None
 
     @property
-    def stack(self) -> Optional[traceback.StackSummary]:
+    def stack(self) -> traceback.StackSummary | None:
         if self._stack is None and self._raw_stack is not None:
             self._stack = stack_summary(self._raw_stack)
         return self._stack
 
     @stack.setter
-    def stack(self, value: Optional[traceback.StackSummary]) -> None:
+    def stack(self, value: traceback.StackSummary | None) -> None:
         self._stack = value
 
     @property

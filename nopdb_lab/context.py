@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .dispatch import Handler
 
@@ -24,7 +24,7 @@ class NoPdbContextManager:
         self._nopdb = nopdb
         self._handler = handler
         self._was_started = False
-        self._handle: Optional["Handle"] = None
+        self._handle: "Handle" | None = None
         self.enable()
 
     def enable(self) -> None:

@@ -14,7 +14,7 @@ import pathlib
 import threading
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Tuple
 
 from . import events as ev
 from .scope import Scope
@@ -22,7 +22,7 @@ from .scope import Scope
 log = logging.getLogger("nopdb_lab")
 
 Callback = Callable[[FrameType, str, Any], None]
-LineResolver = Callable[[CodeType], Optional[FrozenSet[int]]]
+LineResolver = Callable[[CodeType], FrozenSet[int] | None]
 
 _PACKAGE_ROOT = str(pathlib.Path(__file__).resolve().parent)
 
@@ -38,10 +38,10 @@ class Handler:
     scope: Scope
     events: FrozenSet[str]
     callback: Callback
-    lines: Optional[LineResolver] = None
-    _line_cache: Dict[CodeType, Optional[FrozenSet[int]]] = field(default_factory=dict)
+    lines: LineResolver | None = None
+    _line_cache: Dict[CodeType, FrozenSet[int] | None] = field(default_factory=dict)
 
-    def lines_for(self, code: CodeType) -> Optional[FrozenSet[int]]:
+    def lines_for(self, code: CodeType) -> FrozenSet[int] | None:
         if self.lines is None:
             return None
         try:
@@ -57,7 +57,7 @@ class CodePlan:
     __slots__ = ("handlers", "events", "lines", "handler_lines")
 
     def __init__(self, code: CodeType, handlers: Tuple[Handler, ...]) -> None:
-        handler_lines: List[Optional[FrozenSet[int]]] = []
+        handler_lines: List[FrozenSet[int] | None] = []
         kept: List[Handler] = []
         for h in handlers:
             lines = h.lines_for(code) if ev.LINE in h.events else None
@@ -71,13 +71,13 @@ class CodePlan:
         if ev.LINE in self.events:
             union: set[int] = set()
             every = False
-            for h, lines in zip(kept, handler_lines):
+            for h, lines in zip(kept, handler_lines, strict=True):
                 if ev.LINE in h.events:
                     if lines is None:
                         every = True
                     else:
                         union |= lines
-            self.lines: Optional[FrozenSet[int]] = None if every else frozenset(union)
+            self.lines: FrozenSet[int] | None = None if every else frozenset(union)
         else:
             self.lines = frozenset()
 
@@ -172,7 +172,7 @@ def run_handlers(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None
     _busy.depth = getattr(_busy, "depth", 0) + 1
     try:
         lineno = frame.f_lineno if event == ev.LINE else 0
-        for handler, lines in zip(plan.handlers, plan.handler_lines):
+        for handler, lines in zip(plan.handlers, plan.handler_lines, strict=True):
             if event not in handler.events:
                 continue
             if event == ev.LINE and lines is not None and lineno not in lines:

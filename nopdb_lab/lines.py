@@ -11,7 +11,7 @@ from __future__ import annotations
 import linecache
 import pathlib
 from types import CodeType
-from typing import FrozenSet, List, Optional, Union
+from typing import FrozenSet, List, Union
 
 from .dispatch import LineResolver
 from .scope import Scope
@@ -52,7 +52,7 @@ def _text_matches(filename: str, lines: List[int], text: str) -> List[int]:
     return [n for n in lines if linecache.getline(filename, n).strip() == text]
 
 
-def _known_file(scope: Scope) -> Optional[str]:
+def _known_file(scope: Scope) -> str | None:
     if scope.module is not None:
         return str(scope.module.__file__)
     if isinstance(scope.file, pathlib.Path):
@@ -60,7 +60,7 @@ def _known_file(scope: Scope) -> Optional[str]:
     return None
 
 
-def resolve(scope: Scope, line: LineSpec) -> Optional[LineResolver]:
+def resolve(scope: Scope, line: LineSpec) -> LineResolver | None:
     """Validate ``line`` for ``scope`` and return a per-code-object line resolver.
 
     Returns ``None`` when ``line`` is ``None`` (break on call).

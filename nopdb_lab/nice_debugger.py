@@ -10,7 +10,7 @@ from __future__ import annotations
 import bdb
 import sys
 from types import FrameType
-from typing import Any, Dict, Optional, Tuple, Type
+from typing import Any, Dict, Tuple, Type
 
 
 def make_nice_debugger(frame: FrameType, cls: Type[bdb.Bdb], kwargs: Dict[str, Any]) -> Any:
@@ -20,7 +20,7 @@ def make_nice_debugger(frame: FrameType, cls: Type[bdb.Bdb], kwargs: Dict[str, A
         def __init__(self) -> None:
             self._orig_trace = sys.gettrace()
             self._orig_local: Dict[int, Tuple[FrameType, Any]] = {}
-            f: Optional[FrameType] = frame
+            f: FrameType | None = frame
             while f is not None:
                 self._orig_local[id(f)] = (f, f.f_trace)
                 f = f.f_back

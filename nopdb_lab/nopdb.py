@@ -13,7 +13,7 @@ import os
 import threading
 from collections import OrderedDict
 from types import CodeType, FrameType, ModuleType
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Any, Callable, Dict, Iterable, List, Union
 
 from . import events as ev
 from .breakpoint import Breakpoint
@@ -34,7 +34,7 @@ class Handle:
 class _ThreadState(threading.local):
     def __init__(self) -> None:
         self.started: List["NoPdb"] = []
-        self.default: Optional["NoPdb"] = None
+        self.default: "NoPdb" | None = None
 
 
 _thread = _ThreadState()
@@ -108,7 +108,9 @@ class NoPdb:
         wanted = set(events)
         unknown = wanted - set(ev.SETTRACE_TO_EVENTS)
         if unknown:
-            raise ValueError(f"unknown event(s) {sorted(unknown)}; expected call, line, return, exception")
+            raise ValueError(
+                f"unknown event(s) {sorted(unknown)}; expected call, line, return, exception"
+            )
         ours = frozenset().union(*(ev.SETTRACE_TO_EVENTS[e] for e in wanted))
 
         def translate(frame: FrameType, event: str, arg: Any) -> None:
@@ -135,10 +137,10 @@ class NoPdb:
     # -- the public API ----------------------------------------------------------------
     def capture_call(
         self,
-        function: Optional[Union[Callable[..., Any], str]] = None,
+        function: Union[Callable[..., Any], str] | None = None,
         *,
-        module: Optional[ModuleType] = None,
-        file: Optional[Union[str, "os.PathLike[str]"]] = None,
+        module: ModuleType | None = None,
+        file: Union[str, "os.PathLike[str]"] | None = None,
         unwrap: bool = True,
         snapshot: SnapshotSpec = False,
     ) -> CallCapture:
@@ -163,10 +165,10 @@ class NoPdb:
 
     def capture_calls(
         self,
-        function: Optional[Union[Callable[..., Any], str]] = None,
+        function: Union[Callable[..., Any], str] | None = None,
         *,
-        module: Optional[ModuleType] = None,
-        file: Optional[Union[str, "os.PathLike[str]"]] = None,
+        module: ModuleType | None = None,
+        file: Union[str, "os.PathLike[str]"] | None = None,
         unwrap: bool = True,
         snapshot: SnapshotSpec = False,
     ) -> CallListCapture:
@@ -180,15 +182,15 @@ class NoPdb:
 
     def breakpoint(
         self,
-        function: Optional[Union[Callable[..., Any], str]] = None,
+        function: Union[Callable[..., Any], str] | None = None,
         *,
-        module: Optional[ModuleType] = None,
-        file: Optional[Union[str, "os.PathLike[str]"]] = None,
-        line: Optional[Union[int, str]] = None,
-        cond: Optional[Union[str, bytes, CodeType]] = None,
+        module: ModuleType | None = None,
+        file: Union[str, "os.PathLike[str]"] | None = None,
+        line: Union[int, str] | None = None,
+        cond: Union[str, bytes, CodeType] | None = None,
         unwrap: bool = True,
         keep_locals: bool = False,
-        max_hits: Optional[int] = None,
+        max_hits: int | None = None,
     ) -> Breakpoint:
         """Set a non-stopping breakpoint; schedule actions with ``eval``/``exec``/``debug``.
 

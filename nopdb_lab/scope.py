@@ -12,7 +12,7 @@ import inspect
 import os
 import pathlib
 from types import CodeType, FrameType, MethodType, ModuleType
-from typing import Any, Callable, Optional, Tuple, Union
+from typing import Any, Callable, Tuple, Union
 
 FunctionSpec = Union[Callable[..., Any], str, None]
 FileSpec = Union[str, "os.PathLike[str]", None]
@@ -34,15 +34,15 @@ class Scope:
     def __init__(
         self,
         function: FunctionSpec = None,
-        module: Optional[ModuleType] = None,
+        module: ModuleType | None = None,
         file: FileSpec = None,
         unwrap: bool = True,
     ) -> None:
         self.function = function
         self.module = module
         self.unwrap = unwrap
-        self._fn_name: Optional[str] = None
-        self._fn_code: Optional[CodeType] = None
+        self._fn_name: str | None = None
+        self._fn_code: CodeType | None = None
         self._fn_self: Any = None
         if isinstance(function, str):
             if not function.isidentifier():
@@ -65,7 +65,7 @@ class Scope:
 
     # -- what the tracer needs -------------------------------------------------------
     @property
-    def code(self) -> Optional[CodeType]:
+    def code(self) -> CodeType | None:
         """The exact code object targeted, when the function was given as a callable."""
         return self._fn_code
 
@@ -163,12 +163,9 @@ def code_and_self(fn: Callable[..., Any], unwrap: bool = True) -> Tuple[CodeType
             "a method, an object with a Python __call__, or a function name string"
         )
     else:  # an instance of a class with a Python __call__ (e.g. a torch.nn.Module)
-        call = getattr(type(fn), "__call__", None)
-        func, bound = _unwrapped(call), fn
+        func, bound = _unwrapped(type(fn).__call__), fn
         if not inspect.isfunction(func):
-            raise TypeError(
-                f"cannot trace {fn!r}: its __call__ is not a pure-Python function"
-            )
+            raise TypeError(f"cannot trace {fn!r}: its __call__ is not a pure-Python function")
     code = getattr(func, "__code__", None)
     if not isinstance(code, CodeType):
         raise TypeError(f"cannot trace {fn!r}: found no Python code object for it")

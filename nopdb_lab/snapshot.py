@@ -10,13 +10,13 @@ only be a tensor if its module is already loaded.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 SnapshotSpec = Union[bool, str, Any]
 _MAX_DEPTH = 2
 
 
-def make_snapshotter(spec: SnapshotSpec) -> Optional[Callable[[Any], Any]]:
+def make_snapshotter(spec: SnapshotSpec) -> Callable[[Any], Any] | None:
     """A function copying values as ``spec`` asks, or ``None`` for "keep references"."""
     if spec is None or spec is False:
         return None

@@ -49,14 +49,14 @@ class MonitoringBackend:
                 "nopdb_lab cannot trace: every sys.monitoring tool id is taken "
                 f"({used}); free one with sys.monitoring.free_tool_id()"
             )
-        E = self.E
+        events = self.E
         register = self.mon.register_callback
-        register(tool_id, E.PY_START, self._on_start)
-        register(tool_id, E.PY_RESUME, self._on_resume)
-        register(tool_id, E.PY_RETURN, self._on_return)
-        register(tool_id, E.PY_YIELD, self._on_yield)
-        register(tool_id, E.PY_UNWIND, self._on_unwind)
-        register(tool_id, E.LINE, self._on_line)
+        register(tool_id, events.PY_START, self._on_start)
+        register(tool_id, events.PY_RESUME, self._on_resume)
+        register(tool_id, events.PY_RETURN, self._on_return)
+        register(tool_id, events.PY_YIELD, self._on_yield)
+        register(tool_id, events.PY_UNWIND, self._on_unwind)
+        register(tool_id, events.LINE, self._on_line)
         self.tool_id = tool_id
         return tool_id
 
@@ -106,18 +106,18 @@ class MonitoringBackend:
             self._disabled_since_apply = False
 
     def _mask(self, wanted: frozenset[str]) -> int:
-        E = self.E
+        events = self.E
         mask = 0
         if ev.CALL in wanted:
-            mask |= E.PY_START
+            mask |= events.PY_START
         if ev.RESUME in wanted:
-            mask |= E.PY_RESUME
+            mask |= events.PY_RESUME
         if ev.RETURN in wanted:
-            mask |= E.PY_RETURN
+            mask |= events.PY_RETURN
         if ev.YIELD in wanted:
-            mask |= E.PY_YIELD
+            mask |= events.PY_YIELD
         if ev.LINE in wanted:
-            mask |= E.LINE
+            mask |= events.LINE
         return mask
 
     def _plan(self, code: CodeType) -> Any:

@@ -16,7 +16,7 @@ import dis
 import sys
 import threading
 from types import CodeType, FrameType
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 from .. import events as ev
 from ..dispatch import CodePlan, Dispatcher, is_busy, run_handlers
@@ -28,16 +28,21 @@ _YIELD_OPS = frozenset(dis.opmap[n] for n in ("YIELD_VALUE",) if n in dis.opmap)
 _YIELD_FROM = dis.opmap.get("YIELD_FROM", -1)  # 3.10 suspends on YIELD_FROM for await
 
 
-def _exit_kind(frame: FrameType) -> str:
-    """Whether a 'return' event is a real return, a yield, or an exception unwinding."""
+def _exit_kind(frame: FrameType, exception_lasti: int) -> str:
+    """Whether a 'return' event is a real return, a yield, or an exception unwinding.
+
+    ``exception_lasti`` is where the frame's last 'exception' event happened (-1 if
+    none): an exception thrown into a suspended generator is reported at its yield.
+    """
     code = frame.f_code.co_code
     lasti = frame.f_lasti
     op = code[lasti] if 0 <= lasti < len(code) else -1
     if op in _RETURN_OPS:
         return ev.RETURN
-    if op in _YIELD_OPS:
-        return ev.YIELD
-    if _YIELD_FROM >= 0 and lasti + 2 < len(code) and code[lasti + 2] == _YIELD_FROM:
+    suspended = op in _YIELD_OPS or (
+        _YIELD_FROM >= 0 and lasti + 2 < len(code) and code[lasti + 2] == _YIELD_FROM
+    )
+    if suspended and lasti != exception_lasti:
         return ev.YIELD
     return ev.UNWIND
 
@@ -45,11 +50,12 @@ def _exit_kind(frame: FrameType) -> str:
 class FrameTracer:
     """The local trace function of one targeted frame."""
 
-    __slots__ = ("plan", "exception")
+    __slots__ = ("plan", "exception", "exception_lasti")
 
     def __init__(self, plan: CodePlan) -> None:
         self.plan = plan
-        self.exception: Optional[BaseException] = None
+        self.exception: BaseException | None = None
+        self.exception_lasti = -1
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
         plan = self.plan
@@ -59,11 +65,13 @@ class FrameTracer:
                     run_handlers(frame, ev.LINE, None, plan)
         elif event == "exception":
             self.exception = arg[1]
+            self.exception_lasti = frame.f_lasti
         elif event == "return":
-            kind = _exit_kind(frame)
+            kind = _exit_kind(frame, self.exception_lasti)
             if kind == ev.UNWIND:
                 arg = self.exception
             self.exception = None
+            self.exception_lasti = -1
             if kind in plan.events and not is_busy():
                 run_handlers(frame, kind, arg, plan)
         return self
@@ -74,7 +82,7 @@ class ChainedTracer:
 
     __slots__ = ("ours", "theirs")
 
-    def __init__(self, ours: Optional[TraceFunc], theirs: Optional[TraceFunc]) -> None:
+    def __init__(self, ours: TraceFunc | None, theirs: TraceFunc | None) -> None:
         self.ours = ours
         self.theirs = theirs
 
@@ -88,7 +96,7 @@ class ChainedTracer:
         return self
 
 
-def _our_tracer(local: Any) -> Optional[FrameTracer]:
+def _our_tracer(local: Any) -> FrameTracer | None:
     if isinstance(local, FrameTracer):
         return local
     if isinstance(local, ChainedTracer) and isinstance(local.ours, FrameTracer):
@@ -102,10 +110,10 @@ class SettraceBackend:
     name = "sys.settrace"
 
     def __init__(self) -> None:
-        self._dispatcher: Optional[Dispatcher] = None
+        self._dispatcher: Dispatcher | None = None
         self._installed = False
-        self._chained: Optional[TraceFunc] = None
-        self._previous_thread_hook: Optional[TraceFunc] = None
+        self._chained: TraceFunc | None = None
+        self._previous_thread_hook: TraceFunc | None = None
         self.trace_global = self._make_global()
 
     def _make_global(self) -> TraceFunc:
@@ -137,7 +145,7 @@ class SettraceBackend:
 
         return trace_global
 
-    def _enter(self, frame: FrameType, plan: CodePlan) -> Optional[FrameTracer]:
+    def _enter(self, frame: FrameType, plan: CodePlan) -> FrameTracer | None:
         previous = _our_tracer(frame.f_trace)
         resumed = previous is not None
         event = ev.RESUME if resumed else ev.CALL

@@ -1,0 +1,17 @@
+import sys
+
+import pytest
+
+from nopdb_lab.dispatch import DISPATCHER
+
+
+@pytest.fixture(autouse=True)
+def no_tracing_leaks():
+    """Every test must leave no live handler and no trace function of ours behind."""
+    before = sys.gettrace()
+    yield
+    assert DISPATCHER.live_handlers == (), "a capture or breakpoint was left enabled"
+    assert sys.gettrace() is before, "the trace function was not restored"
+    if sys.version_info >= (3, 12):
+        tools = [sys.monitoring.get_tool(i) for i in range(6)]
+        assert "nopdb_lab" not in tools, "the sys.monitoring tool id was not freed"
