@@ -108,11 +108,21 @@ class Dispatcher:
     def set_live(self, handler: Handler, live: bool) -> None:
         """Add or remove a handler from the live set and re-instrument."""
         with self._lock:
+            was_live = id(handler) in self._live
             if live:
                 self._live[id(handler)] = handler
             else:
                 self._live.pop(id(handler), None)
-            self._rebuild()
+            try:
+                self._rebuild()
+            except BaseException:
+                # e.g. no sys.monitoring tool id is free: leave things as they were
+                if was_live:
+                    self._live[id(handler)] = handler
+                else:
+                    self._live.pop(id(handler), None)
+                self._rebuild()
+                raise
 
     def _rebuild(self) -> None:
         by_code: Dict[CodeType, List[Handler]] = {}

@@ -59,10 +59,17 @@ class NoPdb:
         """Start tracing for this instance's captures and breakpoints."""
         if self._started:
             raise RuntimeError("nopdb has already been started")
+        made_live = []
+        try:
+            for handler in list(self._callbacks.values()):
+                DISPATCHER.set_live(handler, True)
+                made_live.append(handler)
+        except BaseException:
+            for handler in made_live:
+                DISPATCHER.set_live(handler, False)
+            raise
         self._started = True
         _thread.started.append(self)
-        for handler in list(self._callbacks.values()):
-            DISPATCHER.set_live(handler, True)
 
     def stop(self) -> None:
         """Stop tracing; captured results stay available."""

@@ -136,7 +136,7 @@ class SettraceBackend:
                 plan = dispatcher.classify(code)
             if not plan.handlers:
                 return theirs
-            ours = backend._enter(frame, plan)
+            ours = backend._enter(frame, plan, theirs is not None)
             if ours is None:
                 return theirs
             if theirs is None:
@@ -145,7 +145,7 @@ class SettraceBackend:
 
         return trace_global
 
-    def _enter(self, frame: FrameType, plan: CodePlan) -> FrameTracer | None:
+    def _enter(self, frame: FrameType, plan: CodePlan, chained: bool) -> FrameTracer | None:
         previous = _our_tracer(frame.f_trace)
         resumed = previous is not None
         event = ev.RESUME if resumed else ev.CALL
@@ -153,7 +153,8 @@ class SettraceBackend:
             run_handlers(frame, event, None, plan)
         if plan.events <= {ev.CALL, ev.RESUME} and not code_is_generator(frame.f_code):
             return None
-        frame.f_trace_lines = ev.LINE in plan.events
+        # Line events cost; ask for them only if we or a chained tool need them.
+        frame.f_trace_lines = chained or ev.LINE in plan.events
         return previous if previous is not None else FrameTracer(plan)
 
     # -- lifecycle ----------------------------------------------------------------
