@@ -47,7 +47,8 @@ make_venv 3.12
 make_venv 3.13
 v310=$VENVS/py3.10 v311=$VENVS/py3.11 v312=$VENVS/py3.12 v313=$VENVS/py3.13
 
-"$v311/bin/ruff" check nopdb_lab tests benchmarks
+"$v311/bin/ruff" check nopdb_lab tests benchmarks examples scripts
+"$v311/bin/ruff" format --check nopdb_lab tests benchmarks examples scripts
 run_pytest py3.10-settrace "$v310" tests
 run_pytest py3.11-settrace "$v311" tests
 run_pytest py3.12-monitoring "$v312" tests
