@@ -168,8 +168,10 @@ def main() -> None:
         peer_ratio = f"{r['peer']:.2f}x" if r["peer"] is not None else "n/a"
         cut = "n/a"
         if r["peer"] is not None:
-            ours_over = max(r["ours"] - 1.0, 1e-3)
-            cut = f"{(r['peer'] - 1.0) / ours_over:.0f}x less"
+            if r["ours"] - 1.0 < 0.01:  # below what this measurement can resolve
+                cut = "all of it"
+            else:
+                cut = f"{(r['peer'] - 1.0) / (r['ours'] - 1.0):.0f}x less"
         print(f"{r['name']:58} {r['plain_ms']:7.1f}ms {r['ours']:9.3f}x {peer_ratio:>10} {cut:>13}")
     print(
         "ratio = traced time / plain time (1.000x = no overhead); "
