@@ -10,6 +10,7 @@ from .backends import backend_name
 from .breakpoint import ActionError, Breakpoint, BreakpointHit
 from .call_capture import CallCapture, CallListCapture
 from .call_info import CallInfo
+from .capture_store import CaptureStore, store
 from .get_local import get_local
 from .nopdb import Handle, NoPdb, breakpoint, capture_call, capture_calls, get_nopdb
 from .scope import Scope
@@ -22,6 +23,7 @@ __all__ = [
     "CallCapture",
     "CallInfo",
     "CallListCapture",
+    "CaptureStore",
     "Handle",
     "NoPdb",
     "Scope",
@@ -31,4 +33,5 @@ __all__ = [
     "capture_calls",
     "get_local",
     "get_nopdb",
+    "store",
 ]

@@ -44,7 +44,11 @@ class NoPdbContextManager:
 
     def __enter__(self: T) -> T:
         self._was_started = self._nopdb.started
-        self._nopdb._ensure_started()
+        try:
+            self._nopdb._ensure_started()
+        except BaseException:
+            self.disable()  # e.g. no tracing backend available: leave nothing behind
+            raise
         self.enable()
         return self
 

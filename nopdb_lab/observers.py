@@ -30,7 +30,7 @@ def unsubscribe(observer: Observer) -> None:
     """Stop notifying ``observer``."""
     global _observers
     with _lock:
-        _observers = tuple(o for o in _observers if o is not observer)
+        _observers = tuple(o for o in _observers if o != observer)
 
 
 def publish(record: Any) -> None:

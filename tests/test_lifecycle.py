@@ -85,6 +85,7 @@ def test_clear_error_when_every_monitoring_tool_id_is_taken():
         for i in taken:
             sys.monitoring.free_tool_id(i)
     assert DISPATCHER.live_handlers == ()
+    assert not nopdb.get_nopdb()._callbacks, "the failed capture stayed registered"
 
 
 @pytest.mark.skipif(nopdb.backend_name() != "monitoring", reason="sys.monitoring only")
