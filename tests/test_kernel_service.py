@@ -1,0 +1,141 @@
+"""The comm service against a real ipykernel started by jupyter_client."""
+
+import struct
+import uuid
+
+import pytest
+
+pytest.importorskip("ipykernel")
+manager = pytest.importorskip("jupyter_client.manager")
+
+
+class Client:
+    """Plays the front end: opens the comm and sends protocol requests."""
+
+    def __init__(self):
+        self.km, self.kc = manager.start_new_kernel(kernel_name="python3")
+        self.comm_id = uuid.uuid4().hex
+        self.events = []
+        self.run("import nopdb_lab, nopdb_lab.kernel_service as s; s.start()")
+        self._send("comm_open", {"comm_id": self.comm_id, "target_name": "nopdb_lab", "data": {}})
+
+    def _send(self, msg_type, content):
+        self.kc.shell_channel.send(self.kc.session.msg(msg_type, content))
+
+    def run(self, code):
+        reply = self.kc.execute_interactive(code, timeout=60, output_hook=self._collect)
+        assert reply["content"]["status"] == "ok", reply["content"]
+
+    def _collect(self, msg):
+        if msg["msg_type"] == "comm_msg":
+            self.events.append(msg)
+        elif msg["msg_type"] == "error":
+            raise AssertionError("\n".join(msg["content"]["traceback"]))
+
+    def request(self, op, **args):
+        rid = uuid.uuid4().hex
+        data = {"v": 1, "id": rid, "op": op, "args": args}
+        self._send("comm_msg", {"comm_id": self.comm_id, "data": data})
+        for _ in range(200):
+            msg = self.kc.get_iopub_msg(timeout=20)
+            if msg["msg_type"] != "comm_msg":
+                continue
+            if msg["content"]["data"].get("re") == rid:
+                return msg["content"]["data"], msg.get("buffers", [])
+            self.events.append(msg)
+        raise AssertionError(f"no response to {op}")
+
+    def pushed(self, event):
+        return [
+            m["content"]["data"] for m in self.events if m["content"]["data"].get("event") == event
+        ]
+
+    def close(self):
+        self.kc.stop_channels()
+        self.km.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def client():
+    c = Client()
+    yield c
+    c.close()
+
+
+def test_hello_reports_protocol_and_backend(client):
+    data, _ = client.request("hello")
+    assert data["ok"] and data["result"]["protocol"] == 1
+    assert data["result"]["backend"] in ("monitoring", "settrace")
+
+
+def test_captures_are_pushed_and_tensors_arrive_as_binary_buffers(client):
+    client.run(
+        "import numpy as np\n"
+        "def scale(x):\n"
+        "    grid = np.arange(12, dtype=np.float64).reshape(3, 4) * x\n"
+        "    return grid.sum()\n"
+        "with nopdb_lab.capture_calls(scale) as calls:\n"
+        "    scale(2)\n"
+    )
+    (added,) = client.pushed("capture_added")
+    capture = added["capture"]
+    assert capture["qualname"] == "scale" and capture["kind"] == "call"
+    assert capture["nbytes"] == 96
+
+    data, _ = client.request("get", id=capture["id"])
+    grid = data["result"]["locals"]["grid"]
+    assert grid["shape"] == [3, 4] and grid["dtype"] == "float64"
+    assert (grid["min"], grid["max"], grid["mean"]) == (0.0, 22.0, 11.0)
+    assert data["result"]["stack"][-1]["name"] == "scale"
+
+    data, buffers = client.request("tensor", id=capture["id"], path=["locals", "grid"], index=[1])
+    assert data["result"]["shape"] == [4] and data["result"]["dtype"] == "float32"
+    assert data["result"]["expression"] == f"nopdb_lab.store[{capture['id']}].locals['grid']"
+    assert struct.unpack("<4f", bytes(buffers[0])) == (8.0, 10.0, 12.0, 14.0)
+
+    client.run(f"assert nopdb_lab.store[{capture['id']}].locals['grid'].shape == (3, 4)")
+
+
+def test_breakpoint_hits_are_captures_too(client):
+    client.events.clear()
+    client.run(
+        "def add(a, b):\n"
+        "    total = a + b\n"
+        "    return total\n"
+        "with nopdb_lab.breakpoint(function=add, line='return total', keep_locals=True) as bp:\n"
+        "    bp.eval('missing_name')\n"
+        "    add(1, 2)\n"
+    )
+    (added,) = client.pushed("capture_added")
+    assert added["capture"]["kind"] == "hit" and added["capture"]["errors"] == 1
+    data, _ = client.request("get", id=added["capture"]["id"])
+    assert data["result"]["locals"]["total"]["repr"] == "3"
+    assert "NameError" in data["result"]["errors"][0]["message"]
+
+
+def test_errors_are_structured_and_name_the_problem(client):
+    data, _ = client.request("get", id=10**9)
+    assert not data["ok"] and data["error"]["type"] == "KeyError"
+    assert "is not in the store" in data["error"]["message"]
+    data, _ = client.request("no_such_op")
+    assert "unknown request 'no_such_op'" in data["error"]["message"]
+    data, _ = client.request("value", id=1, path=["nowhere"])
+    assert not data["ok"]
+
+
+def test_eviction_and_delete_are_pushed(client):
+    client.events.clear()
+    client.run(
+        "def big(n):\n"
+        "    block = np.ones(n)\n"
+        "    return None\n"
+        "nopdb_lab.store.set_budget(10_000)\n"
+        "with nopdb_lab.capture_calls(big):\n"
+        "    big(1000); big(1000)\n"
+    )
+    (evicted,) = client.pushed("captures_evicted")
+    assert "evicted" in evicted["message"] and "set_budget" in evicted["message"]
+    data, _ = client.request("clear")
+    assert data["ok"] and client.pushed("captures_deleted")
+    data, _ = client.request("list")
+    assert data["result"]["captures"] == []
