@@ -144,6 +144,7 @@ class Breakpoint(NoPdbContextManager):
         self._todo_list: List[Action] = []
         self.hits: Deque[BreakpointHit] = collections.deque(maxlen=hit_history)
         self.hit_count = 0
+        self._warned: set[str] = set()
         resolver = line_resolution.resolve(scope, line)
         handler = Handler(
             scope=scope,
@@ -245,13 +246,16 @@ class Breakpoint(NoPdbContextManager):
 
     def _record(self, hit: BreakpointHit) -> None:
         for error in hit.errors:
-            log.warning(
-                "nopdb_lab: breakpoint at %s line %s: %s in %s",
-                hit.qualname,
-                hit.line,
-                error.message,
-                error.action,
-            )
+            if error.action not in self._warned:  # once per action, not once per hit
+                self._warned.add(error.action)
+                log.warning(
+                    "nopdb_lab: breakpoint at %s line %s: %s in %s (further errors of this "
+                    "action are only recorded on bp.hits)",
+                    hit.qualname,
+                    hit.line,
+                    error.message,
+                    error.action,
+                )
         self.hits.append(hit)
         observers.publish(hit)
 

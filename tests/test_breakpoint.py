@@ -217,3 +217,12 @@ def test_breakpoint_hit_in_another_thread():
         t.join()
     assert zs == [8]
     assert bp.hits[0].thread != threading.current_thread().name
+
+
+def test_a_failing_action_is_logged_once_and_recorded_on_every_hit(caplog):
+    with caplog.at_level("WARNING", logger="nopdb_lab"):
+        with nopdb.breakpoint(function=sc.add_one, line=ADD_ONE_Y) as bp:
+            bp.eval("undefined_name")
+            sc.caller(1)
+    assert [len(h.errors) for h in bp.hits] == [1, 1]
+    assert len([r for r in caplog.records if "undefined_name" in r.getMessage()]) == 1
