@@ -101,11 +101,10 @@ class CaptureStore:
         freed = 0
         while self.nbytes > self.budget and self._records:
             oldest = next(iter(self._records))
-            if oldest == keep and len(self._records) == 1:
-                break  # a single record larger than the budget stays: it is what was asked
             if oldest == keep:
-                self._records.move_to_end(oldest)
-                continue
+                # ``keep`` is the newest record, so it is also the oldest only when it is
+                # alone: a single record larger than the budget stays, it is what was asked
+                break
             self._records.pop(oldest)
             size = self._sizes.pop(oldest)
             self.nbytes -= size
