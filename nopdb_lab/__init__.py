@@ -35,3 +35,13 @@ __all__ = [
     "get_nopdb",
     "store",
 ]
+
+
+def _jupyter_labextension_paths() -> list:
+    """Where JupyterLab finds the prebuilt front end (shipped in the wheel)."""
+    return [{"src": "labextension", "dest": "nopdb-lab"}]
+
+
+def _jupyter_server_extension_points() -> list:
+    """The jupyter-server extension (imports jupyter_server only when a server loads it)."""
+    return [{"module": "nopdb_lab.server_extension"}]

@@ -7,8 +7,10 @@ are described in ``docs/protocol.md``; tensors travel as binary buffers.
 
 from __future__ import annotations
 
+import linecache
 import logging
 import platform
+import sys
 from typing import Any, Dict, List, Tuple
 
 from . import __version__
@@ -68,16 +70,29 @@ def brief(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
 
 
 def detail(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
-    """Everything the capture view shows: summaries of every value, the stack, errors."""
+    """Everything the capture view shows: summaries of every value, the stack, errors.
+
+    Each summary also carries ``expression``: Python that reaches the value.
+    """
+    root = f"nopdb_lab.store[{record.id}]"
     out = brief(record, record_store)
-    out["locals"] = {k: summarize(v) for k, v in (record.locals or {}).items()}
+    out["locals"] = _summaries(record.locals, f"{root}.locals")
     out["stack"] = [{"file": f, "line": n, "name": name} for f, n, name in record.raw_stack]
     if record.kind == "hit":
         out["errors"] = [{"action": e.action, "message": e.message} for e in record.errors]
     else:
-        out["args"] = {k: summarize(v) for k, v in (record.args or {}).items()}
-        out["return_value"] = summarize(record.return_value)
+        out["args"] = _summaries(record.args, f"{root}.args")
+        out["return_value"] = {
+            **summarize(record.return_value),
+            "expression": f"{root}.return_value",
+        }
     return out
+
+
+def _summaries(values: Dict[str, Any] | None, expression: str) -> Dict[str, Any]:
+    return {
+        k: {**summarize(v), "expression": f"{expression}[{k!r}]"} for k, v in (values or {}).items()
+    }
 
 
 def resolve(record: Any, path: List[Any]) -> Tuple[Any, str]:
@@ -95,15 +110,41 @@ def resolve(record: Any, path: List[Any]) -> Tuple[Any, str]:
     return value, expression
 
 
-def children(value: Any) -> List[Dict[str, Any]] | None:
-    """Summaries of a container's items (lazy expansion, at most 200)."""
+def children(value: Any, expression: str) -> List[Dict[str, Any]] | None:
+    """Summaries of a container's items (lazy expansion, at most 200), with expressions.
+
+    Only keys that JSON carries as themselves (str, int) are listed by key; other dict
+    keys are shown by position.
+    """
     if isinstance(value, dict):
         items = list(value.items())[:200]
     elif isinstance(value, (list, tuple)):
         items = list(enumerate(value))[:200]
     else:
         return None
-    return [{"key": k, "summary": summarize(v)} for k, v in items]
+    out = []
+    for key, item in items:
+        summary = summarize(item)
+        if isinstance(key, (str, int)) and not isinstance(key, bool):
+            summary["expression"] = f"{expression}[{key!r}]"
+        else:
+            key = repr(key)
+        out.append({"key": key, "summary": summary})
+    return out
+
+
+def source_text(file: str) -> str:
+    """The source of ``file`` as the kernel sees it (also notebook cells, via linecache)."""
+    lines = linecache.getlines(file)
+    if not lines and file.startswith("<frozen ") and file.endswith(">"):
+        # frozen stdlib modules (runpy, importlib._bootstrap) name no file in their code
+        # but their module knows the file it was frozen from (when the stdlib is on disk)
+        module = sys.modules.get(file[len("<frozen ") : -1])
+        origin = getattr(module, "__file__", None)
+        lines = linecache.getlines(origin) if isinstance(origin, str) else []
+    if not lines:
+        raise ProtocolError(f"no source available for {file!r}")
+    return "".join(lines)
 
 
 def tensor_payload(value: Any, index: List[int], dtype: str) -> Tuple[Dict[str, Any], bytes]:
@@ -209,7 +250,7 @@ class CommService:
         return {
             "summary": summarize(value),
             "expression": expression,
-            "children": children(value),
+            "children": children(value, expression),
         }, None
 
     def op_tensor(
@@ -218,6 +259,9 @@ class CommService:
         value, expression = resolve(self.store[id], path)
         meta, raw = tensor_payload(value, list(index or []), dtype)
         return {**meta, "expression": expression}, [raw]
+
+    def op_source(self, file: str) -> Tuple[Dict[str, Any], None]:
+        return {"file": file, "text": source_text(file)}, None
 
     def op_delete(self, id: int) -> Tuple[Dict[str, Any], None]:
         self.store.delete(id)

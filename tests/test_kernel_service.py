@@ -96,6 +96,69 @@ def test_captures_are_pushed_and_tensors_arrive_as_binary_buffers(client):
     client.run(f"assert nopdb_lab.store[{capture['id']}].locals['grid'].shape == (3, 4)")
 
 
+def test_every_value_comes_with_the_python_that_reaches_it(client):
+    client.events.clear()
+    client.run(
+        "def pack(x):\n"
+        "    parts = {'it\\'s': [x, (x, 2)], 3: 'three'}\n"
+        "    return parts\n"
+        "with nopdb_lab.capture_calls(pack):\n"
+        "    pack(1.5)\n"
+    )
+    (added,) = client.pushed("capture_added")
+    cid = added["capture"]["id"]
+    data, _ = client.request("get", id=cid)
+    result = data["result"]
+    assert result["args"]["x"]["expression"] == f"nopdb_lab.store[{cid}].args['x']"
+    assert result["return_value"]["expression"] == f"nopdb_lab.store[{cid}].return_value"
+    parts = result["locals"]["parts"]
+    assert parts["type"] == "dict" and parts["length"] == 2
+
+    data, _ = client.request("value", id=cid, path=["locals", "parts"])
+    keys = [c["key"] for c in data["result"]["children"]]
+    assert keys == ["it's", 3]
+    inner = data["result"]["children"][0]
+    assert inner["summary"]["length"] == 2
+    data, _ = client.request("value", id=cid, path=["locals", "parts", "it's", 1])
+    expression = data["result"]["expression"]
+    assert expression == f'nopdb_lab.store[{cid}].locals[\'parts\']["it\'s"][1]'
+    # every expression the panel offers evaluates to the value in the user's namespace
+    client.run(f"assert {expression} == (1.5, 2)")
+    for child in data["result"]["children"]:
+        client.run(f"assert {child['summary']['expression']} in (1.5, 2)")
+
+
+def test_source_of_a_cell_and_of_a_module_file(client):
+    client.events.clear()
+    client.run(
+        "def cell_function(a):\n"
+        "    doubled = a * 2\n"
+        "    return doubled\n"
+        "with nopdb_lab.capture_calls(cell_function):\n"
+        "    cell_function(4)\n"
+    )
+    (added,) = client.pushed("capture_added")
+    cell_file = added["capture"]["file"]
+    data, _ = client.request("source", file=cell_file)
+    assert data["ok"] and "doubled = a * 2" in data["result"]["text"]
+
+    data, _ = client.request("get", id=added["capture"]["id"])
+    for frame in data["result"]["stack"]:  # ipykernel's own frames, frozen runpy included
+        reply, _ = client.request("source", file=frame["file"])
+        assert reply["ok"], (frame, reply)
+        lines = reply["result"]["text"].splitlines()
+        assert len(lines) >= frame["line"]
+
+    import json
+
+    data, _ = client.request("source", file=json.__file__)
+    assert "def dumps(" in data["result"]["text"]
+    data, _ = client.request("source", file="/no/such/file.py")
+    assert not data["ok"] and "no source available for '/no/such/file.py'" in (
+        data["error"]["message"]
+    )
+
+
 def test_breakpoint_hits_are_captures_too(client):
     client.events.clear()
     client.run(

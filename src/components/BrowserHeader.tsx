@@ -1,0 +1,114 @@
+/**
+ * The top of the capture browser: which notebook it follows and where its kernel
+ * connection stands, with the install command when the kernel lacks nopdb-lab.
+ */
+import * as React from 'react';
+import { ReactWidget } from '@jupyterlab/ui-components';
+
+import { BrowserModel } from '../browserModel';
+import { formatBytes } from '../format';
+
+export class BrowserHeader extends ReactWidget {
+  constructor(private readonly _model: BrowserModel) {
+    super();
+    this.addClass('jp-NopdbLab-header');
+    _model.changed.connect(() => this.update(), this);
+  }
+
+  protected render(): React.ReactElement {
+    const model = this._model;
+    const bridge = model.bridge;
+    if (!bridge) {
+      return (
+        <div className="jp-NopdbLab-status" data-status="no-notebook">
+          Open a notebook to see its captures.
+        </div>
+      );
+    }
+    const state = bridge.state;
+    const title = <div className="jp-NopdbLab-notebook">{model.label}</div>;
+    switch (state.status) {
+      case 'no-kernel':
+        return (
+          <div className="jp-NopdbLab-status" data-status={state.status}>
+            {title}
+            This notebook has no kernel.
+          </div>
+        );
+      case 'connecting':
+        return (
+          <div className="jp-NopdbLab-status" data-status={state.status}>
+            {title}
+            {state.message}
+          </div>
+        );
+      case 'ready': {
+        const count = bridge.captures.size;
+        return (
+          <div className="jp-NopdbLab-status" data-status={state.status}>
+            {title}
+            <span>
+              {count} capture{count === 1 ? '' : 's'} · Python{' '}
+              {state.hello.python} · {state.hello.backend} backend · nopdb-lab{' '}
+              {state.hello.version} · budget{' '}
+              {formatBytes(state.hello.store.budget)}
+            </span>
+          </div>
+        );
+      }
+      case 'missing':
+        return (
+          <div
+            className="jp-NopdbLab-status jp-mod-warning"
+            data-status={state.status}
+          >
+            {title}
+            <p>{state.message}</p>
+            <p>
+              Install it into the kernel's environment by running this in a
+              cell:
+            </p>
+            <div className="jp-NopdbLab-command">
+              <code>{state.installCommand}</code>
+              <button
+                className="jp-mod-styled"
+                onClick={() => model.actions.copy(state.installCommand)}
+              >
+                Copy
+              </button>
+            </div>
+            <p>then restart the kernel, or</p>
+            <button
+              className="jp-mod-styled jp-mod-accept"
+              onClick={() => bridge.reconnect()}
+            >
+              Try again
+            </button>
+          </div>
+        );
+      case 'unsupported':
+        return (
+          <div className="jp-NopdbLab-status" data-status={state.status}>
+            {title}
+            {state.message}
+          </div>
+        );
+      case 'error':
+        return (
+          <div
+            className="jp-NopdbLab-status jp-mod-error"
+            data-status={state.status}
+          >
+            {title}
+            <p>{state.message}</p>
+            <button
+              className="jp-mod-styled"
+              onClick={() => bridge.reconnect()}
+            >
+              Reconnect
+            </button>
+          </div>
+        );
+    }
+  }
+}

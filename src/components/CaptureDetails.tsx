@@ -1,0 +1,363 @@
+/**
+ * The "Details" section: a capture's arguments, locals, return value or exception, action
+ * errors and stack. Containers expand lazily (the kernel summarises their items on
+ * request); every value can be copied as Python or inserted into a new cell.
+ */
+import * as React from 'react';
+import {
+  addIcon,
+  caretDownIcon,
+  caretRightIcon,
+  copyIcon,
+  deleteIcon,
+  ReactWidget
+} from '@jupyterlab/ui-components';
+
+import { BrowserModel, IBrowserActions } from '../browserModel';
+import {
+  formatShape,
+  formatStats,
+  formatSummary,
+  isExpandable,
+  isTensorLike
+} from '../format';
+import { KernelBridge } from '../kernelBridge';
+import { ICaptureDetail, IChild, ISummary, PathStep } from '../protocol';
+import { basename, formatTime } from '../format';
+
+interface IValueProps {
+  bridge: KernelBridge;
+  captureId: number;
+  name: string;
+  path: PathStep[];
+  summary: ISummary;
+  actions: IBrowserActions;
+  depth: number;
+}
+
+/** One value: name, summary, expand toggle for containers, copy/insert actions. */
+function ValueRow(props: IValueProps): React.ReactElement {
+  const { bridge, captureId, name, path, summary, actions, depth } = props;
+  const [open, setOpen] = React.useState(false);
+  const [children, setChildren] = React.useState<IChild[] | null>(null);
+  const [error, setError] = React.useState<string | null>(null);
+  const expandable = isExpandable(summary);
+
+  const toggle = async () => {
+    if (!expandable) {
+      return;
+    }
+    if (!open && children === null) {
+      try {
+        const response = await bridge.client!.request('value', {
+          id: captureId,
+          path
+        });
+        setChildren(response.result.children ?? []);
+        setError(null);
+      } catch (err) {
+        setError((err as Error).message);
+      }
+    }
+    setOpen(!open);
+  };
+  const expression = summary.expression;
+  const Caret = open ? caretDownIcon : caretRightIcon;
+  return (
+    <div className="jp-NopdbLab-value" data-path={JSON.stringify(path)}>
+      <div
+        className="jp-NopdbLab-valueRow"
+        style={{ paddingLeft: 4 + depth * 14 }}
+        onClick={toggle}
+      >
+        <span className="jp-NopdbLab-caret">
+          {expandable ? (
+            <Caret.react tag="span" width="14px" height="14px" />
+          ) : null}
+        </span>
+        <span className="jp-NopdbLab-valueName">{name}</span>
+        {isTensorLike(summary) ? (
+          <span className="jp-NopdbLab-tensorSummary">
+            <span className="jp-NopdbLab-shape">{formatShape(summary)}</span>
+            <span className="jp-NopdbLab-stats">{formatStats(summary)}</span>
+          </span>
+        ) : (
+          <span className={`jp-NopdbLab-repr jp-NopdbLab-type-${summary.type}`}>
+            {formatSummary(summary)}
+          </span>
+        )}
+        {expression ? (
+          <span className="jp-NopdbLab-valueActions">
+            <button
+              className="jp-NopdbLab-iconButton"
+              title={`Copy ${expression}`}
+              aria-label="Copy expression"
+              onClick={event => {
+                event.stopPropagation();
+                actions.copy(expression);
+              }}
+            >
+              <copyIcon.react tag="span" width="14px" height="14px" />
+            </button>
+            <button
+              className="jp-NopdbLab-iconButton"
+              title={`Insert ${expression} in a new cell below`}
+              aria-label="Insert in a cell below"
+              onClick={event => {
+                event.stopPropagation();
+                actions.insertBelow(expression);
+              }}
+            >
+              <addIcon.react tag="span" width="14px" height="14px" />
+            </button>
+          </span>
+        ) : null}
+      </div>
+      {error ? <div className="jp-NopdbLab-error">{error}</div> : null}
+      {open && children
+        ? children.map(child => (
+            <ValueRow
+              key={String(child.key)}
+              {...props}
+              name={
+                typeof child.key === 'number'
+                  ? `[${child.key}]`
+                  : String(child.key)
+              }
+              path={[...path, child.key]}
+              summary={child.summary}
+              depth={depth + 1}
+            />
+          ))
+        : null}
+      {open &&
+      children &&
+      summary.length !== undefined &&
+      summary.length > children.length ? (
+        <div
+          className="jp-NopdbLab-more"
+          style={{ paddingLeft: 18 + (depth + 1) * 14 }}
+        >
+          … {summary.length - children.length} more (use the expression in a
+          cell)
+        </div>
+      ) : null}
+    </div>
+  );
+}
+
+function Section(props: {
+  title: string;
+  children: React.ReactNode;
+}): React.ReactElement {
+  return (
+    <section className="jp-NopdbLab-section" aria-label={props.title}>
+      <h3 className="jp-NopdbLab-sectionTitle">{props.title}</h3>
+      {props.children}
+    </section>
+  );
+}
+
+function Values(props: {
+  root: 'args' | 'locals';
+  values: Record<string, ISummary>;
+  detail: ICaptureDetail;
+  bridge: KernelBridge;
+  actions: IBrowserActions;
+}): React.ReactElement {
+  const names = Object.keys(props.values);
+  if (!names.length) {
+    return <div className="jp-NopdbLab-none">none</div>;
+  }
+  return (
+    <>
+      {names.map(name => (
+        <ValueRow
+          key={name}
+          bridge={props.bridge}
+          captureId={props.detail.id}
+          name={name}
+          path={[props.root, name]}
+          summary={props.values[name]}
+          actions={props.actions}
+          depth={0}
+        />
+      ))}
+    </>
+  );
+}
+
+type Loaded =
+  | { status: 'loading' }
+  | { status: 'loaded'; detail: ICaptureDetail }
+  | { status: 'failed'; message: string };
+
+/** Loads and shows one capture. */
+function Details(props: {
+  bridge: KernelBridge;
+  id: number;
+  actions: IBrowserActions;
+  onDeleted: () => void;
+}): React.ReactElement {
+  const { bridge, id, actions } = props;
+  const [loaded, setLoaded] = React.useState<Loaded>({ status: 'loading' });
+  React.useEffect(() => {
+    let live = true;
+    setLoaded({ status: 'loading' });
+    bridge
+      .client!.request('get', { id })
+      .then(
+        response =>
+          live && setLoaded({ status: 'loaded', detail: response.result })
+      )
+      .catch(
+        error => live && setLoaded({ status: 'failed', message: error.message })
+      );
+    return () => {
+      live = false;
+    };
+  }, [bridge, id]);
+
+  if (!bridge.captures.get(id)) {
+    return (
+      <div className="jp-NopdbLab-empty">
+        Capture #{id} is no longer in the store.
+      </div>
+    );
+  }
+  if (loaded.status === 'loading') {
+    return <div className="jp-NopdbLab-empty">Loading capture #{id}…</div>;
+  }
+  if (loaded.status === 'failed') {
+    return <div className="jp-NopdbLab-error">{loaded.message}</div>;
+  }
+  const detail = loaded.detail;
+  const errors = Array.isArray(detail.errors) ? detail.errors : [];
+  return (
+    <div className="jp-NopdbLab-details" data-capture-id={detail.id}>
+      <div className="jp-NopdbLab-detailsHeader">
+        <div>
+          <div className="jp-NopdbLab-detailsTitle">
+            {detail.kind === 'hit' ? 'Breakpoint hit in ' : ''}
+            {detail.qualname}{' '}
+            <span className="jp-NopdbLab-captureRow-id">#{detail.id}</span>
+          </div>
+          <div className="jp-NopdbLab-captureRow-meta">
+            {basename(detail.file)}:{detail.line} · {formatTime(detail.time)} ·
+            thread {detail.thread}
+          </div>
+        </div>
+        <button
+          className="jp-NopdbLab-iconButton"
+          title="Delete this capture"
+          aria-label="Delete capture"
+          onClick={() => {
+            void bridge.client?.request('delete', { id: detail.id });
+            props.onDeleted();
+          }}
+        >
+          <deleteIcon.react tag="span" width="16px" height="16px" />
+        </button>
+      </div>
+      {detail.kind === 'call' ? (
+        <Section title="Arguments">
+          <Values
+            root="args"
+            values={detail.args ?? {}}
+            detail={detail}
+            bridge={bridge}
+            actions={actions}
+          />
+        </Section>
+      ) : null}
+      <Section title="Locals">
+        <Values
+          root="locals"
+          values={detail.locals}
+          detail={detail}
+          bridge={bridge}
+          actions={actions}
+        />
+      </Section>
+      {detail.kind === 'call' && detail.exception ? (
+        <Section title="Raised">
+          <div className="jp-NopdbLab-error">{detail.exception}</div>
+        </Section>
+      ) : null}
+      {detail.kind === 'call' && !detail.exception && detail.return_value ? (
+        <Section title="Return value">
+          <ValueRow
+            bridge={bridge}
+            captureId={detail.id}
+            name="return"
+            path={['return_value']}
+            summary={detail.return_value}
+            actions={actions}
+            depth={0}
+          />
+        </Section>
+      ) : null}
+      {errors.length ? (
+        <Section title="Action errors">
+          {errors.map((error, i) => (
+            <div key={i} className="jp-NopdbLab-error">
+              <code>{error.action}</code>: {error.message}
+            </div>
+          ))}
+        </Section>
+      ) : null}
+      <Section title="Stack">
+        <ol className="jp-NopdbLab-stack" reversed>
+          {[...detail.stack].reverse().map((frame, i) => (
+            <li key={i}>
+              <button
+                className="jp-NopdbLab-frame"
+                title={`Open ${frame.file}:${frame.line} (read-only)`}
+                onClick={() =>
+                  actions.openSource(bridge, frame.file, frame.line)
+                }
+              >
+                <span className="jp-NopdbLab-frameName">{frame.name}</span>{' '}
+                <span className="jp-NopdbLab-captureRow-meta">
+                  {basename(frame.file)}:{frame.line}
+                </span>
+              </button>
+            </li>
+          ))}
+        </ol>
+      </Section>
+    </div>
+  );
+}
+
+/** The details section of the browser. */
+export class CaptureDetailsView extends ReactWidget {
+  constructor(private readonly _model: BrowserModel) {
+    super();
+    this.addClass('jp-NopdbLab-detailsView');
+    this.title.label = 'Details';
+    _model.changed.connect(() => this.update(), this);
+  }
+
+  protected render(): React.ReactElement {
+    const model = this._model;
+    const bridge = model.bridge;
+    const id = model.selectedId;
+    if (!bridge || bridge.state.status !== 'ready' || id === null) {
+      return (
+        <div className="jp-NopdbLab-empty">
+          Select a capture to see its values.
+        </div>
+      );
+    }
+    return (
+      <Details
+        key={id}
+        bridge={bridge}
+        id={id}
+        actions={model.actions}
+        onDeleted={() => model.select(null)}
+      />
+    );
+  }
+}

@@ -1,0 +1,293 @@
+/**
+ * Connects one notebook's kernel to nopdb-lab: starts the kernel service silently (on
+ * open, kernel change and restart), opens the comm, and keeps the notebook's capture
+ * list in step with the kernel's store.
+ */
+import { ISessionContext } from '@jupyterlab/apputils';
+import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { CaptureListModel } from './captureList';
+import { ProtocolClient, ProtocolError } from './client';
+import {
+  BOOTSTRAP_CODE,
+  COMM_TARGET,
+  IHello,
+  IIncoming,
+  PROTOCOL_VERSION,
+  ProtocolEvent
+} from './protocol';
+
+/** Where the connection to a kernel stands, with what the panel should say. */
+export type BridgeState =
+  | { status: 'no-kernel' }
+  | { status: 'connecting'; message: string }
+  | { status: 'ready'; hello: IHello }
+  | { status: 'missing'; message: string; installCommand: string }
+  | { status: 'unsupported'; message: string }
+  | { status: 'error'; message: string };
+
+/** Options of a bridge. */
+export interface IBridgeOptions {
+  /** The command a user runs in the notebook to install nopdb-lab into its kernel. */
+  installCommand: () => string;
+}
+
+/** Errors whose name says the kernel lacks the package (or a dependency of it). */
+const IMPORT_ERRORS = new Set(['ModuleNotFoundError', 'ImportError']);
+
+/** The nopdb-lab connection of one notebook (one session context). */
+export class KernelBridge implements IDisposable {
+  constructor(
+    readonly sessionContext: ISessionContext,
+    private readonly _options: IBridgeOptions
+  ) {
+    sessionContext.kernelChanged.connect(this._onKernelChanged, this);
+    this._attach(sessionContext.session?.kernel ?? null);
+  }
+
+  /** The notebook's captures, as the kernel's store has them. */
+  readonly captures = new CaptureListModel();
+
+  get state(): BridgeState {
+    return this._state;
+  }
+
+  get stateChanged(): ISignal<this, BridgeState> {
+    return this._stateChanged;
+  }
+
+  /** The protocol client while the state is `ready`. */
+  get client(): ProtocolClient | null {
+    return this._client;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Try again (after installing nopdb-lab into the kernel, say). */
+  reconnect(): void {
+    this._attach(this.sessionContext.session?.kernel ?? null);
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._teardown();
+    this._kernel?.statusChanged.disconnect(this._onStatus, this);
+    Signal.clearData(this);
+  }
+
+  private _onKernelChanged(
+    _: ISessionContext,
+    change: { newValue: Kernel.IKernelConnection | null }
+  ): void {
+    this._attach(change.newValue);
+  }
+
+  private _attach(kernel: Kernel.IKernelConnection | null): void {
+    this._kernel?.statusChanged.disconnect(this._onStatus, this);
+    this._teardown();
+    this._kernel = kernel;
+    this.captures.reset([]);
+    if (!kernel) {
+      this._setState({ status: 'no-kernel' });
+      return;
+    }
+    kernel.statusChanged.connect(this._onStatus, this);
+    void this._bootstrap(kernel);
+  }
+
+  private _onStatus(
+    kernel: Kernel.IKernelConnection,
+    status: Kernel.Status
+  ): void {
+    if (
+      status === 'restarting' ||
+      status === 'autorestarting' ||
+      status === 'dead'
+    ) {
+      // the kernel's store and comm are gone with the process
+      this._teardown();
+      this.captures.reset([]);
+      this._needsBootstrap = true;
+      this._setState({
+        status: 'connecting',
+        message:
+          status === 'dead' ? 'The kernel died.' : 'The kernel is restarting…'
+      });
+    } else if (status === 'idle' && this._needsBootstrap) {
+      this._needsBootstrap = false;
+      void this._bootstrap(kernel);
+    }
+  }
+
+  private async _bootstrap(kernel: Kernel.IKernelConnection): Promise<void> {
+    const generation = ++this._generation;
+    const stale = () => this._isDisposed || generation !== this._generation;
+    this._setState({
+      status: 'connecting',
+      message: 'Starting nopdb-lab in the kernel…'
+    });
+    try {
+      const info = await kernel.info;
+      if (stale()) {
+        return;
+      }
+      const language = info.language_info?.name ?? 'unknown';
+      if (language !== 'python') {
+        this._setState({
+          status: 'unsupported',
+          message: `This notebook's kernel runs ${language}; nopdb-lab needs a Python kernel.`
+        });
+        return;
+      }
+      const reply = await kernel.requestExecute(
+        {
+          code: BOOTSTRAP_CODE,
+          silent: true,
+          store_history: false,
+          allow_stdin: false,
+          stop_on_error: false
+        },
+        true
+      ).done;
+      if (stale()) {
+        return;
+      }
+      if (reply.content.status === 'error') {
+        const { ename, evalue } =
+          reply.content as KernelMessage.IReplyErrorContent;
+        if (IMPORT_ERRORS.has(ename)) {
+          this._setState({
+            status: 'missing',
+            message: `nopdb-lab is not importable in this kernel (${ename}: ${evalue}).`,
+            installCommand: this._options.installCommand()
+          });
+        } else {
+          this._setState({
+            status: 'error',
+            message: `Starting nopdb-lab in the kernel failed: ${ename}: ${evalue}`
+          });
+        }
+        return;
+      }
+      const client = this._openComm(kernel);
+      const hello = (await client.request('hello', {})).result;
+      if (stale()) {
+        return;
+      }
+      if (hello.protocol !== PROTOCOL_VERSION) {
+        this._teardown();
+        this._setState({
+          status: 'missing',
+          message:
+            `The kernel has nopdb-lab ${hello.version} (protocol ${hello.protocol}); ` +
+            `this JupyterLab speaks protocol ${PROTOCOL_VERSION}.`,
+          installCommand: this._options.installCommand()
+        });
+        return;
+      }
+      const listed = (await client.request('list', {})).result;
+      if (stale()) {
+        return;
+      }
+      this.captures.reset(listed.captures);
+      this._setState({ status: 'ready', hello });
+    } catch (error) {
+      if (stale()) {
+        return;
+      }
+      this._teardown();
+      const message =
+        error instanceof ProtocolError || error instanceof Error
+          ? error.message
+          : String(error);
+      this._setState({
+        status: 'error',
+        message: `Connecting failed: ${message}`
+      });
+    }
+  }
+
+  private _openComm(kernel: Kernel.IKernelConnection): ProtocolClient {
+    const comm = kernel.createComm(COMM_TARGET);
+    const client = new ProtocolClient({
+      send: (data, buffers) => {
+        comm.send(data as any, undefined, buffers);
+      }
+    });
+    comm.onMsg = msg => {
+      client.handleMessage(msg.content.data as IIncoming, msg.buffers ?? []);
+    };
+    comm.onClose = () => {
+      if (this._client === client) {
+        this._teardown();
+        this._setState({
+          status: 'error',
+          message: 'The kernel closed the nopdb-lab comm.'
+        });
+      }
+    };
+    client.eventReceived.connect(this._onEvent, this);
+    comm.open({});
+    this._comm = comm;
+    this._client = client;
+    return client;
+  }
+
+  private _onEvent(_: ProtocolClient, event: ProtocolEvent): void {
+    switch (event.event) {
+      case 'capture_added':
+        this.captures.add(event.capture);
+        break;
+      case 'captures_evicted':
+        this.captures.remove(event.ids, event.message);
+        break;
+      case 'captures_deleted':
+        this.captures.remove(event.ids);
+        break;
+    }
+  }
+
+  private _teardown(): void {
+    this._generation++;
+    const comm = this._comm;
+    this._comm = null;
+    this._client?.dispose();
+    this._client = null;
+    if (comm && !comm.isDisposed) {
+      comm.onClose = () => undefined;
+      try {
+        if (
+          this._kernel &&
+          this._kernel.status !== 'dead' &&
+          !this._kernel.isDisposed
+        ) {
+          comm.close();
+        }
+      } catch {
+        // the kernel connection is already gone; nothing to close
+      }
+      comm.dispose();
+    }
+  }
+
+  private _setState(state: BridgeState): void {
+    this._state = state;
+    this._stateChanged.emit(state);
+  }
+
+  private _kernel: Kernel.IKernelConnection | null = null;
+  private _comm: Kernel.IComm | null = null;
+  private _client: ProtocolClient | null = null;
+  private _generation = 0;
+  private _needsBootstrap = false;
+  private _isDisposed = false;
+  private _state: BridgeState = { status: 'no-kernel' };
+  private readonly _stateChanged = new Signal<this, BridgeState>(this);
+}

@@ -1,0 +1,146 @@
+/**
+ * Types of the nopdb-lab kernel protocol, version 1 (see docs/protocol.md).
+ *
+ * The kernel side lives in `nopdb_lab/kernel_service.py`; both sides must agree on
+ * `PROTOCOL_VERSION` and on the comm target name.
+ */
+
+/** The protocol version this front end speaks. */
+export const PROTOCOL_VERSION = 1;
+
+/** The comm target the kernel service registers. */
+export const COMM_TARGET = 'nopdb_lab';
+
+/** Code run silently in every Python kernel to start the kernel service. */
+export const BOOTSTRAP_CODE =
+  'import nopdb_lab.kernel_service as _nopdb_lab_service\n' +
+  '_nopdb_lab_service.start()\n' +
+  'del _nopdb_lab_service';
+
+/** The kind of a capture: a captured call or a breakpoint hit. */
+export type CaptureKind = 'call' | 'hit';
+
+/** One row of the capture list (a "brief"). */
+export interface ICaptureBrief {
+  id: number;
+  kind: CaptureKind;
+  name: string;
+  qualname: string;
+  file: string;
+  line: number;
+  /** Seconds since the epoch. */
+  time: number;
+  thread: string;
+  /** Tensor and array bytes the record holds. */
+  nbytes: number;
+  /** Calls only: when the call ended (null while a generator is suspended). */
+  end_time?: number | null;
+  /** Calls only: repr of the exception the call raised. */
+  exception?: string | null;
+  /** Hits only: in a brief, how many actions failed; in a detail, the list. */
+  errors?: number | IActionError[];
+}
+
+/** A failing breakpoint action recorded on a hit. */
+export interface IActionError {
+  action: string;
+  message: string;
+}
+
+/** A kernel-side summary of one value. */
+export interface ISummary {
+  type: string;
+  class?: string;
+  repr?: string;
+  shape?: number[];
+  dtype?: string;
+  device?: string;
+  numel?: number;
+  min?: number | null;
+  max?: number | null;
+  mean?: number | null;
+  std?: number | null;
+  nan?: number;
+  inf?: number;
+  length?: number;
+  /** Python that reaches the value from the kernel namespace. */
+  expression?: string;
+}
+
+/** One frame of a captured stack. */
+export interface IStackFrame {
+  file: string;
+  line: number;
+  name: string;
+}
+
+/** Everything the details view shows for one capture. */
+export interface ICaptureDetail extends ICaptureBrief {
+  args?: Record<string, ISummary>;
+  locals: Record<string, ISummary>;
+  return_value?: ISummary;
+  stack: IStackFrame[];
+}
+
+/** A child of a container value. */
+export interface IChild {
+  key: string | number;
+  summary: ISummary;
+}
+
+/** One step of a path into a capture: `["locals", "attn", 0]`. */
+export type PathStep = string | number;
+
+/** The result of `hello`. */
+export interface IHello {
+  protocol: number;
+  version: string;
+  backend: string;
+  python: string;
+  store: { count: number; nbytes: number; budget: number };
+}
+
+/** Requests: op name to [arguments, result]. */
+export interface IRequests {
+  hello: [Record<string, never>, IHello];
+  list: [Record<string, never>, { captures: ICaptureBrief[] }];
+  get: [{ id: number }, ICaptureDetail];
+  value: [
+    { id: number; path: PathStep[] },
+    { summary: ISummary; expression: string; children: IChild[] | null }
+  ];
+  tensor: [
+    {
+      id: number;
+      path: PathStep[];
+      index?: number[];
+      dtype?: 'float32' | 'float16' | 'uint8';
+    },
+    { shape: number[]; dtype: string; expression: string }
+  ];
+  source: [{ file: string }, { file: string; text: string }];
+  delete: [{ id: number }, Record<string, never>];
+  clear: [Record<string, never>, Record<string, never>];
+  set_budget: [{ nbytes: number }, { budget: number }];
+}
+
+export type RequestName = keyof IRequests;
+export type RequestArgs<K extends RequestName> = IRequests[K][0];
+export type RequestResult<K extends RequestName> = IRequests[K][1];
+
+/** Events the kernel pushes. */
+export type ProtocolEvent =
+  | { event: 'capture_added'; capture: ICaptureBrief }
+  | { event: 'captures_evicted'; ids: number[]; message: string }
+  | { event: 'captures_deleted'; ids: number[] };
+
+/** A message as it arrives from the kernel (`data` of a comm message). */
+export interface IIncoming {
+  v?: number;
+  re?: string;
+  ok?: boolean;
+  result?: unknown;
+  error?: { type: string; message: string };
+  event?: string;
+  [key: string]: unknown;
+}
