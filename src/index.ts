@@ -21,17 +21,13 @@ import {
   NotebookActions,
   NotebookPanel
 } from '@jupyterlab/notebook';
-import {
-  bugIcon,
-  clearIcon,
-  SidePanel,
-  ToolbarButton
-} from '@jupyterlab/ui-components';
+import { clearIcon, SidePanel, ToolbarButton } from '@jupyterlab/ui-components';
 
 import { BrowserModel, IBrowserActions } from './browserModel';
 import { BrowserHeader } from './components/BrowserHeader';
 import { CaptureDetailsView } from './components/CaptureDetails';
 import { CaptureListView } from './components/CaptureList';
+import { probeIcon } from './icons';
 import { KernelBridge } from './kernelBridge';
 import { DEFAULT_INSTALL_COMMAND, fetchServerInfo } from './serverInfo';
 import { createSourceView, revealLine } from './sourceView';
@@ -157,7 +153,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const sidebar = new SidePanel();
     sidebar.id = 'jp-nopdb-lab-browser';
-    sidebar.title.icon = bugIcon;
+    sidebar.title.icon = probeIcon;
     sidebar.title.caption = 'nopdb-lab captures';
     sidebar.addClass('jp-NopdbLab-browser');
     sidebar.header.addWidget(new BrowserHeader(model));

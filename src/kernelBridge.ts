@@ -34,6 +34,55 @@ export interface IBridgeOptions {
   installCommand: () => string;
 }
 
+/** Kernel statuses after which the kernel is a new process (or none). */
+const RESET_STATUSES = new Set<Kernel.Status>([
+  'restarting',
+  'autorestarting',
+  'starting',
+  'dead'
+]);
+
+/** How long a restarted kernel must stay idle before the service is started in it. */
+const SETTLE_MS = 300;
+
+/** How often a pending bootstrap request checks whether it was lost. */
+const LOST_CHECK_MS = 3000;
+
+/**
+ * The reply to an execute request, or null when the request was lost: the kernel has
+ * been idle across two checks and has still not answered (a request sent while a restart
+ * swaps processes can vanish). A busy kernel is never treated as lost, so a bootstrap
+ * queued behind a long-running cell simply waits.
+ */
+function doneOrLost(
+  future: Kernel.IShellFuture<
+    KernelMessage.IExecuteRequestMsg,
+    KernelMessage.IExecuteReplyMsg
+  >,
+  kernel: Kernel.IKernelConnection
+): Promise<KernelMessage.IExecuteReplyMsg | null> {
+  return new Promise((resolve, reject) => {
+    let idleChecks = 0;
+    const timer = setInterval(() => {
+      idleChecks = kernel.status === 'idle' ? idleChecks + 1 : 0;
+      if (idleChecks >= 2 || kernel.isDisposed) {
+        clearInterval(timer);
+        resolve(null);
+      }
+    }, LOST_CHECK_MS);
+    future.done.then(
+      reply => {
+        clearInterval(timer);
+        resolve(reply);
+      },
+      error => {
+        clearInterval(timer);
+        reject(error);
+      }
+    );
+  });
+}
+
 /** Errors whose name says the kernel lacks the package (or a dependency of it). */
 const IMPORT_ERRORS = new Set(['ModuleNotFoundError', 'ImportError']);
 
@@ -86,7 +135,9 @@ export class KernelBridge implements IDisposable {
     _: ISessionContext,
     change: { newValue: Kernel.IKernelConnection | null }
   ): void {
-    this._attach(change.newValue);
+    if (change.newValue !== this._kernel) {
+      this._attach(change.newValue); // a restart re-announces the same connection
+    }
   }
 
   private _attach(kernel: Kernel.IKernelConnection | null): void {
@@ -106,12 +157,8 @@ export class KernelBridge implements IDisposable {
     kernel: Kernel.IKernelConnection,
     status: Kernel.Status
   ): void {
-    if (
-      status === 'restarting' ||
-      status === 'autorestarting' ||
-      status === 'dead'
-    ) {
-      // the kernel's store and comm are gone with the process
+    if (RESET_STATUSES.has(status)) {
+      // a new kernel process: the old store and comm are gone with the old one
       this._teardown();
       this.captures.reset([]);
       this._needsBootstrap = true;
@@ -121,8 +168,19 @@ export class KernelBridge implements IDisposable {
           status === 'dead' ? 'The kernel died.' : 'The kernel is restarting…'
       });
     } else if (status === 'idle' && this._needsBootstrap) {
-      this._needsBootstrap = false;
-      void this._bootstrap(kernel);
+      // During a restart, status messages of the old and new process interleave; start
+      // once the new kernel has been idle for a moment.
+      clearTimeout(this._settleTimer);
+      this._settleTimer = setTimeout(() => {
+        if (
+          this._needsBootstrap &&
+          kernel.status === 'idle' &&
+          !this._isDisposed
+        ) {
+          this._needsBootstrap = false;
+          void this._bootstrap(kernel);
+        }
+      }, SETTLE_MS);
     }
   }
 
@@ -146,7 +204,7 @@ export class KernelBridge implements IDisposable {
         });
         return;
       }
-      const reply = await kernel.requestExecute(
+      const future = kernel.requestExecute(
         {
           code: BOOTSTRAP_CODE,
           silent: true,
@@ -155,8 +213,14 @@ export class KernelBridge implements IDisposable {
           stop_on_error: false
         },
         true
-      ).done;
+      );
+      const reply = await doneOrLost(future, kernel);
       if (stale()) {
+        return;
+      }
+      if (reply === null) {
+        // the request was lost in a restart race: the kernel is idle and never answered
+        void this._bootstrap(kernel);
         return;
       }
       if (reply.content.status === 'error') {
@@ -256,6 +320,7 @@ export class KernelBridge implements IDisposable {
 
   private _teardown(): void {
     this._generation++;
+    clearTimeout(this._settleTimer);
     const comm = this._comm;
     this._comm = null;
     this._client?.dispose();
@@ -287,6 +352,7 @@ export class KernelBridge implements IDisposable {
   private _client: ProtocolClient | null = null;
   private _generation = 0;
   private _needsBootstrap = false;
+  private _settleTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   private _isDisposed = false;
   private _state: BridgeState = { status: 'no-kernel' };
   private readonly _stateChanged = new Signal<this, BridgeState>(this);

@@ -1,0 +1,109 @@
+import { ProtocolClient, ProtocolError } from '../client';
+import { ProtocolEvent } from '../protocol';
+
+/** A transport that records what the client sends. */
+function recorder() {
+  const sent: Record<string, any>[] = [];
+  return {
+    sent,
+    transport: { send: (data: Record<string, any>) => sent.push(data) }
+  };
+}
+
+describe('ProtocolClient', () => {
+  it('sends versioned requests with unique ids and resolves on the matching response', async () => {
+    const { sent, transport } = recorder();
+    const client = new ProtocolClient(transport);
+    const first = client.request('get', { id: 3 });
+    const second = client.request('list', {});
+    expect(sent.map(m => m.op)).toEqual(['get', 'list']);
+    expect(sent[0]).toMatchObject({ v: 1, op: 'get', args: { id: 3 } });
+    expect(sent[0].id).not.toEqual(sent[1].id);
+
+    // answers may come in any order
+    client.handleMessage({
+      v: 1,
+      re: sent[1].id,
+      ok: true,
+      result: { captures: [] }
+    });
+    client.handleMessage({ v: 1, re: sent[0].id, ok: true, result: { id: 3 } });
+    await expect(second).resolves.toMatchObject({ result: { captures: [] } });
+    await expect(first).resolves.toMatchObject({ result: { id: 3 } });
+    expect(client.pendingCount).toBe(0);
+  });
+
+  it('rejects with the kernel error type and message', async () => {
+    const { sent, transport } = recorder();
+    const client = new ProtocolClient(transport);
+    const pending = client.request('get', { id: 99 });
+    client.handleMessage({
+      v: 1,
+      re: sent[0].id,
+      ok: false,
+      error: { type: 'KeyError', message: 'capture 99 is not in the store' }
+    });
+    const error: ProtocolError = await pending.catch(e => e);
+    expect(error).toBeInstanceOf(ProtocolError);
+    expect(error.type).toBe('KeyError');
+    expect(error.op).toBe('get');
+    expect(error.message).toBe('capture 99 is not in the store');
+  });
+
+  it('hands tensor buffers over as DataViews of the right bytes', async () => {
+    const { sent, transport } = recorder();
+    const client = new ProtocolClient(transport);
+    const pending = client.request('tensor', { id: 1, path: ['locals', 'x'] });
+    const backing = new Float32Array([0, 1.5, -2, 4]);
+    // a view into a larger buffer, as the websocket deserialiser may deliver
+    const padded = new Uint8Array(4 + backing.byteLength);
+    padded.set(new Uint8Array(backing.buffer), 4);
+    client.handleMessage(
+      {
+        v: 1,
+        re: sent[0].id,
+        ok: true,
+        result: { shape: [4], dtype: 'float32' }
+      },
+      [new Uint8Array(padded.buffer, 4, backing.byteLength)]
+    );
+    const { buffers } = await pending;
+    expect(buffers).toHaveLength(1);
+    const values = [0, 1, 2, 3].map(i => buffers[0].getFloat32(i * 4, true));
+    expect(values).toEqual([0, 1.5, -2, 4]);
+  });
+
+  it('emits pushed events and ignores unknown ones', () => {
+    const { transport } = recorder();
+    const client = new ProtocolClient(transport);
+    const events: ProtocolEvent[] = [];
+    client.eventReceived.connect((_, e) => events.push(e));
+    client.handleMessage({ v: 1, event: 'captures_deleted', ids: [1, 2] });
+    client.handleMessage({ v: 1, event: 'something_new' });
+    expect(events).toEqual([{ v: 1, event: 'captures_deleted', ids: [1, 2] }]);
+  });
+
+  it('rejects pending and later requests once disposed', async () => {
+    const { transport } = recorder();
+    const client = new ProtocolClient(transport);
+    const pending = client.request('hello', {});
+    client.dispose();
+    await expect(pending).rejects.toMatchObject({ type: 'ConnectionClosed' });
+    await expect(client.request('hello', {})).rejects.toMatchObject({
+      type: 'ConnectionClosed'
+    });
+  });
+
+  it('turns a failing send into a rejected request', async () => {
+    const client = new ProtocolClient({
+      send: () => {
+        throw new Error('comm is closed');
+      }
+    });
+    await expect(client.request('list', {})).rejects.toMatchObject({
+      type: 'SendFailed',
+      message: 'Error: comm is closed'
+    });
+    expect(client.pendingCount).toBe(0);
+  });
+});

@@ -1,0 +1,215 @@
+import { Signal } from '@lumino/signaling';
+
+import { KernelBridge } from '../kernelBridge';
+import { BOOTSTRAP_CODE, COMM_TARGET, ICaptureBrief } from '../protocol';
+
+function brief(id: number): ICaptureBrief {
+  return {
+    id,
+    kind: 'call',
+    name: 'forward',
+    qualname: 'Attention.forward',
+    file: 'vit.py',
+    line: 3,
+    time: 0,
+    thread: 'MainThread',
+    nbytes: 0
+  };
+}
+
+/** A comm whose other end is a tiny in-memory kernel service. */
+class FakeComm {
+  constructor(
+    readonly targetName: string,
+    private readonly _kernel: FakeKernel
+  ) {}
+  onMsg: (msg: any) => void = () => undefined;
+  onClose: (msg: any) => void = () => undefined;
+  isDisposed = false;
+  opened = false;
+  closed = false;
+  open(): void {
+    this.opened = true;
+  }
+  send(data: any): void {
+    const reply = this._kernel.answer(data);
+    void Promise.resolve().then(() =>
+      this.onMsg({ content: { data: reply }, buffers: [] })
+    );
+  }
+  push(data: any): void {
+    this.onMsg({ content: { data: { v: 1, ...data } }, buffers: [] });
+  }
+  close(): void {
+    this.closed = true;
+  }
+  dispose(): void {
+    this.isDisposed = true;
+  }
+}
+
+class FakeKernel {
+  status = 'idle';
+  isDisposed = false;
+  language = 'python';
+  importError: string | null = null;
+  protocol = 1;
+  store: ICaptureBrief[] = [];
+  executed: { code: string; silent: boolean }[] = [];
+  comms: FakeComm[] = [];
+  readonly statusChanged = new Signal<FakeKernel, string>(this);
+
+  get info(): Promise<any> {
+    return Promise.resolve({ language_info: { name: this.language } });
+  }
+
+  requestExecute(content: { code: string; silent: boolean }) {
+    this.executed.push(content);
+    const reply = this.importError
+      ? {
+          status: 'error',
+          ename: 'ModuleNotFoundError',
+          evalue: this.importError
+        }
+      : { status: 'ok' };
+    return { done: Promise.resolve({ content: reply }) };
+  }
+
+  createComm(target: string): FakeComm {
+    const comm = new FakeComm(target, this);
+    this.comms.push(comm);
+    return comm;
+  }
+
+  answer(data: any): any {
+    const result =
+      data.op === 'hello'
+        ? {
+            protocol: this.protocol,
+            version: '0.1.0',
+            backend: 'settrace',
+            python: '3.11.7',
+            store: { count: 0, nbytes: 0, budget: 1 << 30 }
+          }
+        : { captures: this.store };
+    return { v: 1, re: data.id, ok: true, result };
+  }
+
+  setStatus(status: string): void {
+    this.status = status;
+    this.statusChanged.emit(status);
+  }
+}
+
+function sessionWith(kernel: FakeKernel | null) {
+  const context = {
+    session: kernel ? { kernel } : null,
+    kernelChanged: new Signal<any, any>({})
+  };
+  return context;
+}
+
+/** Wait until the bridge reaches a status (or fail after many microtask turns). */
+async function until(bridge: KernelBridge, status: string): Promise<void> {
+  for (let i = 0; i < 100 && bridge.state.status !== status; i++) {
+    await new Promise(resolve => setTimeout(resolve, 0));
+  }
+  expect(bridge.state.status).toBe(status);
+}
+
+const options = { installCommand: () => '%pip install -e /src/nopdb-lab' };
+
+describe('KernelBridge', () => {
+  it('starts the service silently, opens the comm and lists the store', async () => {
+    const kernel = new FakeKernel();
+    kernel.store = [brief(1), brief(2)];
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'ready');
+    expect(kernel.executed).toEqual([
+      expect.objectContaining({ code: BOOTSTRAP_CODE })
+    ]);
+    expect(kernel.executed[0].silent).toBe(true);
+    expect(kernel.comms.map(c => [c.targetName, c.opened])).toEqual([
+      [COMM_TARGET, true]
+    ]);
+    expect(bridge.captures.view.map(b => b.id)).toEqual([2, 1]);
+
+    kernel.comms[0].push({ event: 'capture_added', capture: brief(3) });
+    kernel.comms[0].push({
+      event: 'captures_evicted',
+      ids: [1],
+      message: 'evicted #1'
+    });
+    expect(bridge.captures.view.map(b => b.id)).toEqual([3, 2]);
+    expect(bridge.captures.lastEviction).toBe('evicted #1');
+    bridge.dispose();
+    expect(kernel.comms[0].closed).toBe(true);
+  });
+
+  it('says how to install nopdb-lab when the kernel cannot import it', async () => {
+    const kernel = new FakeKernel();
+    kernel.importError = "No module named 'nopdb_lab'";
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'missing');
+    const state = bridge.state as any;
+    expect(state.message).toContain("No module named 'nopdb_lab'");
+    expect(state.installCommand).toBe('%pip install -e /src/nopdb-lab');
+    expect(kernel.comms).toHaveLength(0);
+
+    // installed meanwhile: "Try again" connects
+    kernel.importError = null;
+    bridge.reconnect();
+    await until(bridge, 'ready');
+  });
+
+  it('refuses a kernel speaking another protocol, naming both versions', async () => {
+    const kernel = new FakeKernel();
+    kernel.protocol = 2;
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'missing');
+    expect((bridge.state as any).message).toContain('protocol 2');
+    expect((bridge.state as any).message).toContain('protocol 1');
+  });
+
+  it('leaves non-Python kernels alone', async () => {
+    const kernel = new FakeKernel();
+    kernel.language = 'R';
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'unsupported');
+    expect(kernel.executed).toHaveLength(0);
+  });
+
+  it('recovers after a kernel restart with the new kernel store', async () => {
+    const kernel = new FakeKernel();
+    kernel.store = [brief(1)];
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'ready');
+
+    kernel.setStatus('restarting');
+    expect(bridge.state.status).toBe('connecting');
+    expect(bridge.captures.size).toBe(0);
+    kernel.store = [];
+    kernel.setStatus('starting');
+    kernel.setStatus('idle');
+    await until(bridge, 'ready');
+    expect(kernel.executed).toHaveLength(2);
+    expect(kernel.comms).toHaveLength(2);
+    expect(kernel.comms[0].isDisposed).toBe(true);
+    expect(bridge.captures.size).toBe(0);
+    kernel.comms[1].push({ event: 'capture_added', capture: brief(1) });
+    expect(bridge.captures.size).toBe(1);
+  });
+
+  it('follows a kernel change and reports a notebook without kernel', async () => {
+    const first = new FakeKernel();
+    const session = sessionWith(first);
+    const bridge = new KernelBridge(session as any, options);
+    await until(bridge, 'ready');
+    session.kernelChanged.emit({ newValue: null });
+    expect(bridge.state.status).toBe('no-kernel');
+    const second = new FakeKernel();
+    session.kernelChanged.emit({ newValue: second });
+    await until(bridge, 'ready');
+    expect(second.executed).toHaveLength(1);
+  });
+});

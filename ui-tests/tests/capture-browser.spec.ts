@@ -1,0 +1,260 @@
+/**
+ * The capture browser, as a user drives it: run a cell that captures calls of a small
+ * torch attention module, watch the captures arrive, open one, read its locals and tensor
+ * summary, open a stack frame's source, and survive a kernel restart.
+ */
+import { expect, test } from '@jupyterlab/galata';
+import { Page, TestInfo } from '@playwright/test';
+
+const MODEL_CELL = `import time, torch, nopdb_lab
+torch.manual_seed(0)
+
+class Attention(torch.nn.Module):
+    def __init__(self, dim=16, heads=2):
+        super().__init__()
+        self.heads = heads
+        self.qkv = torch.nn.Linear(dim, dim * 3)
+        self.proj = torch.nn.Linear(dim, dim)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        attn = (q @ k.transpose(-2, -1) * (C // self.heads) ** -0.5).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(B, N, C))
+
+model = torch.nn.Sequential(Attention(), Attention())`;
+
+const CAPTURE_CELL = `with torch.no_grad(), nopdb_lab.capture_calls(Attention.forward) as calls:
+    model(torch.randn(1, 5, 16))
+len(calls)`;
+
+// captures must show up while the cell is still running
+const SLOW_CELL = `with torch.no_grad(), nopdb_lab.capture_calls(Attention.forward):
+    for _ in range(3):
+        model(torch.randn(1, 5, 16))
+        time.sleep(1.5)
+    time.sleep(8)`;
+
+const browser = (page: Page) => page.locator('#jp-nopdb-lab-browser');
+const rows = (page: Page) => browser(page).locator('.jp-NopdbLab-captureRow');
+const status = (page: Page) => browser(page).locator('.jp-NopdbLab-status');
+const listView = (page: Page) => browser(page).locator('.jp-NopdbLab-listView');
+
+/** Write a notebook with these code cells, open it, and wait for the panel to connect. */
+async function openNotebook(
+  page: Page,
+  tmpPath: string,
+  name: string,
+  cells: string[],
+  expectedStatus = 'ready'
+): Promise<void> {
+  const notebook = {
+    cells: cells.map(source => ({
+      cell_type: 'code',
+      execution_count: null,
+      metadata: {},
+      outputs: [],
+      source
+    })),
+    metadata: {
+      kernelspec: {
+        name: 'python3',
+        display_name: 'Python 3 (ipykernel)',
+        language: 'python'
+      }
+    },
+    nbformat: 4,
+    nbformat_minor: 5
+  };
+  await page.contents.uploadContent(
+    JSON.stringify(notebook),
+    'text',
+    `${tmpPath}/${name}`
+  );
+  await page.notebook.openByPath(`${tmpPath}/${name}`);
+  await page.notebook.activate(name);
+  await page.sidebar.openTab('jp-nopdb-lab-browser');
+  await expect(browser(page)).toBeVisible();
+  await expect(status(page)).toHaveAttribute('data-status', expectedStatus, {
+    timeout: 60000
+  });
+}
+
+async function run(page: Page, index: number): Promise<void> {
+  await page.notebook.runCell(index, { inplace: true });
+}
+
+async function restartKernel(page: Page): Promise<void> {
+  await page.menu.clickMenuItem('Kernel>Restart Kernel…');
+  await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-warn').click();
+}
+
+async function keepScreenshot(
+  page: Page,
+  testInfo: TestInfo,
+  name: string
+): Promise<void> {
+  const path = testInfo.outputPath(`${name}.png`);
+  await page.screenshot({ path });
+  await testInfo.attach(name, { path, contentType: 'image/png' });
+}
+
+// Galata's kernel-tracking mock answers every POST under /api/kernels with 201, which
+// JupyterLab rejects for a restart ("Invalid response: 201 Created"); these tests restart
+// kernels, so they talk to the real kernels API.
+test.use({ kernels: null });
+
+test.describe('capture browser', () => {
+  test('lists captures, shows locals with tensor summaries, opens source', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openNotebook(page, tmpPath, 'captures.ipynb', [
+      MODEL_CELL,
+      CAPTURE_CELL,
+      'len(nopdb_lab.store)'
+    ]);
+    await run(page, 0);
+    await expect(listView(page)).toContainText('Nothing captured yet');
+
+    await run(page, 1);
+    await expect(rows(page)).toHaveCount(2);
+    await expect(rows(page).first()).toContainText('Attention.forward');
+    await expect(status(page)).toContainText('2 captures');
+
+    // newest first: the second layer's call is on top
+    const ids = await rows(page).evaluateAll(els =>
+      els.map(el => Number(el.getAttribute('data-capture-id')))
+    );
+    expect(ids[0]).toBeGreaterThan(ids[1]);
+
+    await rows(page).last().click();
+    const details = browser(page).locator('.jp-NopdbLab-details');
+    await expect(details).toContainText('Attention.forward');
+    const attn = details.locator(
+      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
+    );
+    await expect(attn.locator('.jp-NopdbLab-shape')).toHaveText(
+      'float32[1, 2, 5, 5]'
+    );
+    await expect(attn.locator('.jp-NopdbLab-stats')).toContainText('min ');
+    await expect(attn.locator('.jp-NopdbLab-stats')).toContainText('mean ');
+    const x = details.locator('.jp-NopdbLab-value[data-path=\'["args","x"]\']');
+    await expect(x.locator('.jp-NopdbLab-shape')).toHaveText(
+      'float32[1, 5, 16]'
+    );
+    await expect(
+      details.locator('section[aria-label="Return value"]')
+    ).toContainText('float32[1, 5, 16]');
+    await keepScreenshot(page, testInfo, 'capture-details');
+
+    // "insert below" puts the expression that reaches the value into a new cell
+    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
+    await attn
+      .getByRole('button', { name: 'Insert in a cell below' })
+      .first()
+      .click();
+    expect(await page.notebook.getCellCount()).toBe(4);
+    const inserted = await page.notebook.getCellTextInput(2);
+    expect(inserted).toMatch(/^nopdb_lab\.store\[\d+\]\.locals\['attn'\]$/);
+    await run(page, 2);
+    expect((await page.notebook.getCellTextOutput(2))?.join('')).toContain(
+      'tensor('
+    );
+
+    // a stack frame opens its source read-only
+    await details
+      .locator('.jp-NopdbLab-frame', { hasText: 'forward' })
+      .first()
+      .click();
+    const source = page.locator('.jp-NopdbLab-source');
+    await expect(source).toBeVisible();
+    await expect(source).toContainText('attn = (q @ k.transpose(-2, -1)');
+    await source.locator('.cm-content').click();
+    await page.keyboard.type('edited');
+    await expect(source).not.toContainText('edited');
+    await keepScreenshot(page, testInfo, 'frame-source');
+
+    // search by id
+    const search = browser(page).getByLabel('Search captures');
+    await search.fill(`#${ids[0]}`);
+    await expect(rows(page)).toHaveCount(1);
+    await search.fill('');
+    await expect(rows(page)).toHaveCount(2);
+
+    // delete one, then clear all; the kernel's store follows
+    await details.getByRole('button', { name: 'Delete capture' }).click();
+    await expect(rows(page)).toHaveCount(1);
+    await browser(page)
+      .locator('.jp-Toolbar-item', { hasText: 'Clear all' })
+      .click();
+    await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-warn').click();
+    await expect(rows(page)).toHaveCount(0);
+    await page.notebook.activate('captures.ipynb');
+    await run(page, 3);
+    expect(await page.notebook.getCellTextOutput(3)).toEqual(['0']);
+  });
+
+  test('shows captures while the cell still runs', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openNotebook(page, tmpPath, 'live.ipynb', [MODEL_CELL, SLOW_CELL]);
+    await run(page, 0);
+    await page.notebook.runCell(1, { inplace: true, wait: false });
+    await expect(rows(page)).toHaveCount(6, { timeout: 15000 }); // 3 runs x 2 layers
+    // the cell sleeps 8 s after its last capture: it is still running
+    await expect(
+      page.locator('.jp-Notebook-cell').nth(1).locator('.jp-InputPrompt')
+    ).toHaveText('[*]:');
+    await keepScreenshot(page, testInfo, 'live-captures');
+  });
+
+  test('recovers after a kernel restart', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openNotebook(page, tmpPath, 'restart.ipynb', [
+      MODEL_CELL,
+      CAPTURE_CELL
+    ]);
+    await run(page, 0);
+    await run(page, 1);
+    await expect(rows(page)).toHaveCount(2);
+
+    await restartKernel(page);
+    await expect(status(page)).toHaveAttribute('data-status', 'connecting');
+    await expect(status(page)).toHaveAttribute('data-status', 'ready', {
+      timeout: 60000
+    });
+    await expect(rows(page)).toHaveCount(0);
+
+    await run(page, 0);
+    await run(page, 1);
+    await expect(rows(page)).toHaveCount(2);
+    await keepScreenshot(page, testInfo, 'after-restart');
+  });
+
+  test('a kernel without nopdb_lab shows how to install it', async ({
+    page,
+    tmpPath
+  }) => {
+    // shadow the package with a module that fails to import (the kernel's working
+    // directory comes first on sys.path), then restart so the panel bootstraps again
+    await openNotebook(page, tmpPath, 'missing.ipynb', [
+      'open("nopdb_lab.py", "w").write("raise ImportError(\'hidden for this test\')")'
+    ]);
+    await run(page, 0);
+    await restartKernel(page);
+    await expect(status(page)).toHaveAttribute('data-status', 'missing', {
+      timeout: 60000
+    });
+    await expect(status(page)).toContainText(
+      'nopdb-lab is not importable in this kernel'
+    );
+    await expect(status(page)).toContainText('hidden for this test');
+    await expect(status(page).locator('code')).toContainText('%pip install');
+    await keepScreenshot(page, test.info(), 'missing-package');
+  });
+});
