@@ -13,20 +13,22 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 CELLS = [
     new_markdown_cell(
         "# nopdb-lab: look inside a model without editing it\n\n"
-        "Open the **magnifier icon** (nopdb-lab captures) in the right sidebar: the *capture browser* lists every call "
-        "captured below, live, with its arguments, locals, return value and stack. Click a "
-        "capture to see tensor summaries; hover a value to copy the Python that reaches it "
-        "or insert it into a new cell; click a stack frame to read its source."
+        "Open the **magnifier icon** (nopdb-lab captures) in the right sidebar: the "
+        "*capture browser* lists every call captured below, live, with its arguments, "
+        "locals, return value and stack. Click a capture to see tensor summaries; hover "
+        "a value to copy the Python that reaches it or insert it into a new cell; click a "
+        "stack frame to read its source."
     ),
     new_code_cell(
         "import torch\n"
-        "import nopdb_lab as nopdb\n"
-        "from vit import Attention, vit_tiny   # a timm-style ViT next to this notebook\n"
+        "from vit import Attention, vit_tiny  # a timm-style ViT next to this notebook\n"
         "\n"
-        "nopdb.store.enable()   # keep every capture (the JupyterLab extension does this too)\n"
+        "import nopdb_lab as nopdb\n"
+        "\n"
+        "nopdb.store.enable()  # keep every capture (the JupyterLab extension does this too)\n"
         "torch.manual_seed(0)\n"
-        "model = vit_tiny().eval()   # random weights: nothing is downloaded\n"
-        "image = torch.rand(1, 3, 32, 32)   # 4x4 patches of 8x8 pixels + CLS = 17 tokens"
+        "model = vit_tiny().eval()  # random weights: nothing is downloaded\n"
+        "image = torch.rand(1, 3, 32, 32)  # 4x4 patches of 8x8 pixels + CLS = 17 tokens"
     ),
     new_markdown_cell(
         "## Capture every layer's attention\n"
@@ -35,7 +37,7 @@ CELLS = [
     new_code_cell(
         "with torch.no_grad(), nopdb.capture_calls(Attention.forward) as calls:\n"
         "    logits = model(image)\n"
-        "[tuple(c.locals['attn'].shape) for c in calls]"
+        '[tuple(c.locals["attn"].shape) for c in calls]'
     ),
     new_markdown_cell(
         "## A breakpoint that does not stop\n"
@@ -44,11 +46,11 @@ CELLS = [
     new_code_cell(
         'line = "x = (attn @ v).transpose(1, 2).reshape(B, N, C)"\n'
         "with torch.no_grad(), nopdb.breakpoint(function=Attention.forward, line=line) as bp:\n"
-        "    entropy = bp.eval('-(attn * attn.clamp_min(1e-12).log()).sum(-1).mean().item()')\n"
-        "    bp.exec('attn = torch.eye(attn.shape[-1]).expand_as(attn)')  # attend to self only\n"
+        '    entropy = bp.eval("-(attn * attn.clamp_min(1e-12).log()).sum(-1).mean().item()")\n'
+        '    bp.exec("attn = torch.eye(attn.shape[-1]).expand_as(attn)")  # attend to self only\n'
         "    changed = model(image)\n"
-        "print('mean attention entropy per layer:', [round(e, 3) for e in entropy])\n"
-        "print('logits changed by', (changed - logits).abs().max().item())"
+        'print("mean attention entropy per layer:", [round(e, 3) for e in entropy])\n'
+        'print("logits changed by", (changed - logits).abs().max().item())'
     ),
     new_markdown_cell(
         "## Every capture stays in the store\n"
@@ -56,7 +58,10 @@ CELLS = [
         "`#id` in the capture browser."
     ),
     new_code_cell("nopdb.store"),
-    new_code_cell("attn = nopdb.store[calls[0].id].locals['attn']\nattn.shape, bool(attn.sum(-1).allclose(torch.tensor(1.0)))  # rows sum to 1"),
+    new_code_cell(
+        'attn = nopdb.store[calls[0].id].locals["attn"]\n'
+        "attn.shape, bool(attn.sum(-1).allclose(torch.tensor(1.0)))  # rows sum to 1"
+    ),
 ]
 
 

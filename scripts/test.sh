@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Set up and run every test. Usage: scripts/test.sh   (the README's test command)
-# Python tests run on 3.10, 3.11, 3.12 and 3.13 (pyenv), both tracing backends; torch
-# and NoPdb-comparison tests on 3.11. Each interpreter gets its own venv under .venv-test/.
+# Set up and run every test. Usage: scripts/test.sh   (the README's test command; CI runs it)
+#  1. Python: ruff, then pytest on 3.10, 3.11, 3.12 and 3.13 (pyenv), both tracing
+#     backends; torch, NoPdb-parity, real-kernel comm and server-extension tests on 3.11.
+#  2. Front end: eslint/prettier/stylelint and Jest.
+#  3. Packaging: `pip install .` into a fresh JupyterLab venv builds the labextension;
+#     JupyterLab must list it (and the server extension) as enabled.
+#  4. Galata UI tests on Debian's Chromium against that JupyterLab.
+# Each interpreter gets its own venv under .venv-test/; results land in artifacts/.
 set -euo pipefail
 shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
@@ -19,6 +24,12 @@ find_python() {  # $1 = 3.10 etc.
   command -v "python$v" || { echo "python $v not found (install it with pyenv)" >&2; exit 1; }
 }
 
+quiet_pip() {  # run pip, hiding the noise of this machine's unused local index entries
+  local status=0
+  "$@" 2> >(grep -v "is ignored: it is neither" >&2) || status=$?
+  return "$status"
+}
+
 make_venv() {  # $1 = version, $2 = extras besides "test" (comma-separated)
   local v=$1 extras=${2:+,$2}
   local venv=$VENVS/py$v
@@ -27,9 +38,13 @@ make_venv() {  # $1 = version, $2 = extras besides "test" (comma-separated)
   fi
   if [ "$v" = "3.11" ]; then
     # torch first, pinned: a loose torch requirement would pull a multi-GB CUDA build.
-    "$venv/bin/pip" install -q torch==2.13.0 >&2
+    quiet_pip "$venv/bin/pip" install -q torch==2.13.0
   fi
-  "$venv/bin/pip" install -q -e ".[test$extras]" 2>&1 | grep -v "is ignored: it is neither" >&2 || true
+  # Python-only venvs: an editable install without building the front end (that is
+  # step 3's job), and without an isolated build env that would fetch JupyterLab.
+  quiet_pip "$venv/bin/pip" install -q hatchling hatch-jupyter-builder
+  quiet_pip env SKIP_JUPYTER_BUILDER=1 "$venv/bin/pip" install -q --no-build-isolation \
+    -e ".[test$extras]"
 }
 
 summary=$ROOT/artifacts/pytest-summary.txt
@@ -41,18 +56,62 @@ run_pytest() {  # $1 = label, $2 = venv, rest = pytest args
   echo "$label" >> "$summary"
 }
 
+# -- 1. Python -----------------------------------------------------------------------------
 make_venv 3.10
-make_venv 3.11 torch,bench,dev,jupyter,kerneltest
+make_venv 3.11 torch,bench,dev,jupyter,kerneltest,lab
 make_venv 3.12
 make_venv 3.13
 v310=$VENVS/py3.10 v311=$VENVS/py3.11 v312=$VENVS/py3.12 v313=$VENVS/py3.13
 
-"$v311/bin/ruff" check nopdb_lab tests benchmarks examples scripts
-"$v311/bin/ruff" format --check nopdb_lab tests benchmarks examples scripts
+PY_PATHS=(nopdb_lab tests benchmarks examples scripts ui-tests/jupyter_server_test_config.py)
+"$v311/bin/ruff" check "${PY_PATHS[@]}"
+"$v311/bin/ruff" format --check "${PY_PATHS[@]}"
 run_pytest py3.10-settrace "$v310" tests
 run_pytest py3.11-settrace "$v311" tests
 run_pytest py3.12-monitoring "$v312" tests
 NOPDB_LAB_BACKEND=settrace run_pytest py3.12-settrace "$v312" tests
 run_pytest py3.13-monitoring "$v313" tests
 
-"$v311/bin/python" scripts/junit_summary.py "$ROOT"/artifacts/junit-*.xml
+# -- 2. Front end: lint and Jest --------------------------------------------------------------
+lab=$VENVS/lab
+[ -x "$lab/bin/python" ] || "$(find_python 3.11)" -m venv "$lab"
+quiet_pip "$lab/bin/pip" install -q torch==2.13.0
+quiet_pip "$lab/bin/pip" install -q "jupyterlab>=4.6,<5"
+export PATH=$lab/bin:$PATH   # jlpm and jupyter come from JupyterLab
+echo "::: jlpm install, lint, jest"
+jlpm install
+jlpm lint:check
+jlpm test --ci --json --outputFile="$ROOT/artifacts/jest-results.json"
+
+# -- 3. Packaging: a clean `pip install .` builds and ships the labextension ----------------
+echo "::: pip install . (builds the front end)"
+jlpm clean:all   # no prebuilt lib/ or labextension/: the wheel build must make them
+quiet_pip "$lab/bin/pip" install -q ".[jupyter,lab]"
+quiet_pip "$lab/bin/pip" install -q --force-reinstall --no-deps .   # this checkout, even if
+test -f nopdb_lab/labextension/static/style.js                      # the version is unchanged
+jupyter labextension list 2>&1 | tee artifacts/labextension-list.txt
+grep -Eq "nopdb-lab v[0-9.]+ .*enabled.*OK" artifacts/labextension-list.txt
+jupyter server extension list 2>&1 | tee artifacts/server-extension-list.txt
+grep -Eq "nopdb_lab .*enabled" artifacts/server-extension-list.txt
+
+# -- 4. Galata on Debian's Chromium -----------------------------------------------------------
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "::: installing Debian's chromium"
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+  fi
+fi
+echo "::: galata"
+(
+  cd ui-tests
+  jlpm install
+  CI=1 jlpm playwright test
+) || galata_failed=1
+rm -rf artifacts/ui-tests && mkdir -p artifacts/ui-tests
+cp -r ui-tests/test-results/. artifacts/ui-tests/ 2>/dev/null || true
+[ -z "${galata_failed:-}" ]
+
+"$v311/bin/python" scripts/junit_summary.py "$ROOT"/artifacts/junit-*.xml \
+  artifacts/jest-results.json artifacts/ui-tests/junit.xml

@@ -121,7 +121,7 @@ def test_every_value_comes_with_the_python_that_reaches_it(client):
     assert inner["summary"]["length"] == 2
     data, _ = client.request("value", id=cid, path=["locals", "parts", "it's", 1])
     expression = data["result"]["expression"]
-    assert expression == f'nopdb_lab.store[{cid}].locals[\'parts\']["it\'s"][1]'
+    assert expression == f"nopdb_lab.store[{cid}].locals['parts'][\"it's\"][1]"
     # every expression the panel offers evaluates to the value in the user's namespace
     client.run(f"assert {expression} == (1.5, 2)")
     for child in data["result"]["children"]:
@@ -154,8 +154,9 @@ def test_source_of_a_cell_and_of_a_module_file(client):
     data, _ = client.request("source", file=json.__file__)
     assert "def dumps(" in data["result"]["text"]
     data, _ = client.request("source", file="/no/such/file.py")
-    assert not data["ok"] and "no source available for '/no/such/file.py'" in (
-        data["error"]["message"]
+    assert (
+        not data["ok"]
+        and "no source available for '/no/such/file.py'" in (data["error"]["message"])
     )
 
 
