@@ -42,7 +42,7 @@ make_venv() {  # $1 = version, $2 = extras besides "test" (comma-separated)
   fi
   # Python-only venvs: an editable install without building the front end (that is
   # step 3's job), and without an isolated build env that would fetch JupyterLab.
-  quiet_pip "$venv/bin/pip" install -q hatchling hatch-jupyter-builder
+  quiet_pip "$venv/bin/pip" install -q hatchling editables hatch-jupyter-builder
   quiet_pip env SKIP_JUPYTER_BUILDER=1 "$venv/bin/pip" install -q --no-build-isolation \
     -e ".[test$extras]"
 }
