@@ -11,7 +11,8 @@ import linecache
 import logging
 import platform
 import sys
-from typing import Any, Dict, List, Tuple
+import threading
+from typing import Any, Callable, Dict, List, Tuple
 
 from . import __version__
 from .backends import backend_name
@@ -21,6 +22,10 @@ from .summary import is_array, is_tensor, summarize
 TARGET = "nopdb_lab"
 PROTOCOL_VERSION = 1
 MAX_TENSOR_BYTES = 64 << 20
+#: Pushed events are batched: at most one message per interval and per this many captures,
+#: so a loop that captures 10,000 calls stays far below the server's iopub rate limit.
+BATCH_INTERVAL_S = 0.1
+MAX_BATCH = 1000
 
 log = logging.getLogger("nopdb_lab")
 _services: List["CommService"] = []
@@ -38,7 +43,25 @@ def start() -> str:
     manager = get_comm_manager()
     if TARGET not in getattr(manager, "targets", {}):
         manager.register_target(TARGET, _on_comm_open)
+        _flush_after_each_cell()
     return TARGET
+
+
+def _flush_after_each_cell() -> None:
+    """Send batched events when a cell finishes, before the kernel reports idle."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.events.register("post_execute", flush_all)
+
+
+def flush_all() -> None:
+    """Send every service's pending events now."""
+    for service in list(_services):
+        service.events.flush()
 
 
 def _on_comm_open(comm: Any, open_msg: Dict[str, Any]) -> None:
@@ -173,18 +196,89 @@ def tensor_payload(value: Any, index: List[int], dtype: str) -> Tuple[Dict[str, 
     return {"shape": list(out.shape), "dtype": dtype}, out.tobytes()
 
 
+class EventBatcher:
+    """Collects pushed events and sends them merged, at most every ``interval`` seconds.
+
+    Consecutive events of one kind become one message (``captures_added`` with a list of
+    briefs, ``captures_evicted``/``captures_deleted`` with all ids), so the order between
+    additions and removals is kept. Captures made in any thread may queue events; a timer
+    thread sends them, and :func:`flush_all` sends them at the end of each cell.
+    """
+
+    def __init__(
+        self,
+        send: Callable[[Dict[str, Any]], None],
+        interval: float = BATCH_INTERVAL_S,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self._send = send
+        self._interval = interval
+        self._max_batch = max_batch
+        self._pending: List[Dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+
+    def push(self, event: Dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.append(event)
+            if self._timer is None:
+                self._timer = threading.Timer(self._interval, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            for message in merge_events(pending, self._max_batch):
+                self._send(message)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._pending = []
+
+
+def merge_events(events: List[Dict[str, Any]], max_batch: int) -> List[Dict[str, Any]]:
+    """Merge runs of same-kind events (see :class:`EventBatcher`)."""
+    merged: List[Dict[str, Any]] = []
+    for event in events:
+        last = merged[-1] if merged else None
+        name = event["event"]
+        if last is not None and last["event"] == name:
+            if name == "captures_added" and len(last["captures"]) < max_batch:
+                last["captures"].extend(event["captures"])
+                continue
+            if name in ("captures_evicted", "captures_deleted"):
+                last["ids"] = last["ids"] + event["ids"]
+                if "message" in event:
+                    last["message"] = event["message"]
+                continue
+        copy = dict(event)
+        if "captures" in copy:
+            copy["captures"] = list(copy["captures"])  # extended later; keep the input intact
+        merged.append(copy)
+    return merged
+
+
 class CommService:
-    """Serves one front-end comm: answers requests, pushes store events."""
+    """Serves one front-end comm: answers requests, pushes store events (batched)."""
 
     def __init__(self, comm: Any, record_store: CaptureStore) -> None:
         self.comm = comm
         self.store = record_store
+        self.events = EventBatcher(self._send)
         comm.on_msg(self._on_msg)
         comm.on_close(self._on_close)
         record_store.add_listener(self._on_store_event)
 
     def _on_close(self, msg: Dict[str, Any]) -> None:
         self.store.remove_listener(self._on_store_event)
+        self.events.close()
         if self in _services:
             _services.remove(self)
 
@@ -193,12 +287,14 @@ class CommService:
 
     def _on_store_event(self, kind: str, payload: Any) -> None:
         if kind == "added":
-            self._send({"event": "capture_added", "capture": brief(payload, self.store)})
+            self.events.push({"event": "captures_added", "captures": [brief(payload, self.store)]})
         elif kind == "evicted":
             assert isinstance(payload, Eviction)
-            self._send({"event": "captures_evicted", "ids": payload.ids, "message": str(payload)})
+            self.events.push(
+                {"event": "captures_evicted", "ids": list(payload.ids), "message": str(payload)}
+            )
         elif kind == "deleted":
-            self._send({"event": "captures_deleted", "ids": payload})
+            self.events.push({"event": "captures_deleted", "ids": list(payload)})
 
     def _on_msg(self, msg: Dict[str, Any]) -> None:
         data = msg["content"]["data"]
@@ -213,6 +309,7 @@ class CommService:
             if handler is None:
                 raise ProtocolError(f"unknown request {data.get('op')!r}")
             result, buffers = handler(**(data.get("args") or {}))
+            self.events.flush()  # what the request changed is pushed before its answer
             self._send({"re": request_id, "ok": True, "result": result}, buffers)
         except Exception as exc:
             # KeyError's str() is the repr of its argument; show the message itself

@@ -103,9 +103,11 @@ export class CaptureListModel {
     this._invalidate();
   }
 
-  /** A capture the kernel announced. Ids only grow, so appending keeps the order. */
-  add(brief: ICaptureBrief): void {
-    this._insert(brief);
+  /** Captures the kernel announced. Ids only grow, so appending keeps the order. */
+  add(...briefs: ICaptureBrief[]): void {
+    for (const brief of briefs) {
+      this._insert(brief);
+    }
     this._invalidate();
   }
 

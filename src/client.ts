@@ -112,7 +112,7 @@ export class ProtocolClient implements IDisposable {
       return;
     }
     if (
-      data.event === 'capture_added' ||
+      data.event === 'captures_added' ||
       data.event === 'captures_evicted' ||
       data.event === 'captures_deleted'
     ) {

@@ -306,8 +306,8 @@ export class KernelBridge implements IDisposable {
 
   private _onEvent(_: ProtocolClient, event: ProtocolEvent): void {
     switch (event.event) {
-      case 'capture_added':
-        this.captures.add(event.capture);
+      case 'captures_added':
+        this.captures.add(...event.captures);
         break;
       case 'captures_evicted':
         this.captures.remove(event.ids, event.message);

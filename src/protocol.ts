@@ -128,9 +128,9 @@ export type RequestName = keyof IRequests;
 export type RequestArgs<K extends RequestName> = IRequests[K][0];
 export type RequestResult<K extends RequestName> = IRequests[K][1];
 
-/** Events the kernel pushes. */
+/** Events the kernel pushes (batched: consecutive events of one kind are merged). */
 export type ProtocolEvent =
-  | { event: 'capture_added'; capture: ICaptureBrief }
+  | { event: 'captures_added'; captures: ICaptureBrief[] }
   | { event: 'captures_evicted'; ids: number[]; message: string }
   | { event: 'captures_deleted'; ids: number[] };
 

@@ -45,6 +45,10 @@ class Client:
             self.events.append(msg)
         raise AssertionError(f"no response to {op}")
 
+    def added(self):
+        """Briefs of every capture pushed so far (events arrive batched)."""
+        return [c for event in self.pushed("captures_added") for c in event["captures"]]
+
     def pushed(self, event):
         return [
             m["content"]["data"] for m in self.events if m["content"]["data"].get("event") == event
@@ -77,8 +81,7 @@ def test_captures_are_pushed_and_tensors_arrive_as_binary_buffers(client):
         "with nopdb_lab.capture_calls(scale) as calls:\n"
         "    scale(2)\n"
     )
-    (added,) = client.pushed("capture_added")
-    capture = added["capture"]
+    (capture,) = client.added()
     assert capture["qualname"] == "scale" and capture["kind"] == "call"
     assert capture["nbytes"] == 96
 
@@ -105,8 +108,8 @@ def test_every_value_comes_with_the_python_that_reaches_it(client):
         "with nopdb_lab.capture_calls(pack):\n"
         "    pack(1.5)\n"
     )
-    (added,) = client.pushed("capture_added")
-    cid = added["capture"]["id"]
+    (added,) = client.added()
+    cid = added["id"]
     data, _ = client.request("get", id=cid)
     result = data["result"]
     assert result["args"]["x"]["expression"] == f"nopdb_lab.store[{cid}].args['x']"
@@ -137,12 +140,12 @@ def test_source_of_a_cell_and_of_a_module_file(client):
         "with nopdb_lab.capture_calls(cell_function):\n"
         "    cell_function(4)\n"
     )
-    (added,) = client.pushed("capture_added")
-    cell_file = added["capture"]["file"]
+    (added,) = client.added()
+    cell_file = added["file"]
     data, _ = client.request("source", file=cell_file)
     assert data["ok"] and "doubled = a * 2" in data["result"]["text"]
 
-    data, _ = client.request("get", id=added["capture"]["id"])
+    data, _ = client.request("get", id=added["id"])
     for frame in data["result"]["stack"]:  # ipykernel's own frames, frozen runpy included
         reply, _ = client.request("source", file=frame["file"])
         assert reply["ok"], (frame, reply)
@@ -170,9 +173,9 @@ def test_breakpoint_hits_are_captures_too(client):
         "    bp.eval('missing_name')\n"
         "    add(1, 2)\n"
     )
-    (added,) = client.pushed("capture_added")
-    assert added["capture"]["kind"] == "hit" and added["capture"]["errors"] == 1
-    data, _ = client.request("get", id=added["capture"]["id"])
+    (added,) = client.added()
+    assert added["kind"] == "hit" and added["errors"] == 1
+    data, _ = client.request("get", id=added["id"])
     assert data["result"]["locals"]["total"]["repr"] == "3"
     assert "NameError" in data["result"]["errors"][0]["message"]
 
@@ -203,3 +206,54 @@ def test_eviction_and_delete_are_pushed(client):
     assert data["ok"] and client.pushed("captures_deleted")
     data, _ = client.request("list")
     assert data["result"]["captures"] == []
+
+
+def test_ten_thousand_captures_arrive_in_few_messages_in_order(client):
+    client.run("nopdb_lab.store.clear(); nopdb_lab.store.set_budget(1 << 30)")
+    client.events.clear()
+    client.run(
+        "def step(i):\n"
+        "    return i\n"
+        "with nopdb_lab.capture_calls(step):\n"
+        "    for i in range(10_000):\n"
+        "        step(i)\n"
+    )
+    messages = client.pushed("captures_added")
+    briefs = client.added()
+    assert len(briefs) == 10_000
+    ids = [b["id"] for b in briefs]
+    assert ids == sorted(ids) and len(set(ids)) == 10_000
+    # batched: far below the server's iopub limit of 1000 messages per second
+    assert 10 <= len(messages) <= 200
+    assert max(len(m["captures"]) for m in messages) <= 1000
+    client.run("nopdb_lab.store.clear()")
+
+
+def test_merging_keeps_additions_and_removals_in_order():
+    from nopdb_lab.kernel_service import merge_events
+
+    def added(*ids):
+        return {"event": "captures_added", "captures": [{"id": i} for i in ids]}
+
+    events = [
+        added(1),
+        added(2),
+        {"event": "captures_evicted", "ids": [1], "message": "evicted #1"},
+        {"event": "captures_evicted", "ids": [2], "message": "evicted #2"},
+        added(3),
+        {"event": "captures_deleted", "ids": [3]},
+    ]
+    merged = merge_events(events, max_batch=1000)
+    assert [m["event"] for m in merged] == [
+        "captures_added",
+        "captures_evicted",
+        "captures_added",
+        "captures_deleted",
+    ]
+    assert [c["id"] for c in merged[0]["captures"]] == [1, 2]
+    assert merged[1] == {"event": "captures_evicted", "ids": [1, 2], "message": "evicted #2"}
+    assert events[0]["captures"] == [{"id": 1}]  # the input is left alone
+    assert [len(m["captures"]) for m in merge_events([added(*range(5))] * 3, max_batch=6)] == [
+        10,
+        5,
+    ]

@@ -134,7 +134,7 @@ describe('KernelBridge', () => {
     ]);
     expect(bridge.captures.view.map(b => b.id)).toEqual([2, 1]);
 
-    kernel.comms[0].push({ event: 'capture_added', capture: brief(3) });
+    kernel.comms[0].push({ event: 'captures_added', captures: [brief(3)] });
     kernel.comms[0].push({
       event: 'captures_evicted',
       ids: [1],
@@ -198,8 +198,11 @@ describe('KernelBridge', () => {
     expect(kernel.comms).toHaveLength(2);
     expect(kernel.comms[0].isDisposed).toBe(true);
     expect(bridge.captures.size).toBe(0);
-    kernel.comms[1].push({ event: 'capture_added', capture: brief(1) });
-    expect(bridge.captures.size).toBe(1);
+    kernel.comms[1].push({
+      event: 'captures_added',
+      captures: [brief(1), brief(2)]
+    });
+    expect(bridge.captures.size).toBe(2);
   });
 
   it('follows a kernel change and reports a notebook without kernel', async () => {

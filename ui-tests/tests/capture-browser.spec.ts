@@ -236,6 +236,47 @@ test.describe('capture browser', () => {
     await keepScreenshot(page, testInfo, 'after-restart');
   });
 
+  test('stays usable with 10,000 captures (dark theme)', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openNotebook(page, tmpPath, 'many.ipynb', [
+      'import nopdb_lab\n' +
+        'def step(i):\n' +
+        '    return i * 2\n' +
+        'with nopdb_lab.capture_calls(step):\n' +
+        '    for i in range(10_000):\n' +
+        '        step(i)\n' +
+        'len(nopdb_lab.store)'
+    ]);
+    await page.theme.setDarkTheme();
+    await run(page, 0);
+    expect(await page.notebook.getCellTextOutput(0)).toEqual(['10000']);
+    await expect(listView(page).locator('.jp-NopdbLab-count')).toHaveText(
+      '10000 captures',
+      {
+        timeout: 60000
+      }
+    );
+    // virtualised: only the rows in view (plus a few) are in the page
+    expect(await rows(page).count()).toBeLessThan(60);
+    const ids = await rows(page).evaluateAll(els =>
+      els.map(el => Number(el.getAttribute('data-capture-id')))
+    );
+    expect(Math.max(...ids)).toBe(ids[0]); // newest first
+
+    // filtering 10,000 rows by id still answers at once
+    await browser(page)
+      .getByLabel('Search captures')
+      .fill(`#${ids[0] - 9999}`);
+    await expect(rows(page)).toHaveCount(1);
+    await rows(page).first().click();
+    await expect(browser(page).locator('.jp-NopdbLab-details')).toContainText(
+      'step'
+    );
+    await keepScreenshot(page, testInfo, 'ten-thousand-dark');
+  });
+
   test('a kernel without nopdb_lab shows how to install it', async ({
     page,
     tmpPath
