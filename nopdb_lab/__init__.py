@@ -6,6 +6,7 @@ fallback on 3.10/3.11.
 """
 
 from ._version import __version__
+from .attention import AttentionRecord, attention_probabilities, capture_attention
 from .backends import backend_name
 from .breakpoint import ActionError, Breakpoint, BreakpointHit
 from .call_capture import CallCapture, CallListCapture
@@ -18,6 +19,7 @@ from .scope import Scope
 __all__ = [
     "__version__",
     "ActionError",
+    "AttentionRecord",
     "Breakpoint",
     "BreakpointHit",
     "CallCapture",
@@ -28,7 +30,9 @@ __all__ = [
     "NoPdb",
     "Scope",
     "backend_name",
+    "attention_probabilities",
     "breakpoint",
+    "capture_attention",
     "capture_call",
     "capture_calls",
     "get_local",

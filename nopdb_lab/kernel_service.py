@@ -80,7 +80,7 @@ def brief(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
         "thread": record.thread,
         "nbytes": record_store.size_of(record.id),
     }
-    if record.kind == "hit":
+    if record.kind != "call":  # a breakpoint hit, or an attention record
         out.update(time=record.time, line=record.line, errors=len(record.errors))
     else:
         out.update(
@@ -101,7 +101,7 @@ def detail(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
     out = brief(record, record_store)
     out["locals"] = _summaries(record.locals, f"{root}.locals")
     out["stack"] = [{"file": f, "line": n, "name": name} for f, n, name in record.raw_stack]
-    if record.kind == "hit":
+    if record.kind != "call":
         out["errors"] = [{"action": e.action, "message": e.message} for e in record.errors]
     else:
         out["args"] = _summaries(record.args, f"{root}.args")

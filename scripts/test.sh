@@ -58,7 +58,7 @@ run_pytest() {  # $1 = label, $2 = venv, rest = pytest args
 
 # -- 1. Python -----------------------------------------------------------------------------
 make_venv 3.10
-make_venv 3.11 torch,bench,dev,jupyter,kerneltest,lab
+make_venv 3.11 torch,bench,dev,jupyter,kerneltest,lab,transformers
 make_venv 3.12
 make_venv 3.13
 v310=$VENVS/py3.10 v311=$VENVS/py3.11 v312=$VENVS/py3.12 v313=$VENVS/py3.13

@@ -17,8 +17,8 @@ export const BOOTSTRAP_CODE =
   '_nopdb_lab_service.start()\n' +
   'del _nopdb_lab_service';
 
-/** The kind of a capture: a captured call or a breakpoint hit. */
-export type CaptureKind = 'call' | 'hit';
+/** The kind of a capture: a captured call, a breakpoint hit, or an attention record. */
+export type CaptureKind = 'call' | 'hit' | 'attention';
 
 /** One row of the capture list (a "brief"). */
 export interface ICaptureBrief {
@@ -37,7 +37,7 @@ export interface ICaptureBrief {
   end_time?: number | null;
   /** Calls only: repr of the exception the call raised. */
   exception?: string | null;
-  /** Hits only: in a brief, how many actions failed; in a detail, the list. */
+  /** Hits and attention records: in a brief, how many actions failed; in a detail, the list. */
   errors?: number | IActionError[];
 }
 

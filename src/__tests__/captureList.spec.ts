@@ -1,10 +1,10 @@
 import { CaptureListModel, matcher, EMPTY_FILTER } from '../captureList';
-import { ICaptureBrief } from '../protocol';
+import { CaptureKind, ICaptureBrief } from '../protocol';
 
 function brief(
   id: number,
   qualname: string,
-  kind: 'call' | 'hit' = 'call'
+  kind: CaptureKind = 'call'
 ): ICaptureBrief {
   return {
     id,
@@ -39,6 +39,11 @@ describe('CaptureListModel', () => {
     ]);
     list.setFilter({ kind: 'hit' });
     expect(list.view.map(b => b.id)).toEqual([3]);
+    list.add(brief(18, 'Attention.forward', 'attention'));
+    list.setFilter({ kind: 'attention' });
+    expect(list.view.map(b => b.id)).toEqual([18]);
+    list.remove([18]);
+    list.setFilter({ kind: 'hit' });
     list.setFilter({ kind: '', qualname: 'Attention.forward' });
     expect(list.view.map(b => b.id)).toEqual([3, 1]);
     list.setFilter({ qualname: '', text: 'ATTENTION vit.py' });

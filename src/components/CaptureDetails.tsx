@@ -239,6 +239,7 @@ function Details(props: {
         <div>
           <div className="jp-NopdbLab-detailsTitle">
             {detail.kind === 'hit' ? 'Breakpoint hit in ' : ''}
+            {detail.kind === 'attention' ? 'Attention (SDPA) in ' : ''}
             {detail.qualname}{' '}
             <span className="jp-NopdbLab-captureRow-id">#{detail.id}</span>
           </div>

@@ -9,9 +9,15 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import { BrowserModel } from '../browserModel';
 import { CaptureListModel } from '../captureList';
 import { basename, formatBytes, formatTime } from '../format';
-import { ICaptureBrief } from '../protocol';
+import { CaptureKind, ICaptureBrief } from '../protocol';
 
 const ROW_HEIGHT = 44;
+
+const KIND_LABELS: Record<string, string> = {
+  call: 'call',
+  hit: 'hit',
+  attention: 'attn'
+};
 
 interface IRowProps {
   rows: readonly ICaptureBrief[];
@@ -51,7 +57,7 @@ function CaptureRow({
     >
       <div className="jp-NopdbLab-captureRow-main">
         <span className={`jp-NopdbLab-kind jp-NopdbLab-kind-${brief.kind}`}>
-          {brief.kind === 'hit' ? 'hit' : 'call'}
+          {KIND_LABELS[brief.kind] ?? brief.kind}
         </span>
         <span className="jp-NopdbLab-captureRow-name">{brief.qualname}</span>
         <span className="jp-NopdbLab-captureRow-id">#{brief.id}</span>
@@ -90,13 +96,14 @@ function Filters({
         value={filter.kind}
         onChange={event =>
           captures.setFilter({
-            kind: event.target.value as 'call' | 'hit' | ''
+            kind: event.target.value as CaptureKind | ''
           })
         }
       >
-        <option value="">calls and hits</option>
+        <option value="">every kind</option>
         <option value="call">calls</option>
         <option value="hit">breakpoint hits</option>
+        <option value="attention">attention (SDPA)</option>
       </select>
       <select
         className="jp-mod-styled jp-NopdbLab-functionFilter"

@@ -29,6 +29,19 @@ const CAPTURE_CELL = `with torch.no_grad(), nopdb_lab.capture_calls(Attention.fo
     model(torch.randn(1, 5, 16))
 len(calls)`;
 
+// fused attention has no `attn` local; capture_attention records its probabilities
+const FUSED_CELL = `class Fused(Attention):
+    def forward(self, x):
+        B, N, C = x.shape
+        qkv = self.qkv(x).reshape(B, N, 3, self.heads, C // self.heads).permute(2, 0, 3, 1, 4)
+        out = torch.nn.functional.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        return self.proj(out.transpose(1, 2).reshape(B, N, C))
+
+fused = torch.nn.Sequential(Fused(), Fused())
+with torch.no_grad(), nopdb_lab.capture_attention() as attns:
+    fused(torch.randn(1, 5, 16))
+[a.module for a in attns]`;
+
 // captures must show up while the cell is still running
 const SLOW_CELL = `with torch.no_grad(), nopdb_lab.capture_calls(Attention.forward):
     for _ in range(3):
@@ -234,6 +247,32 @@ test.describe('capture browser', () => {
     await run(page, 1);
     await expect(rows(page)).toHaveCount(2);
     await keepScreenshot(page, testInfo, 'after-restart');
+  });
+
+  test('shows attention captured from fused SDPA calls', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openNotebook(page, tmpPath, 'sdpa.ipynb', [MODEL_CELL, FUSED_CELL]);
+    await run(page, 0);
+    await run(page, 1);
+    expect(await page.notebook.getCellTextOutput(1)).toEqual(["['0', '1']"]);
+    await browser(page).getByLabel('Kind').selectOption('attention');
+    await expect(rows(page)).toHaveCount(2);
+    await expect(rows(page).first()).toContainText('attn');
+    await rows(page).last().click();
+    const details = browser(page).locator('.jp-NopdbLab-details');
+    await expect(details).toContainText('Attention (SDPA) in Fused.forward');
+    const weights = details.locator(
+      '.jp-NopdbLab-value[data-path=\'["locals","weights"]\']'
+    );
+    await expect(weights.locator('.jp-NopdbLab-shape')).toHaveText(
+      'float32[1, 2, 5, 5]'
+    );
+    await expect(
+      details.locator('.jp-NopdbLab-value[data-path=\'["locals","module"]\']')
+    ).toContainText("'0'");
+    await keepScreenshot(page, testInfo, 'sdpa-attention');
   });
 
   test('stays usable with 10,000 captures (dark theme)', async ({

@@ -1,0 +1,215 @@
+"""Attention probabilities from fused ``scaled_dot_product_attention`` calls.
+
+Models that call ``torch.nn.functional.scaled_dot_product_attention`` (SDPA; timm and
+transformers do by default) never hold an ``attn`` local, so capturing ``Attention.forward``
+finds nothing. :func:`capture_attention` intercepts SDPA with a ``TorchFunctionMode`` and
+records the probabilities each call implies::
+
+    with nopdb_lab.capture_attention() as attns:
+        model(x)
+    attns[0].weights   # (B, H, Nq, Nk), rows sum to 1
+    attns[0].module    # e.g. "encoder.layer.0.attention.self"
+
+The probabilities are recomputed from the call's own ``query``/``key``, ``attn_mask``,
+``is_causal``, ``scale`` and ``enable_gqa`` (grouped-query heads are expanded as SDPA
+does), in float32, with no gradient; dropout is not applied (they are the probabilities
+that dropout would act on). The model's own output is SDPA's, untouched.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List
+
+from . import observers
+from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
+
+
+class AttentionRecord:
+    """One SDPA call: its attention probabilities and where it came from.
+
+    Attributes: ``id`` (also its id in :data:`nopdb_lab.store`), ``weights`` (B×H×Nq×Nk
+    float32 probabilities on the inputs' device), ``module`` (dotted path of the calling
+    ``nn.Module`` inside the outermost module on the stack, ``""`` for that root itself,
+    ``None`` when SDPA was not called from a module), ``module_class``, ``scale``,
+    ``is_causal``, ``masked`` (an ``attn_mask`` was given), ``kv_groups`` (query heads per
+    key/value head, 1 without grouped-query attention), ``time``, ``thread`` and ``stack``.
+    """
+
+    kind = "attention"
+
+    def __init__(
+        self, weights: Any, frame: Any, module: str | None, module_class: str | None
+    ) -> None:
+        self.id = next_id()
+        self.time = time.time()
+        self.weights = weights
+        self.module = module
+        self.module_class = module_class
+        self.scale = 0.0
+        self.is_causal = False
+        self.masked = False
+        self.kv_groups = 1
+        self.thread = threading.current_thread().name
+        code = frame.f_code if frame is not None else None
+        self.name = code.co_name if code else "<unknown>"
+        self.qualname = qualified_name(code, frame) if code else "<unknown>"
+        self.file = code.co_filename if code else "<unknown>"
+        self.line = frame.f_lineno if frame is not None else 0
+        self.raw_stack: RawStack = raw_stack(frame)
+        self.errors: List[Any] = []
+
+    @property
+    def locals(self) -> Dict[str, Any]:
+        """What the capture browser shows (and ``store[id].locals['weights']`` reaches)."""
+        return {
+            "weights": self.weights,
+            "module": self.module,
+            "module_class": self.module_class,
+            "scale": self.scale,
+            "is_causal": self.is_causal,
+            "masked": self.masked,
+            "kv_groups": self.kv_groups,
+        }
+
+    @property
+    def stack(self) -> traceback.StackSummary:
+        return stack_summary(self.raw_stack)
+
+    def __repr__(self) -> str:
+        shape = tuple(getattr(self.weights, "shape", ()))
+        return f"AttentionRecord(id={self.id}, module={self.module!r}, weights={shape})"
+
+
+def attention_probabilities(
+    query: Any,
+    key: Any,
+    attn_mask: Any = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Any:
+    """``softmax(q kᵀ · scale + mask)`` as SDPA computes it, in float32 (B×H×Nq×Nk).
+
+    Follows PyTorch's reference for SDPA: the causal mask is the lower-left triangle of
+    an Nq×Nk matrix; a boolean mask keeps ``True`` positions, a float mask is added; with
+    fewer key heads than query heads (grouped-query attention) each key head serves
+    ``Hq / Hk`` consecutive query heads. Rows whose every position is masked are zero.
+    """
+    import torch
+
+    q = query.detach().float()
+    k = key.detach().float()
+    n_q, n_k = q.shape[-2], k.shape[-2]
+    if scale is None:
+        scale = 1.0 / math.sqrt(q.shape[-1])
+    if q.dim() >= 3 and k.dim() >= 3 and k.shape[-3] != q.shape[-3]:
+        if q.shape[-3] % k.shape[-3]:
+            raise ValueError(
+                f"{q.shape[-3]} query heads cannot share {k.shape[-3]} key/value heads"
+            )
+        k = k.repeat_interleave(q.shape[-3] // k.shape[-3], dim=-3)
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if is_causal:
+        keep = torch.ones(n_q, n_k, dtype=torch.bool, device=q.device).tril()
+        scores = scores.masked_fill(~keep, float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask.detach().float()
+    return torch.softmax(scores, dim=-1).nan_to_num(0.0)
+
+
+def _calling_module(frame: Any) -> tuple[str | None, str | None]:
+    """Path and class of the innermost ``nn.Module`` whose method is on the stack."""
+    import torch
+
+    inner = None
+    root = None
+    f = frame
+    while f is not None:
+        owner = f.f_locals.get("self") if "self" in f.f_code.co_varnames[:1] else None
+        if isinstance(owner, torch.nn.Module):
+            if inner is None:
+                inner = owner
+            root = owner
+        f = f.f_back
+    if inner is None:
+        return None, None
+    cls = type(inner).__qualname__
+    for name, module in root.named_modules():
+        if module is inner:
+            return name, cls
+    return None, cls
+
+
+@contextmanager
+def capture_attention(snapshot: str | None = None) -> Iterator[List[AttentionRecord]]:
+    """Record the attention probabilities of every SDPA call in the block, in call order.
+
+    Yields a list that fills as the model runs. Each record also goes to the capture
+    store (and so to the JupyterLab capture browser). ``snapshot="cpu"`` moves the
+    weights to the CPU as they are recorded (frees GPU memory for long runs).
+    """
+    from torch.nn import functional
+    from torch.overrides import TorchFunctionMode
+
+    if snapshot not in (None, "cpu"):
+        raise ValueError(f"snapshot must be None or 'cpu', not {snapshot!r}")
+    records: List[AttentionRecord] = []
+    sdpa = functional.scaled_dot_product_attention
+
+    class _Interceptor(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+            kwargs = kwargs or {}
+            result = func(*args, **kwargs)
+            if func is sdpa:
+                _record(records, args, kwargs, snapshot)
+            return result
+
+    with _Interceptor():
+        yield records
+
+
+_SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
+
+
+def _record(records: List[AttentionRecord], args: Any, kwargs: Dict[str, Any], snapshot: Any):
+    import sys
+
+    import torch
+
+    call = dict(zip(_SDPA_PARAMS, args, strict=False))
+    call.update(kwargs)
+    with torch.no_grad():
+        weights = attention_probabilities(
+            call["query"],
+            call["key"],
+            attn_mask=call.get("attn_mask"),
+            is_causal=bool(call.get("is_causal", False)),
+            scale=call.get("scale"),
+            enable_gqa=bool(call.get("enable_gqa", False)),
+        )
+    if snapshot == "cpu":
+        weights = weights.cpu()
+    # the caller of F.scaled_dot_product_attention: skip this module's and torch's frames
+    frame = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_filename == __file__
+        or frame.f_code.co_filename.replace("\\", "/").endswith("torch/overrides.py")
+    ):
+        frame = frame.f_back
+    module, module_class = _calling_module(frame)
+    record = AttentionRecord(weights, frame, module, module_class)
+    q, k = call["query"], call["key"]
+    record.scale = float(call.get("scale") or 1.0 / math.sqrt(q.shape[-1]))
+    record.is_causal = bool(call.get("is_causal", False))
+    record.masked = call.get("attn_mask") is not None
+    record.kv_groups = q.shape[-3] // k.shape[-3] if q.dim() >= 3 and k.dim() >= 3 else 1
+    records.append(record)
+    observers.publish(record)
