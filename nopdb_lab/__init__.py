@@ -6,7 +6,12 @@ fallback on 3.10/3.11.
 """
 
 from ._version import __version__
-from .attention import AttentionRecord, attention_probabilities, capture_attention
+from .attention import (
+    AttentionRecord,
+    attention_probabilities,
+    attention_rollout,
+    capture_attention,
+)
 from .backends import backend_name
 from .breakpoint import ActionError, Breakpoint, BreakpointHit
 from .call_capture import CallCapture, CallListCapture
@@ -31,6 +36,7 @@ __all__ = [
     "Scope",
     "backend_name",
     "attention_probabilities",
+    "attention_rollout",
     "breakpoint",
     "capture_attention",
     "capture_call",

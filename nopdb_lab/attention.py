@@ -125,6 +125,50 @@ def attention_probabilities(
     return torch.softmax(scores, dim=-1).nan_to_num(0.0)
 
 
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def attention_rollout(maps: Any, head_fusion: str = "mean", residual: bool = True) -> Any:
+    """Attention rollout (Abnar & Zuidema, 2020) over layers, first layer first.
+
+    ``maps``: a sequence of per-layer attention tensors (B×H×N×N, or H×N×N, or N×N), e.g.
+    ``[r.weights for r in attns]``. Heads are fused by ``head_fusion`` (mean, max or min);
+    with ``residual`` each layer becomes ``0.5·A + 0.5·I`` (the skip connection) and its
+    rows are re-normalised to sum to 1. Returns ``Ã_L ⋯ Ã_1`` (B×N×N, or N×N for 2-D or
+    3-D input): row ``i`` is how much each input token flows into token ``i`` at the top.
+    """
+    import torch
+
+    if head_fusion not in HEAD_FUSIONS:
+        raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, not {head_fusion!r}")
+    layers = [torch.as_tensor(m).detach().float() for m in maps]
+    if not layers:
+        raise ValueError("attention_rollout needs at least one layer of attention")
+    squeeze = layers[0].dim() <= 3
+    result = None
+    for depth, attn in enumerate(layers):
+        if attn.dim() == 2:
+            attn = attn[None, None]
+        elif attn.dim() == 3:
+            attn = attn[None]
+        if attn.dim() != 4 or attn.shape[-1] != attn.shape[-2]:
+            raise ValueError(
+                f"layer {depth}: expected (B, H, N, N) attention, got {tuple(attn.shape)}"
+            )
+        fused = getattr(attn, head_fusion)(dim=1)
+        fused = fused if head_fusion == "mean" else fused.values
+        if residual:
+            eye = torch.eye(fused.shape[-1], device=fused.device)
+            fused = 0.5 * fused + 0.5 * eye
+            fused = fused / fused.sum(dim=-1, keepdim=True)
+        if result is not None and result.shape[-1] != fused.shape[-1]:
+            raise ValueError(
+                f"layer {depth} has {fused.shape[-1]} tokens, the layers before {result.shape[-1]}"
+            )
+        result = fused if result is None else fused @ result
+    return result[0] if squeeze else result
+
+
 def _calling_module(frame: Any) -> tuple[str | None, str | None]:
     """Path and class of the innermost ``nn.Module`` whose method is on the stack."""
     import torch

@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from . import __version__
 from .backends import backend_name
 from .capture_store import CaptureStore, Eviction, store
+from .heatmap import slice_2d
 from .summary import is_array, is_tensor, summarize
 
 TARGET = "nopdb_lab"
@@ -359,6 +360,21 @@ class CommService:
 
     def op_source(self, file: str) -> Tuple[Dict[str, Any], None]:
         return {"file": file, "text": source_text(file)}, None
+
+    def op_heatmap(
+        self,
+        id: int,
+        path: List[Any],
+        rows_dim: int = -2,
+        cols_dim: int = -1,
+        index: Dict[str, int] | None = None,
+        max_size: int = 512,
+        reduce: str = "max",
+    ) -> Tuple[Dict[str, Any], List[bytes]]:
+        value, expression = resolve(self.store[id], path)
+        fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
+        meta, plane = slice_2d(value, rows_dim, cols_dim, fixed, max_size, reduce)
+        return {**meta, "expression": expression}, [plane.tobytes()]
 
     def op_delete(self, id: int) -> Tuple[Dict[str, Any], None]:
         self.store.delete(id)

@@ -257,3 +257,32 @@ def test_merging_keeps_additions_and_removals_in_order():
         10,
         5,
     ]
+
+
+def test_heatmap_slices_arrive_pooled_as_float32_buffers(client):
+    client.events.clear()
+    client.run(
+        "def scores(n):\n"
+        "    s = np.arange(2 * n * n, dtype=np.float64).reshape(2, n, n)\n"
+        "    return s\n"
+        "with nopdb_lab.capture_calls(scores):\n"
+        "    scores(600)\n"
+    )
+    (added,) = client.added()
+    data, buffers = client.request(
+        "heatmap", id=added["id"], path=["locals", "s"], rows_dim=1, cols_dim=2, index={"0": 1}
+    )
+    result = data["result"]
+    assert (result["rows"], result["cols"], result["row_step"], result["reduce"]) == (
+        300,
+        300,
+        2,
+        "max",
+    )
+    values = struct.unpack(f"<{300 * 300}f", bytes(buffers[0]))
+    # cell (0, 0) is the max of s[1, 0:2, 0:2]
+    assert values[0] == 600 * 600 + 600 + 1
+    data, _ = client.request(
+        "heatmap", id=added["id"], path=["locals", "s"], rows_dim=0, cols_dim=0
+    )
+    assert not data["ok"] and "two different dimensions" in data["error"]["message"]

@@ -1,0 +1,109 @@
+"""Kernel-side slicing and downsampling for the heatmap viewer; attention rollout."""
+
+import pytest
+
+np = pytest.importorskip("numpy")
+
+from nopdb_lab.heatmap import SliceError, slice_2d  # noqa: E402
+
+
+def test_slice_picks_rows_cols_and_fixes_the_other_dims():
+    value = np.arange(2 * 3 * 4 * 5, dtype=np.float64).reshape(2, 3, 4, 5)
+    meta, plane = slice_2d(value, rows_dim=2, cols_dim=3, index={0: 1, 1: 2})
+    assert plane.dtype == np.float32 and plane.shape == (4, 5)
+    assert np.array_equal(plane, value[1, 2].astype(np.float32))
+    assert meta["shape"] == [2, 3, 4, 5] and meta["reduce"] is None
+    assert (meta["row_step"], meta["col_step"]) == (1, 1)
+    assert (meta["min"], meta["max"]) == (value[1, 2].min(), value[1, 2].max())
+
+
+def test_rows_after_columns_transposes():
+    value = np.arange(12.0).reshape(3, 4)
+    _, plane = slice_2d(value, rows_dim=1, cols_dim=0)
+    assert np.array_equal(plane, value.T)
+
+
+def test_large_maps_are_pooled_with_ragged_edges():
+    value = np.arange(10 * 7, dtype=np.float32).reshape(10, 7)
+    meta, plane = slice_2d(value, -2, -1, max_size=4, reduce="max")
+    assert (meta["row_step"], meta["col_step"], meta["reduce"]) == (3, 2, "max")
+    assert plane.shape == (4, 4)
+    assert plane[0, 0] == value[:3, :2].max()
+    assert plane[3, 3] == value[9:, 6:].max()  # the 1x1 corner block
+    meta, plane = slice_2d(value, -2, -1, max_size=4, reduce="mean")
+    assert plane[0, 0] == pytest.approx(value[:3, :2].mean())
+    assert plane[3, 0] == pytest.approx(value[9:, :2].mean())
+
+
+def test_pooling_never_hides_nan_and_counts_it():
+    value = np.zeros((4, 4), dtype=np.float32)
+    value[0, 1] = np.nan
+    value[3, 3] = np.inf
+    meta, plane = slice_2d(value, 0, 1, max_size=2)
+    assert np.isnan(plane[0, 0]) and meta["nan"] == 1 and meta["inf"] == 1
+    assert meta["max"] == 0.0  # finite cells only
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(rows_dim=0, cols_dim=0), "two different dimensions"),
+        (dict(rows_dim=0, cols_dim=5), "columns dimension 5 does not exist in shape (2, 3, 4)"),
+        (dict(rows_dim=1, cols_dim=2, index={0: 7}), "index 7 is out of range for dimension 0"),
+        (dict(rows_dim=1, cols_dim=2, reduce="median"), "reduce must be one of"),
+    ],
+)
+def test_bad_requests_name_the_problem(kwargs, message):
+    with pytest.raises(SliceError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        slice_2d(np.zeros((2, 3, 4)), **kwargs)
+
+
+def test_one_dimensional_values_and_other_objects_are_refused():
+    with pytest.raises(SliceError, match="at least 2 dimensions"):
+        slice_2d(np.zeros(3), 0, 0)
+    with pytest.raises(SliceError, match="a list cannot be shown"):
+        slice_2d([[1, 2]], 0, 1)
+
+
+torch = pytest.importorskip("torch")
+
+
+def test_torch_half_and_bfloat16_slices():
+    value = torch.arange(24, dtype=torch.bfloat16).reshape(2, 3, 4)
+    _, plane = slice_2d(value, 1, 2, index={0: 1})
+    assert plane.dtype == np.float32 and np.array_equal(plane, value[1].float().numpy())
+    _, plane = slice_2d(value.half(), 2, 1)
+    assert plane.shape == (4, 3)
+
+
+def test_rollout_matches_a_hand_computed_two_layer_case():
+    from nopdb_lab import attention_rollout
+
+    # two heads per layer; mean fusion, then 0.5*A + 0.5*I, rows re-normalised
+    layer1 = torch.tensor([[[0.5, 0.5], [1.0, 0.0]], [[1.0, 0.0], [0.0, 1.0]]])
+    layer2 = torch.tensor([[[0.0, 1.0], [0.5, 0.5]], [[0.0, 1.0], [0.5, 0.5]]])
+    # layer 1: mean = [[.75,.25],[.5,.5]] -> +I/2 = [[.875,.125],[.25,.75]]
+    # layer 2: mean = [[0,1],[.5,.5]]     -> +I/2 = [[.5,.5],[.25,.75]]
+    expected = torch.tensor([[0.5, 0.5], [0.25, 0.75]]) @ torch.tensor(
+        [[0.875, 0.125], [0.25, 0.75]]
+    )
+    rollout = attention_rollout([layer1, layer2])
+    assert torch.allclose(rollout, expected)
+    assert torch.allclose(rollout.sum(-1), torch.ones(2))
+    # without the residual term and with max fusion
+    no_residual = attention_rollout([layer1, layer2], head_fusion="max", residual=False)
+    assert torch.allclose(
+        no_residual,
+        torch.tensor([[0.0, 1.0], [0.5, 0.5]]) @ torch.tensor([[1.0, 0.5], [1.0, 1.0]]),
+    )
+
+
+def test_rollout_keeps_the_batch_and_rejects_bad_input():
+    from nopdb_lab import attention_rollout
+
+    maps = [torch.softmax(torch.randn(3, 4, 5, 5), -1) for _ in range(2)]
+    assert attention_rollout(maps).shape == (3, 5, 5)
+    with pytest.raises(ValueError, match="head_fusion must be one of"):
+        attention_rollout(maps, head_fusion="sum")
+    with pytest.raises(ValueError, match="layer 1 has 4 tokens, the layers before 5"):
+        attention_rollout([maps[0], torch.rand(3, 4, 4, 4)])
