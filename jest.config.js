@@ -22,6 +22,11 @@ const baseConfig = jestJupyterLab(__dirname);
 module.exports = {
   ...baseConfig,
   automock: false,
+  moduleNameMapper: {
+    ...baseConfig.moduleNameMapper,
+    // d3 packages are ES modules ("type": "module"); Jest takes their UMD builds
+    '^(d3-[a-z-]+)$': '<rootDir>/node_modules/$1/dist/$1.js'
+  },
   collectCoverageFrom: [
     'src/**/*.{ts,tsx}',
     '!src/**/*.d.ts',

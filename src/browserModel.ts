@@ -4,6 +4,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { IHeatmapSource } from './heatmap/HeatmapView';
 import { BridgeState, KernelBridge } from './kernelBridge';
 
 /** Things the panel asks the application to do. */
@@ -12,6 +13,8 @@ export interface IBrowserActions {
   openSource(bridge: KernelBridge, file: string, line: number): void;
   /** Insert a new code cell below the active one, holding `code`. */
   insertBelow(code: string): void;
+  /** Open a captured tensor or array (2 or more dims) as a heatmap. */
+  openHeatmap(source: IHeatmapSource): void;
   /** Copy text to the clipboard. */
   copy(text: string): void;
   /** Ask before clearing every capture. */

@@ -21,12 +21,18 @@ import {
   NotebookActions,
   NotebookPanel
 } from '@jupyterlab/notebook';
-import { clearIcon, SidePanel, ToolbarButton } from '@jupyterlab/ui-components';
+import {
+  clearIcon,
+  SidePanel,
+  tableRowsIcon,
+  ToolbarButton
+} from '@jupyterlab/ui-components';
 
 import { BrowserModel, IBrowserActions } from './browserModel';
 import { BrowserHeader } from './components/BrowserHeader';
 import { CaptureDetailsView } from './components/CaptureDetails';
 import { CaptureListView } from './components/CaptureList';
+import { HeatmapWidget } from './heatmap/HeatmapView';
 import { probeIcon } from './icons';
 import { KernelBridge } from './kernelBridge';
 import { DEFAULT_INSTALL_COMMAND, fetchServerInfo } from './serverInfo';
@@ -64,6 +70,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       );
 
     const bridges = new Map<NotebookPanel, KernelBridge>();
+    let heatmapCount = 0;
     const sources = new Map<string, MainAreaWidget<CodeEditorWrapper>>();
 
     const actions: IBrowserActions = {
@@ -105,6 +112,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
         NotebookActions.insertBelow(panel.content);
         panel.content.activeCell?.model.sharedModel.setSource(code);
         app.shell.activateById(panel.id);
+      },
+      openHeatmap: source => {
+        const content = new HeatmapWidget(source);
+        const widget = new MainAreaWidget({ content });
+        widget.id = `nopdb-lab-heatmap-${++heatmapCount}`;
+        widget.title.label = source.expression.replace(
+          /^nopdb_lab\.store/,
+          'store'
+        );
+        widget.title.caption = source.expression;
+        widget.title.icon = tableRowsIcon;
+        widget.title.closable = true;
+        app.shell.add(widget, 'main', { mode: 'split-right' });
+        app.shell.activateById(widget.id);
       },
       copy: text => Clipboard.copyToSystem(text),
       confirmClear: async count => {

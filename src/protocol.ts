@@ -118,6 +118,31 @@ export interface IRequests {
     },
     { shape: number[]; dtype: string; expression: string }
   ];
+  heatmap: [
+    {
+      id: number;
+      path: PathStep[];
+      rows_dim: number;
+      cols_dim: number;
+      /** Index of every other dimension, keyed by the dimension as a string. */
+      index: Record<string, number>;
+      max_size: number;
+      reduce: 'max' | 'mean';
+    },
+    {
+      shape: number[];
+      rows: number;
+      cols: number;
+      row_step: number;
+      col_step: number;
+      reduce: 'max' | 'mean' | null;
+      min: number | null;
+      max: number | null;
+      nan: number;
+      inf: number;
+      expression: string;
+    }
+  ];
   source: [{ file: string }, { file: string; text: string }];
   delete: [{ id: number }, Record<string, never>];
   clear: [Record<string, never>, Record<string, never>];

@@ -10,7 +10,8 @@ import {
   caretRightIcon,
   copyIcon,
   deleteIcon,
-  ReactWidget
+  ReactWidget,
+  tableRowsIcon
 } from '@jupyterlab/ui-components';
 
 import { BrowserModel, IBrowserActions } from '../browserModel';
@@ -88,6 +89,26 @@ function ValueRow(props: IValueProps): React.ReactElement {
         )}
         {expression ? (
           <span className="jp-NopdbLab-valueActions">
+            {isTensorLike(summary) && (summary.shape?.length ?? 0) >= 2 ? (
+              <button
+                className="jp-NopdbLab-iconButton"
+                title={`Open ${expression} as a heatmap`}
+                aria-label="Open as heatmap"
+                onClick={event => {
+                  event.stopPropagation();
+                  actions.openHeatmap({
+                    bridge,
+                    captureId,
+                    path,
+                    expression,
+                    shape: summary.shape ?? [],
+                    signed: (summary.min ?? 0) < 0
+                  });
+                }}
+              >
+                <tableRowsIcon.react tag="span" width="14px" height="14px" />
+              </button>
+            ) : null}
             <button
               className="jp-NopdbLab-iconButton"
               title={`Copy ${expression}`}

@@ -249,6 +249,66 @@ test.describe('capture browser', () => {
     await keepScreenshot(page, testInfo, 'after-restart');
   });
 
+  test('opens a captured tensor as a heatmap', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openNotebook(page, tmpPath, 'heatmap.ipynb', [
+      MODEL_CELL,
+      CAPTURE_CELL
+    ]);
+    await run(page, 0);
+    await run(page, 1);
+    await expect(rows(page)).toHaveCount(2);
+    await rows(page).last().click();
+    const details = browser(page).locator('.jp-NopdbLab-details');
+    const id = await details.getAttribute('data-capture-id');
+    const attn = details.locator(
+      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
+    );
+    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
+    await attn.getByRole('button', { name: 'Open as heatmap' }).first().click();
+
+    const viewer = page.locator('.jp-NopdbLab-heatmap');
+    await expect(viewer).toBeVisible();
+    await expect(viewer.locator('.jp-NopdbLab-heatmapStatus')).toContainText(
+      '5×5'
+    );
+    // batch and head get sliders; switch to head 1
+    await viewer.getByLabel('Index of dim 1').fill('1');
+    await expect(viewer).toContainText('dim 1 (2): 1');
+    const canvas = viewer.locator('.jp-NopdbLab-heatmapCanvas');
+    const box = (await canvas.boundingBox())!;
+    await page.mouse.move(
+      box.x + (3.5 * box.width) / 5,
+      box.y + (2.5 * box.height) / 5
+    );
+    const tooltip = viewer.locator('.jp-NopdbLab-heatmapTooltip');
+    await expect(tooltip).toContainText('row 2, column 3: ');
+    const shown = (await tooltip.textContent())!.split(': ')[1];
+
+    // the value shown is the kernel's value at [0, 1, 2, 3], exactly
+    await page.notebook.activate('heatmap.ipynb');
+    await page.notebook.addCell(
+      'code',
+      `print(nopdb_lab.store[${id}].locals['attn'][0, 1, 2, 3].item())`
+    );
+    await run(page, 2);
+    expect(await page.notebook.getCellTextOutput(2)).toEqual([`${shown}\n`]);
+
+    await page.locator('.lm-TabBar-tab', { hasText: 'store[' }).first().click();
+    await keepScreenshot(page, testInfo, 'heatmap');
+    const download = page.waitForEvent('download');
+    await viewer.getByRole('button', { name: 'Export PNG' }).click();
+    const file = await download;
+    expect(file.suggestedFilename()).toMatch(/attn.*\.png$/);
+    const saved = testInfo.outputPath(file.suggestedFilename());
+    await file.saveAs(saved);
+    const fs = await import('fs');
+    const bytes = fs.readFileSync(saved);
+    expect(bytes.subarray(1, 4).toString()).toBe('PNG');
+  });
+
   test('shows attention captured from fused SDPA calls', async ({
     page,
     tmpPath
