@@ -9,13 +9,16 @@ bytes. Works for torch tensors (any device, bf16/fp16 included) and numpy arrays
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 REDUCTIONS = ("max", "mean")
 
 
 class SliceError(ValueError):
     """A slice request that does not fit the value (bad dims or indices)."""
+
+
+MAX_SOURCE_ELEMENTS = 1 << 27  # 512 MB of float32 before pooling
 
 
 def slice_2d(
@@ -25,13 +28,19 @@ def slice_2d(
     index: Dict[int, int] | None = None,
     max_size: int = 512,
     reduce: str = "max",
+    mean_dims: Sequence[int] = (),
+    grid_dim: int | None = None,
 ) -> Tuple[Dict[str, Any], Any]:
-    """The 2-D slice ``value[..., rows_dim, ..., cols_dim, ...]`` with ``index`` fixing the
-    other dims, pooled to at most ``max_size`` per side; returns ``(meta, float32 array)``.
+    """The 2-D slice of ``value`` with ``rows_dim`` × ``cols_dim``, pooled to at most
+    ``max_size`` per side; returns ``(meta, float32 array)``.
 
-    ``meta`` has ``shape`` (the value's), ``rows``/``cols`` (the sent size), ``row_step``/
-    ``col_step`` (source cells per sent cell), ``reduce``, ``min``/``max`` (finite, of the
-    sent cells) and ``nan``/``inf`` counts.
+    Every other dimension is fixed by ``index`` (0 by default), averaged when it is in
+    ``mean_dims`` (e.g. the mean over heads), or, for ``grid_dim``, kept: the result is then
+    one map per index of that dimension (small multiples, e.g. every head), shape
+    ``(grid, rows, cols)``. ``meta`` has ``shape`` (the value's), ``rows``/``cols`` (the
+    sent size), ``grid`` (maps sent, or None), ``row_step``/``col_step`` (source cells per
+    sent cell), ``reduce`` (None when not pooled), ``min``/``max`` (finite, over all sent
+    cells) and ``nan``/``inf`` counts.
     """
     import numpy as np
 
@@ -39,12 +48,15 @@ def slice_2d(
     ndim = len(shape)
     if ndim < 2:
         raise SliceError(f"a heatmap needs at least 2 dimensions; this value has shape {shape}")
-    for name, dim in (("rows", rows_dim), ("columns", cols_dim)):
-        if not -ndim <= dim < ndim:
-            raise SliceError(f"{name} dimension {dim} does not exist in shape {shape}")
-    rows_dim, cols_dim = rows_dim % ndim, cols_dim % ndim
+    rows_dim = _dim("rows", rows_dim, shape)
+    cols_dim = _dim("columns", cols_dim, shape)
     if rows_dim == cols_dim:
         raise SliceError("rows and columns must be two different dimensions")
+    means = sorted({_dim("averaged", d, shape) for d in mean_dims})
+    grid = None if grid_dim is None else _dim("grid", grid_dim, shape)
+    special = [rows_dim, cols_dim] + means + ([grid] if grid is not None else [])
+    if len(set(special)) != len(special):
+        raise SliceError("rows, columns, grid and averaged dimensions must all differ")
     if reduce not in REDUCTIONS:
         raise SliceError(f"reduce must be one of {REDUCTIONS}, not {reduce!r}")
     if max_size < 1:
@@ -52,35 +64,53 @@ def slice_2d(
     index = {int(k) % ndim: int(v) for k, v in (index or {}).items()}
     selector: List[Any] = []
     for dim, size in enumerate(shape):
-        if dim in (rows_dim, cols_dim):
+        if dim in special:
             selector.append(slice(None))
             continue
         i = index.get(dim, 0)
         if not -size <= i < size:
             raise SliceError(f"index {i} is out of range for dimension {dim} of size {size}")
         selector.append(i)
-    plane = _to_float32(array_like[tuple(selector)])
-    if rows_dim > cols_dim:
-        plane = plane.T
-    plane = np.ascontiguousarray(plane)
-    row_step = math.ceil(plane.shape[0] / max_size)
-    col_step = math.ceil(plane.shape[1] / max_size)
+    kept = sorted(special)  # the dims left after indexing, in their original order
+    elements = math.prod(shape[d] for d in kept)
+    if elements > MAX_SOURCE_ELEMENTS:
+        raise SliceError(
+            f"the selection has {elements:,} values; fix more dimensions with an index "
+            f"(at most {MAX_SOURCE_ELEMENTS:,})"
+        )
+    block = _to_float32(array_like[tuple(selector)])
+    if means:
+        block = block.mean(axis=tuple(kept.index(d) for d in means), dtype=np.float64)
+        kept = [d for d in kept if d not in means]
+    order = ([grid] if grid is not None else []) + [rows_dim, cols_dim]
+    block = np.ascontiguousarray(np.transpose(block, [kept.index(d) for d in order]))
+    block = block.astype(np.float32, copy=False).reshape(-1, shape[rows_dim], shape[cols_dim])
+    row_step = math.ceil(block.shape[1] / max_size)
+    col_step = math.ceil(block.shape[2] / max_size)
     if row_step > 1 or col_step > 1:
-        plane = _pool(plane, row_step, col_step, reduce)
-    finite = plane[np.isfinite(plane)]
+        block = np.stack([_pool(plane, row_step, col_step, reduce) for plane in block])
+    finite = block[np.isfinite(block)]
     meta = {
         "shape": list(shape),
-        "rows": int(plane.shape[0]),
-        "cols": int(plane.shape[1]),
+        "rows": int(block.shape[1]),
+        "cols": int(block.shape[2]),
+        "grid": int(block.shape[0]) if grid is not None else None,
         "row_step": row_step,
         "col_step": col_step,
         "reduce": reduce if row_step > 1 or col_step > 1 else None,
         "min": float(finite.min()) if finite.size else None,
         "max": float(finite.max()) if finite.size else None,
-        "nan": int(np.isnan(plane).sum()),
-        "inf": int(np.isinf(plane).sum()),
+        "nan": int(np.isnan(block).sum()),
+        "inf": int(np.isinf(block).sum()),
     }
-    return meta, plane
+    return meta, block if grid is not None else block[0]
+
+
+def _dim(name: str, dim: int, shape: Tuple[int, ...]) -> int:
+    ndim = len(shape)
+    if not -ndim <= int(dim) < ndim:
+        raise SliceError(f"{name} dimension {dim} does not exist in shape {shape}")
+    return int(dim) % ndim
 
 
 def _as_numpy_source(value: Any) -> Tuple[Any, Tuple[int, ...]]:

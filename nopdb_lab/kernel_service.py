@@ -370,10 +370,14 @@ class CommService:
         index: Dict[str, int] | None = None,
         max_size: int = 512,
         reduce: str = "max",
+        mean_dims: List[int] | None = None,
+        grid_dim: int | None = None,
     ) -> Tuple[Dict[str, Any], List[bytes]]:
         value, expression = resolve(self.store[id], path)
         fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
-        meta, plane = slice_2d(value, rows_dim, cols_dim, fixed, max_size, reduce)
+        meta, plane = slice_2d(
+            value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dim
+        )
         return {**meta, "expression": expression}, [plane.tobytes()]
 
     def op_delete(self, id: int) -> Tuple[Dict[str, Any], None]:

@@ -128,9 +128,13 @@ export interface IRequests {
       index: Record<string, number>;
       max_size: number;
       reduce: 'max' | 'mean';
+      mean_dims?: number[];
+      grid_dim?: number | null;
     },
     {
       shape: number[];
+      /** Maps sent (one per index of grid_dim), or null for a single map. */
+      grid: number | null;
       rows: number;
       cols: number;
       row_step: number;

@@ -10,6 +10,7 @@ import {
   caretRightIcon,
   copyIcon,
   deleteIcon,
+  LabIcon,
   ReactWidget,
   tableRowsIcon
 } from '@jupyterlab/ui-components';
@@ -34,6 +35,30 @@ interface IValueProps {
   summary: ISummary;
   actions: IBrowserActions;
   depth: number;
+}
+
+/** A small icon button that does not toggle the row it sits in. */
+function IconButton(props: {
+  icon: LabIcon;
+  label: string;
+  title: string;
+  onClick: () => void;
+  size?: string;
+}): React.ReactElement {
+  const size = props.size ?? '14px';
+  return (
+    <button
+      className="jp-NopdbLab-iconButton"
+      title={props.title}
+      aria-label={props.label}
+      onClick={event => {
+        event.stopPropagation();
+        props.onClick();
+      }}
+    >
+      <props.icon.react tag="span" width={size} height={size} />
+    </button>
+  );
 }
 
 /** One value: name, summary, expand toggle for containers, copy/insert actions. */
@@ -90,12 +115,11 @@ function ValueRow(props: IValueProps): React.ReactElement {
         {expression ? (
           <span className="jp-NopdbLab-valueActions">
             {isTensorLike(summary) && (summary.shape?.length ?? 0) >= 2 ? (
-              <button
-                className="jp-NopdbLab-iconButton"
+              <IconButton
+                icon={tableRowsIcon}
+                label="Open as heatmap"
                 title={`Open ${expression} as a heatmap`}
-                aria-label="Open as heatmap"
-                onClick={event => {
-                  event.stopPropagation();
+                onClick={() =>
                   actions.openHeatmap({
                     bridge,
                     captureId,
@@ -103,34 +127,22 @@ function ValueRow(props: IValueProps): React.ReactElement {
                     expression,
                     shape: summary.shape ?? [],
                     signed: (summary.min ?? 0) < 0
-                  });
-                }}
-              >
-                <tableRowsIcon.react tag="span" width="14px" height="14px" />
-              </button>
+                  })
+                }
+              />
             ) : null}
-            <button
-              className="jp-NopdbLab-iconButton"
+            <IconButton
+              icon={copyIcon}
+              label="Copy expression"
               title={`Copy ${expression}`}
-              aria-label="Copy expression"
-              onClick={event => {
-                event.stopPropagation();
-                actions.copy(expression);
-              }}
-            >
-              <copyIcon.react tag="span" width="14px" height="14px" />
-            </button>
-            <button
-              className="jp-NopdbLab-iconButton"
+              onClick={() => actions.copy(expression)}
+            />
+            <IconButton
+              icon={addIcon}
+              label="Insert in a cell below"
               title={`Insert ${expression} in a new cell below`}
-              aria-label="Insert in a cell below"
-              onClick={event => {
-                event.stopPropagation();
-                actions.insertBelow(expression);
-              }}
-            >
-              <addIcon.react tag="span" width="14px" height="14px" />
-            </button>
+              onClick={() => actions.insertBelow(expression)}
+            />
           </span>
         ) : null}
       </div>
@@ -269,17 +281,16 @@ function Details(props: {
             thread {detail.thread}
           </div>
         </div>
-        <button
-          className="jp-NopdbLab-iconButton"
+        <IconButton
+          icon={deleteIcon}
+          label="Delete capture"
           title="Delete this capture"
-          aria-label="Delete capture"
+          size="16px"
           onClick={() => {
             void bridge.client?.request('delete', { id: detail.id });
             props.onDeleted();
           }}
-        >
-          <deleteIcon.react tag="span" width="16px" height="16px" />
-        </button>
+        />
       </div>
       {detail.kind === 'call' ? (
         <Section title="Arguments">

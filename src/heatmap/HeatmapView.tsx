@@ -1,8 +1,10 @@
 /**
  * The heatmap viewer: any 2-D slice of a captured tensor or array, drawn on a canvas.
- * Pick the row and column dimensions, slide through the others; colormap, linear/log
- * scale, global or per-row normalisation, colour bar, hover value, zoom (wheel) and pan
- * (drag), PNG export. The kernel slices and pools large maps; the payload is binary.
+ * Pick the row and column dimensions; every other dimension is fixed by a slider,
+ * averaged (e.g. the mean over heads), or spread into a grid of small maps (every head).
+ * Colormap, linear/log scale, whole-map or per-row normalisation, colour bar, exact hover
+ * value, zoom (wheel) and pan (drag), PNG export. The kernel slices and pools large maps;
+ * the payload is binary.
  */
 import * as React from 'react';
 import { ReactWidget } from '@jupyterlab/ui-components';
@@ -19,6 +21,7 @@ import {
   paint,
   Scale
 } from './colormap';
+import { DimMode, heatmapRequest } from './request';
 
 /** What the viewer shows: one value of one capture. */
 export interface IHeatmapSource {
@@ -31,7 +34,35 @@ export interface IHeatmapSource {
   signed: boolean;
 }
 
+/** A labelled select; options are `[value, text, disabled?]`. */
+function Choice(props: {
+  label: string;
+  aria: string;
+  value: string;
+  options: [string, string, boolean?][];
+  onChange: (value: string) => void;
+}): React.ReactElement {
+  return (
+    <label>
+      {props.label}{' '}
+      <select
+        className="jp-mod-styled"
+        aria-label={props.aria}
+        value={props.value}
+        onChange={e => props.onChange(e.target.value)}
+      >
+        {props.options.map(([value, text, disabled]) => (
+          <option key={value} value={value} disabled={disabled}>
+            {text}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
 interface ISlice {
+  grid: number | null;
   rows: number;
   cols: number;
   rowStep: number;
@@ -42,8 +73,71 @@ interface ISlice {
   inf: number;
 }
 
+interface IHover {
+  g: number;
+  r: number;
+  c: number;
+}
+
 const MAX_SIZE = 512;
+const GRID_MAX_SIZE = 128;
 const VIEW_PX = 560;
+const GRID_PX = 150;
+
+/** One map painted on a canvas (pixels are cells; CSS scales it). */
+function MapCanvas(props: {
+  pixels: Uint8ClampedArray;
+  rows: number;
+  cols: number;
+  style: React.CSSProperties;
+  label?: string;
+  canvasRef?: React.RefObject<HTMLCanvasElement>;
+  onHover: (r: number, c: number) => void;
+  onLeave: () => void;
+  onMouseDown?: (event: React.MouseEvent) => void;
+  onMouseUp?: () => void;
+  onDrag?: (event: React.MouseEvent) => boolean;
+}): React.ReactElement {
+  const own = React.useRef<HTMLCanvasElement>(null);
+  const ref = props.canvasRef ?? own;
+  React.useEffect(() => {
+    const canvas = ref.current;
+    if (!canvas) {
+      return;
+    }
+    canvas.width = props.cols;
+    canvas.height = props.rows;
+    canvas
+      .getContext('2d')!
+      .putImageData(new ImageData(props.pixels, props.cols, props.rows), 0, 0);
+  }, [props.pixels, props.rows, props.cols]);
+  return (
+    <canvas
+      ref={ref}
+      className="jp-NopdbLab-heatmapCanvas"
+      aria-label={props.label}
+      style={props.style}
+      onMouseMove={event => {
+        if (props.onDrag?.(event)) {
+          return;
+        }
+        const box = event.currentTarget.getBoundingClientRect();
+        const c = Math.floor(
+          ((event.clientX - box.left) / box.width) * props.cols
+        );
+        const r = Math.floor(
+          ((event.clientY - box.top) / box.height) * props.rows
+        );
+        if (r >= 0 && r < props.rows && c >= 0 && c < props.cols) {
+          props.onHover(r, c);
+        }
+      }}
+      onMouseLeave={props.onLeave}
+      onMouseDown={props.onMouseDown}
+      onMouseUp={props.onMouseUp}
+    />
+  );
+}
 
 function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const ndim = source.shape.length;
@@ -51,6 +145,9 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const [colsDim, setColsDim] = React.useState(ndim - 1);
   const [index, setIndex] = React.useState<number[]>(() =>
     source.shape.map(() => 0)
+  );
+  const [modes, setModes] = React.useState<DimMode[]>(() =>
+    source.shape.map(() => 'index')
   );
   const [colormap, setColormap] = React.useState<ColormapName>(
     source.signed ? 'RdBu' : 'viridis'
@@ -61,39 +158,38 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const [reduce, setReduce] = React.useState<'max' | 'mean'>('max');
   const [slice, setSlice] = React.useState<ISlice | null>(null);
   const [error, setError] = React.useState<string | null>(null);
-  const [timing, setTiming] = React.useState<number | null>(null);
-  const [hover, setHover] = React.useState<{ r: number; c: number } | null>(
-    null
-  );
+  const [hover, setHover] = React.useState<IHover | null>(null);
   const [zoom, setZoom] = React.useState({ k: 1, x: 0, y: 0 });
-  const canvas = React.useRef<HTMLCanvasElement>(null);
+  const mainCanvas = React.useRef<HTMLCanvasElement>(null);
   const colorbar = React.useRef<HTMLCanvasElement>(null);
   const requested = React.useRef(0);
+  const started = React.useRef(0);
   const drag = React.useRef<{ x: number; y: number } | null>(null);
 
-  // fetch the slice whenever the dimensions or indices change
+  // fetch whenever what is shown changes
   React.useEffect(() => {
     const client = source.bridge.client;
     if (!client) {
       setError('The kernel is not connected.');
       return;
     }
-    const started = performance.now();
+    started.current = performance.now();
     const ticket = ++requested.current;
-    const fixed: Record<string, number> = {};
-    index.forEach((i, dim) => {
-      if (dim !== rowsDim && dim !== colsDim) {
-        fixed[String(dim)] = i;
-      }
-    });
+    const request = heatmapRequest(
+      source.shape,
+      rowsDim,
+      colsDim,
+      index,
+      modes
+    );
     client
       .request('heatmap', {
         id: source.captureId,
         path: source.path,
         rows_dim: rowsDim,
         cols_dim: colsDim,
-        index: fixed,
-        max_size: MAX_SIZE,
+        ...request,
+        max_size: request.grid_dim === null ? MAX_SIZE : GRID_MAX_SIZE,
         reduce
       })
       .then(({ result, buffers }) => {
@@ -101,32 +197,36 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
           return; // a newer request is on its way
         }
         const view = buffers[0];
-        const values = new Float32Array(
-          view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength)
-        );
         setSlice({
+          grid: result.grid,
           rows: result.rows,
           cols: result.cols,
           rowStep: result.row_step,
           colStep: result.col_step,
           reduce: result.reduce,
-          values,
+          values: new Float32Array(
+            view.buffer.slice(
+              view.byteOffset,
+              view.byteOffset + view.byteLength
+            )
+          ),
           nan: result.nan,
           inf: result.inf
         });
         setError(null);
-        setTiming(started);
       })
       .catch(err => ticket === requested.current && setError(err.message));
-  }, [source, rowsDim, colsDim, index, reduce]);
+  }, [source, rowsDim, colsDim, index, modes, reduce]);
 
-  const range = React.useMemo(() => {
+  // colours: all maps of a grid share one normalisation (rows stay rows)
+  const painted = React.useMemo(() => {
     if (!slice) {
       return null;
     }
+    const maps = slice.grid ?? 1;
     const { positions, range } = normalise(
       slice.values,
-      slice.rows,
+      maps * slice.rows,
       slice.cols,
       {
         scale,
@@ -134,55 +234,63 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
         diverging: colormap === 'RdBu'
       }
     );
-    return { positions, range };
+    const table = lookupTable(colormap);
+    const size = slice.rows * slice.cols;
+    const pixels = Array.from({ length: maps }, (_, g) =>
+      paint(positions.subarray(g * size, (g + 1) * size), table)
+    );
+    return { pixels, range, table };
   }, [slice, scale, normalisation, colormap]);
 
-  // paint the map and the colour bar
   React.useEffect(() => {
-    if (!slice || !range || !canvas.current) {
+    if (!painted || !colorbar.current) {
       return;
     }
-    const table = lookupTable(colormap);
-    const pixels = paint(range.positions, table);
-    const context = canvas.current.getContext('2d')!;
-    canvas.current.width = slice.cols;
-    canvas.current.height = slice.rows;
-    context.putImageData(new ImageData(pixels, slice.cols, slice.rows), 0, 0);
-    if (colorbar.current) {
-      const ramp = new Float32Array(256).map((_, i) => i / 255);
-      const bar = colorbar.current.getContext('2d')!;
-      colorbar.current.width = 256;
-      colorbar.current.height = 1;
-      bar.putImageData(new ImageData(paint(ramp, table), 256, 1), 0, 0);
-    }
-    if (timing !== null) {
-      const elapsed = performance.now() - timing;
-      canvas.current.dataset.paintMs = elapsed.toFixed(1);
-      setTiming(null);
-    }
-  }, [slice, range, colormap]);
+    const ramp = new Float32Array(256).map((_, i) => i / 255);
+    colorbar.current.width = 256;
+    colorbar.current.height = 1;
+    colorbar.current
+      .getContext('2d')!
+      .putImageData(new ImageData(paint(ramp, painted.table), 256, 1), 0, 0);
+    // click (or slider) to painted, for the speed benchmark
+    const host = colorbar.current.closest(
+      '.jp-NopdbLab-heatmap'
+    ) as HTMLElement | null;
+    requestAnimationFrame(() => {
+      if (host) {
+        host.dataset.paintMs = (performance.now() - started.current).toFixed(1);
+      }
+    });
+  }, [painted]);
 
-  const longest = Math.max(slice?.rows ?? 1, slice?.cols ?? 1);
+  const grid = slice?.grid ?? null;
+  const gridDim = modes.findIndex(
+    (m, d) => m === 'grid' && d !== rowsDim && d !== colsDim
+  );
   const hovered =
-    slice && hover ? slice.values[hover.r * slice.cols + hover.c] : undefined;
-
-  const onMove = (event: React.MouseEvent<HTMLCanvasElement>) => {
-    if (drag.current) {
-      const dx = event.clientX - drag.current.x;
-      const dy = event.clientY - drag.current.y;
-      drag.current = { x: event.clientX, y: event.clientY };
-      setZoom(z => ({ ...z, x: z.x + dx, y: z.y + dy }));
-      return;
-    }
-    if (!slice) {
-      return;
-    }
-    const box = event.currentTarget.getBoundingClientRect();
-    const c = Math.floor(((event.clientX - box.left) / box.width) * slice.cols);
-    const r = Math.floor(((event.clientY - box.top) / box.height) * slice.rows);
-    setHover(
-      r >= 0 && r < slice.rows && c >= 0 && c < slice.cols ? { r, c } : null
+    slice && hover
+      ? slice.values[(hover.g * slice.rows + hover.r) * slice.cols + hover.c]
+      : undefined;
+  const sourceIndex = (i: number, step: number) =>
+    step > 1 ? `${i * step}–${i * step + step - 1}` : `${i}`;
+  const label = (dim: number) => `dim ${dim} (${source.shape[dim]})`;
+  const dims = source.shape.map((_, d) => d);
+  const setMode = (dim: number, mode: DimMode) =>
+    setModes(
+      modes.map((m, d) =>
+        d === dim ? mode : mode === 'grid' && m === 'grid' ? 'index' : m
+      )
     );
+
+  const onDrag = (event: React.MouseEvent) => {
+    if (!drag.current) {
+      return false;
+    }
+    const dx = event.clientX - drag.current.x;
+    const dy = event.clientY - drag.current.y;
+    drag.current = { x: event.clientX, y: event.clientY };
+    setZoom(z => ({ ...z, x: z.x + dx, y: z.y + dy }));
+    return true;
   };
   const onWheel = (event: React.WheelEvent<HTMLDivElement>) => {
     const box = event.currentTarget.getBoundingClientRect();
@@ -201,34 +309,49 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
       };
     });
   };
-
-  const sourceIndex = (i: number, step: number) =>
-    step > 1 ? `${i * step}–${i * step + step - 1}` : `${i}`;
-  const label = (dim: number) => `dim ${dim} (${source.shape[dim]})`;
   const exportPng = () => {
-    if (!canvas.current || !slice) {
+    if (!slice || !painted) {
       return;
     }
-    const scaleUp = Math.max(
+    const maps = painted.pixels.length;
+    const across = Math.ceil(Math.sqrt(maps));
+    const down = Math.ceil(maps / across);
+    const up = Math.max(
       1,
-      Math.ceil(512 / Math.max(slice.rows, slice.cols))
+      Math.ceil(512 / (Math.max(slice.rows, slice.cols) * across))
     );
+    const gap = maps > 1 ? 2 : 0;
     const out = document.createElement('canvas');
-    out.width = slice.cols * scaleUp;
-    out.height = slice.rows * scaleUp;
+    out.width = across * (slice.cols * up + gap);
+    out.height = down * (slice.rows * up + gap);
     const context = out.getContext('2d')!;
     context.imageSmoothingEnabled = false;
-    context.drawImage(canvas.current, 0, 0, out.width, out.height);
+    painted.pixels.forEach((pixels, g) => {
+      const tile = document.createElement('canvas');
+      tile.width = slice.cols;
+      tile.height = slice.rows;
+      tile
+        .getContext('2d')!
+        .putImageData(new ImageData(pixels, slice.cols, slice.rows), 0, 0);
+      const x = (g % across) * (slice.cols * up + gap);
+      const y = Math.floor(g / across) * (slice.rows * up + gap);
+      context.drawImage(tile, x, y, slice.cols * up, slice.rows * up);
+    });
     const link = document.createElement('a');
     link.download = `${source.expression.replace(/[^A-Za-z0-9_.-]+/g, '_')}.png`;
     link.href = out.toDataURL('image/png');
     link.click();
   };
-  const low = range?.range.low;
-  const high = range?.range.high;
+  const low = painted?.range.low;
+  const high = painted?.range.high;
   const bound = Math.max(Math.abs(low ?? 0), Math.abs(high ?? 0));
   const shown = (v: number | undefined) =>
     v === undefined ? '–' : formatNumber(scale === 'log' ? Math.pow(10, v) : v);
+  const longest = Math.max(slice?.rows ?? 1, slice?.cols ?? 1);
+  const fit = (px: string): React.CSSProperties => ({
+    width: `calc(${px} * ${(slice?.cols ?? 0) / longest})`,
+    aspectRatio: `${slice?.cols ?? 1} / ${slice?.rows ?? 1}`
+  });
 
   return (
     <div className="jp-NopdbLab-heatmap">
@@ -236,87 +359,57 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
         <code className="jp-NopdbLab-heatmapExpression">
           {source.expression}
         </code>
-        <label>
-          rows{' '}
-          <select
-            className="jp-mod-styled"
-            aria-label="Rows dimension"
-            value={rowsDim}
-            onChange={e => setRowsDim(Number(e.target.value))}
-          >
-            {source.shape.map((_, d) => (
-              <option key={d} value={d} disabled={d === colsDim}>
-                {label(d)}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          columns{' '}
-          <select
-            className="jp-mod-styled"
-            aria-label="Columns dimension"
-            value={colsDim}
-            onChange={e => setColsDim(Number(e.target.value))}
-          >
-            {source.shape.map((_, d) => (
-              <option key={d} value={d} disabled={d === rowsDim}>
-                {label(d)}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          colormap{' '}
-          <select
-            className="jp-mod-styled"
-            aria-label="Colormap"
-            value={colormap}
-            onChange={e => setColormap(e.target.value as ColormapName)}
-          >
-            {Object.keys(COLORMAPS).map(name => (
-              <option key={name} value={name}>
-                {name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label>
-          scale{' '}
-          <select
-            className="jp-mod-styled"
-            aria-label="Scale"
-            value={scale}
-            onChange={e => setScale(e.target.value as Scale)}
-          >
-            <option value="linear">linear</option>
-            <option value="log">log</option>
-          </select>
-        </label>
-        <label>
-          normalise{' '}
-          <select
-            className="jp-mod-styled"
-            aria-label="Normalisation"
-            value={normalisation}
-            onChange={e => setNormalisation(e.target.value as Normalisation)}
-          >
-            <option value="global">whole map</option>
-            <option value="row">each row</option>
-          </select>
-        </label>
-        <label>
-          pooling{' '}
-          <select
-            className="jp-mod-styled"
-            aria-label="Pooling"
-            value={reduce}
-            onChange={e => setReduce(e.target.value as 'max' | 'mean')}
-          >
-            <option value="max">max</option>
-            <option value="mean">mean</option>
-          </select>
-        </label>
+        <Choice
+          label="rows"
+          aria="Rows dimension"
+          value={String(rowsDim)}
+          options={dims.map(d => [String(d), label(d), d === colsDim])}
+          onChange={v => setRowsDim(Number(v))}
+        />
+        <Choice
+          label="columns"
+          aria="Columns dimension"
+          value={String(colsDim)}
+          options={dims.map(d => [String(d), label(d), d === rowsDim])}
+          onChange={v => setColsDim(Number(v))}
+        />
+        <Choice
+          label="colormap"
+          aria="Colormap"
+          value={colormap}
+          options={Object.keys(COLORMAPS).map(name => [name, name])}
+          onChange={v => setColormap(v as ColormapName)}
+        />
+        <Choice
+          label="scale"
+          aria="Scale"
+          value={scale}
+          options={[
+            ['linear', 'linear'],
+            ['log', 'log']
+          ]}
+          onChange={v => setScale(v as Scale)}
+        />
+        <Choice
+          label="normalise"
+          aria="Normalisation"
+          value={normalisation}
+          options={[
+            ['global', 'whole map'],
+            ['row', 'each row']
+          ]}
+          onChange={v => setNormalisation(v as Normalisation)}
+        />
+        <Choice
+          label="pooling"
+          aria="Pooling"
+          value={reduce}
+          options={[
+            ['max', 'max'],
+            ['mean', 'mean']
+          ]}
+          onChange={v => setReduce(v as 'max' | 'mean')}
+        />
         <button
           className="jp-mod-styled"
           onClick={() => setZoom({ k: 1, x: 0, y: 0 })}
@@ -330,27 +423,45 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
       <div className="jp-NopdbLab-heatmapSliders">
         {source.shape.map((size, dim) =>
           dim === rowsDim || dim === colsDim ? null : (
-            <label key={dim}>
-              {label(dim)}: {index[dim]}
-              <input
-                type="range"
-                aria-label={`Index of dim ${dim}`}
-                min={0}
-                max={size - 1}
-                value={index[dim]}
-                onChange={e => {
-                  const next = [...index];
-                  next[dim] = Number(e.target.value);
-                  setIndex(next);
-                }}
+            <div key={dim} className="jp-NopdbLab-heatmapDim">
+              <Choice
+                label={label(dim)}
+                aria={`Show dim ${dim}`}
+                value={modes[dim]}
+                options={[
+                  ['index', 'one index'],
+                  ['mean', 'mean'],
+                  ['grid', 'grid']
+                ]}
+                onChange={v => setMode(dim, v as DimMode)}
               />
-            </label>
+              {modes[dim] === 'index' ? (
+                <label>
+                  {index[dim]}
+                  <input
+                    type="range"
+                    aria-label={`Index of dim ${dim}`}
+                    min={0}
+                    max={size - 1}
+                    value={index[dim]}
+                    onChange={e =>
+                      setIndex(
+                        index.map((v, d) =>
+                          d === dim ? Number(e.target.value) : v
+                        )
+                      )
+                    }
+                  />
+                </label>
+              ) : null}
+            </div>
           )
         )}
       </div>
       {error ? <div className="jp-NopdbLab-error">{error}</div> : null}
       {slice ? (
         <div className="jp-NopdbLab-heatmapStatus">
+          {grid ? `${grid} maps of ` : ''}
           {slice.rows}×{slice.cols}
           {slice.reduce
             ? ` (${slice.reduce}-pooled from ${slice.rows * slice.rowStep}×` +
@@ -358,32 +469,59 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
             : ''}
           {slice.nan ? ` · ${slice.nan} NaN (grey)` : ''}
           {slice.inf ? ` · ${slice.inf} ±Inf (grey)` : ''}
-          {zoom.k > 1 ? ` · zoom ${zoom.k.toFixed(1)}×` : ''}
+          {zoom.k > 1 && !grid ? ` · zoom ${zoom.k.toFixed(1)}×` : ''}
         </div>
       ) : null}
       <div className="jp-NopdbLab-heatmapBody">
-        <div
-          className="jp-NopdbLab-heatmapViewport"
-          style={{ width: `min(${VIEW_PX}px, 100%)` }}
-          onWheel={onWheel}
-        >
-          <canvas
-            ref={canvas}
-            className="jp-NopdbLab-heatmapCanvas"
-            style={{
-              width: `${(100 * (slice?.cols ?? 0)) / longest}%`,
-              aspectRatio: `${slice?.cols ?? 1} / ${slice?.rows ?? 1}`,
-              transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
-            }}
-            onMouseMove={onMove}
-            onMouseLeave={() => {
-              setHover(null);
-              drag.current = null;
-            }}
-            onMouseDown={e => (drag.current = { x: e.clientX, y: e.clientY })}
-            onMouseUp={() => (drag.current = null)}
-          />
-        </div>
+        {slice && painted && grid ? (
+          <div className="jp-NopdbLab-heatmapGrid">
+            {painted.pixels.map((pixels, g) => (
+              <figure key={g} className="jp-NopdbLab-heatmapTile">
+                <MapCanvas
+                  pixels={pixels}
+                  rows={slice.rows}
+                  cols={slice.cols}
+                  label={`dim ${gridDim} = ${g}`}
+                  style={fit(`${GRID_PX}px`)}
+                  onHover={(r, c) => setHover({ g, r, c })}
+                  onLeave={() => setHover(null)}
+                />
+                <figcaption>
+                  dim {gridDim} = {g}
+                </figcaption>
+              </figure>
+            ))}
+          </div>
+        ) : (
+          <div
+            className="jp-NopdbLab-heatmapViewport"
+            style={{ width: `min(${VIEW_PX}px, 100%)` }}
+            onWheel={onWheel}
+          >
+            {slice && painted ? (
+              <MapCanvas
+                canvasRef={mainCanvas}
+                pixels={painted.pixels[0]}
+                rows={slice.rows}
+                cols={slice.cols}
+                style={{
+                  ...fit('100%'),
+                  transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
+                }}
+                onHover={(r, c) => setHover({ g: 0, r, c })}
+                onLeave={() => {
+                  setHover(null);
+                  drag.current = null;
+                }}
+                onMouseDown={e =>
+                  (drag.current = { x: e.clientX, y: e.clientY })
+                }
+                onMouseUp={() => (drag.current = null)}
+                onDrag={onDrag}
+              />
+            ) : null}
+          </div>
+        )}
         <div className="jp-NopdbLab-heatmapSide">
           <div className="jp-NopdbLab-colorbar">
             <span>{colormap === 'RdBu' ? shown(-bound) : shown(low)}</span>
@@ -397,7 +535,8 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
           ) : null}
           <div className="jp-NopdbLab-heatmapTooltip" role="status">
             {slice && hover && hovered !== undefined
-              ? `row ${sourceIndex(hover.r, slice.rowStep)}, column ` +
+              ? `${grid ? `dim ${gridDim} = ${hover.g}, ` : ''}` +
+                `row ${sourceIndex(hover.r, slice.rowStep)}, column ` +
                 `${sourceIndex(hover.c, slice.colStep)}: ${hovered}`
               : 'Hover the map to read a value.'}
           </div>

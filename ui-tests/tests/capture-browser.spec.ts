@@ -276,13 +276,13 @@ test.describe('capture browser', () => {
     );
     // batch and head get sliders; switch to head 1
     await viewer.getByLabel('Index of dim 1').fill('1');
-    await expect(viewer).toContainText('dim 1 (2): 1');
+    await expect(viewer.getByLabel('Index of dim 1')).toHaveValue('1');
     const canvas = viewer.locator('.jp-NopdbLab-heatmapCanvas');
+    await canvas.scrollIntoViewIfNeeded();
     const box = (await canvas.boundingBox())!;
-    await page.mouse.move(
-      box.x + (3.5 * box.width) / 5,
-      box.y + (2.5 * box.height) / 5
-    );
+    await canvas.hover({
+      position: { x: (3.5 * box.width) / 5, y: (2.5 * box.height) / 5 }
+    });
     const tooltip = viewer.locator('.jp-NopdbLab-heatmapTooltip');
     await expect(tooltip).toContainText('row 2, column 3: ');
     const shown = (await tooltip.textContent())!.split(': ')[1];
@@ -296,7 +296,19 @@ test.describe('capture browser', () => {
     await run(page, 2);
     expect(await page.notebook.getCellTextOutput(2)).toEqual([`${shown}\n`]);
 
+    // every head as a small map, then the mean over heads
     await page.locator('.lm-TabBar-tab', { hasText: 'store[' }).first().click();
+    await viewer.getByLabel('Show dim 1').selectOption('grid');
+    await expect(viewer.locator('.jp-NopdbLab-heatmapTile')).toHaveCount(2);
+    await expect(viewer.locator('.jp-NopdbLab-heatmapStatus')).toContainText(
+      '2 maps of 5×5'
+    );
+    await keepScreenshot(page, testInfo, 'heads-grid');
+    await viewer.getByLabel('Show dim 1').selectOption('mean');
+    await expect(viewer.locator('.jp-NopdbLab-heatmapTile')).toHaveCount(0);
+    await expect(viewer.locator('.jp-NopdbLab-heatmapStatus')).toHaveText(
+      '5×5'
+    );
     await keepScreenshot(page, testInfo, 'heatmap');
     const download = page.waitForEvent('download');
     await viewer.getByRole('button', { name: 'Export PNG' }).click();
