@@ -157,6 +157,44 @@ def children(value: Any, expression: str) -> List[Dict[str, Any]] | None:
     return out
 
 
+MAX_LABELS = 4096
+
+
+def evaluate_labels(expression: str, namespace: Dict[str, Any]) -> List[str]:
+    """Axis labels from a Python expression in the user's namespace (e.g. ``tokens`` or
+    ``tokenizer.convert_ids_to_tokens(ids[0])``): a sequence, each item shown with str()."""
+    try:
+        code = compile(expression, "<labels>", "eval")
+    except SyntaxError as exc:
+        raise ProtocolError(f"syntax error in {expression!r}: {exc.msg}") from None
+    try:
+        value = eval(code, namespace)
+    except Exception as exc:
+        raise ProtocolError(f"{expression} raised {type(exc).__name__}: {exc}") from None
+    if is_tensor(value) or is_array(value):
+        value = value.tolist()
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+        kind = type(value).__name__
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise ProtocolError(f"{expression} gives {article} {kind}; labels must be a list of tokens")
+    if len(value) > MAX_LABELS:
+        raise ProtocolError(f"{expression} has {len(value)} items; at most {MAX_LABELS}")
+    return [str(item) for item in value]
+
+
+def user_namespace() -> Dict[str, Any]:
+    """The namespace cells run in (IPython's), else ``__main__``'s."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is not None:
+            return shell.user_ns
+    except ImportError:
+        pass
+    return vars(sys.modules["__main__"])
+
+
 def source_text(file: str) -> str:
     """The source of ``file`` as the kernel sees it (also notebook cells, via linecache)."""
     lines = linecache.getlines(file)
@@ -379,6 +417,9 @@ class CommService:
             value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dim
         )
         return {**meta, "expression": expression}, [plane.tobytes()]
+
+    def op_labels(self, expression: str) -> Tuple[Dict[str, Any], None]:
+        return {"labels": evaluate_labels(expression, user_namespace())}, None
 
     def op_delete(self, id: int) -> Tuple[Dict[str, Any], None]:
         self.store.delete(id)

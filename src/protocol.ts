@@ -147,6 +147,7 @@ export interface IRequests {
       expression: string;
     }
   ];
+  labels: [{ expression: string }, { labels: string[] }];
   source: [{ file: string }, { file: string; text: string }];
   delete: [{ id: number }, Record<string, never>];
   clear: [Record<string, never>, Record<string, never>];

@@ -286,3 +286,19 @@ def test_heatmap_slices_arrive_pooled_as_float32_buffers(client):
         "heatmap", id=added["id"], path=["locals", "s"], rows_dim=0, cols_dim=0
     )
     assert not data["ok"] and "two different dimensions" in data["error"]["message"]
+
+
+def test_labels_come_from_an_expression_in_the_users_namespace(client):
+    client.run("tokens = ['[CLS]', 'the', 'cat', '[SEP]']\nids = np.array([101, 5, 7, 102])")
+    data, _ = client.request("labels", expression="tokens")
+    assert data["result"]["labels"] == ["[CLS]", "the", "cat", "[SEP]"]
+    data, _ = client.request("labels", expression="ids")
+    assert data["result"]["labels"] == ["101", "5", "7", "102"]
+    for expression, message in [
+        ("tokenz", "tokenz raised NameError: name 'tokenz' is not defined"),
+        ("tokens[", "syntax error in 'tokens['"),
+        ("'the cat'", "gives a str; labels must be a list of tokens"),
+        ("len(tokens)", "gives an int; labels must be a list of tokens"),
+    ]:
+        data, _ = client.request("labels", expression=expression)
+        assert not data["ok"] and message in data["error"]["message"], data

@@ -139,6 +139,43 @@ function MapCanvas(props: {
   );
 }
 
+const MAX_AXIS_LABELS = 64;
+
+/** Token names beside (rows) and above (columns) a map, when few enough to read. */
+function AxisLabels(props: {
+  rows: string[] | null;
+  cols: string[] | null;
+  children: React.ReactNode;
+}): React.ReactElement {
+  const rows =
+    props.rows && props.rows.length <= MAX_AXIS_LABELS ? props.rows : null;
+  const cols =
+    props.cols && props.cols.length <= MAX_AXIS_LABELS ? props.cols : null;
+  if (!rows && !cols) {
+    return <>{props.children}</>;
+  }
+  return (
+    <div className="jp-NopdbLab-axes">
+      <div />
+      <div className="jp-NopdbLab-axisCols" aria-label="Column labels">
+        {(cols ?? []).map((text, i) => (
+          <span key={i} title={text}>
+            {text}
+          </span>
+        ))}
+      </div>
+      <div className="jp-NopdbLab-axisRows" aria-label="Row labels">
+        {(rows ?? []).map((text, i) => (
+          <span key={i} title={text}>
+            {text}
+          </span>
+        ))}
+      </div>
+      <div>{props.children}</div>
+    </div>
+  );
+}
+
 function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const ndim = source.shape.length;
   const [rowsDim, setRowsDim] = React.useState(ndim - 2);
@@ -160,6 +197,9 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const [error, setError] = React.useState<string | null>(null);
   const [hover, setHover] = React.useState<IHover | null>(null);
   const [zoom, setZoom] = React.useState({ k: 1, x: 0, y: 0 });
+  const [labelsExpression, setLabelsExpression] = React.useState('');
+  const [labels, setLabels] = React.useState<string[] | null>(null);
+  const [labelsError, setLabelsError] = React.useState<string | null>(null);
   const mainCanvas = React.useRef<HTMLCanvasElement>(null);
   const colorbar = React.useRef<HTMLCanvasElement>(null);
   const requested = React.useRef(0);
@@ -263,6 +303,35 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
     });
   }, [painted]);
 
+  const applyLabels = async () => {
+    const client = source.bridge.client;
+    if (!labelsExpression.trim()) {
+      setLabels(null);
+      setLabelsError(null);
+      return;
+    }
+    try {
+      const response = await client!.request('labels', {
+        expression: labelsExpression
+      });
+      setLabels(response.result.labels);
+      setLabelsError(null);
+    } catch (err) {
+      setLabelsError((err as Error).message);
+    }
+  };
+  // labels name an axis whose length they match (attention maps: both)
+  const rowLabels =
+    labels && labels.length === source.shape[rowsDim] ? labels : null;
+  const colLabels =
+    labels && labels.length === source.shape[colsDim] ? labels : null;
+  const labelMismatch =
+    labels && !rowLabels && !colLabels
+      ? `${labels.length} labels, but rows have ${source.shape[rowsDim]} and columns ` +
+        `${source.shape[colsDim]}`
+      : null;
+  const name = (names: string[] | null, i: number, step: number) =>
+    names && step === 1 ? ` ${JSON.stringify(names[i])}` : '';
   const grid = slice?.grid ?? null;
   const gridDim = modes.findIndex(
     (m, d) => m === 'grid' && d !== rowsDim && d !== colsDim
@@ -458,6 +527,27 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
           )
         )}
       </div>
+      <div className="jp-NopdbLab-heatmapLabels">
+        <label>
+          labels{' '}
+          <input
+            className="jp-mod-styled"
+            aria-label="Labels expression"
+            placeholder="Python, e.g. tokenizer.convert_ids_to_tokens(ids[0])"
+            value={labelsExpression}
+            onChange={e => setLabelsExpression(e.target.value)}
+            onKeyDown={e => e.key === 'Enter' && void applyLabels()}
+          />
+        </label>
+        <button className="jp-mod-styled" onClick={() => void applyLabels()}>
+          Apply
+        </button>
+        {labelsError || labelMismatch ? (
+          <span className="jp-NopdbLab-error">
+            {labelsError ?? labelMismatch}
+          </span>
+        ) : null}
+      </div>
       {error ? <div className="jp-NopdbLab-error">{error}</div> : null}
       {slice ? (
         <div className="jp-NopdbLab-heatmapStatus">
@@ -499,26 +589,31 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
             onWheel={onWheel}
           >
             {slice && painted ? (
-              <MapCanvas
-                canvasRef={mainCanvas}
-                pixels={painted.pixels[0]}
-                rows={slice.rows}
-                cols={slice.cols}
-                style={{
-                  ...fit('100%'),
-                  transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
-                }}
-                onHover={(r, c) => setHover({ g: 0, r, c })}
-                onLeave={() => {
-                  setHover(null);
-                  drag.current = null;
-                }}
-                onMouseDown={e =>
-                  (drag.current = { x: e.clientX, y: e.clientY })
-                }
-                onMouseUp={() => (drag.current = null)}
-                onDrag={onDrag}
-              />
+              <AxisLabels
+                rows={slice.rowStep === 1 && zoom.k === 1 ? rowLabels : null}
+                cols={slice.colStep === 1 && zoom.k === 1 ? colLabels : null}
+              >
+                <MapCanvas
+                  canvasRef={mainCanvas}
+                  pixels={painted.pixels[0]}
+                  rows={slice.rows}
+                  cols={slice.cols}
+                  style={{
+                    ...fit('100%'),
+                    transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
+                  }}
+                  onHover={(r, c) => setHover({ g: 0, r, c })}
+                  onLeave={() => {
+                    setHover(null);
+                    drag.current = null;
+                  }}
+                  onMouseDown={e =>
+                    (drag.current = { x: e.clientX, y: e.clientY })
+                  }
+                  onMouseUp={() => (drag.current = null)}
+                  onDrag={onDrag}
+                />
+              </AxisLabels>
             ) : null}
           </div>
         )}
@@ -536,8 +631,10 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
           <div className="jp-NopdbLab-heatmapTooltip" role="status">
             {slice && hover && hovered !== undefined
               ? `${grid ? `dim ${gridDim} = ${hover.g}, ` : ''}` +
-                `row ${sourceIndex(hover.r, slice.rowStep)}, column ` +
-                `${sourceIndex(hover.c, slice.colStep)}: ${hovered}`
+                `row ${sourceIndex(hover.r, slice.rowStep)}` +
+                `${name(rowLabels, hover.r, slice.rowStep)}, column ` +
+                `${sourceIndex(hover.c, slice.colStep)}` +
+                `${name(colLabels, hover.c, slice.colStep)}: ${hovered}`
               : 'Hover the map to read a value.'}
           </div>
         </div>

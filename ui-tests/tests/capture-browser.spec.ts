@@ -291,13 +291,29 @@ test.describe('capture browser', () => {
     await page.notebook.activate('heatmap.ipynb');
     await page.notebook.addCell(
       'code',
-      `print(nopdb_lab.store[${id}].locals['attn'][0, 1, 2, 3].item())`
+      'tokens = list("abcde")\n' +
+        `print(nopdb_lab.store[${id}].locals['attn'][0, 1, 2, 3].item())`
     );
     await run(page, 2);
     expect(await page.notebook.getCellTextOutput(2)).toEqual([`${shown}\n`]);
 
-    // every head as a small map, then the mean over heads
+    // token labels from an expression in the kernel name rows and columns
     await page.locator('.lm-TabBar-tab', { hasText: 'store[' }).first().click();
+    await viewer.getByLabel('Labels expression').fill('tokens');
+    await viewer.getByLabel('Labels expression').press('Enter');
+    await expect(viewer.getByLabel('Row labels')).toHaveText('abcde');
+    await expect(viewer.getByLabel('Column labels')).toHaveText('abcde');
+    await canvas.hover({
+      position: { x: (3.5 * box.width) / 5, y: (2.5 * box.height) / 5 }
+    });
+    await expect(tooltip).toContainText('row 2 "c", column 3 "d": ');
+    await viewer.getByLabel('Labels expression').fill('undefined_tokens');
+    await viewer.getByRole('button', { name: 'Apply' }).click();
+    await expect(viewer).toContainText(
+      "undefined_tokens raised NameError: name 'undefined_tokens' is not defined"
+    );
+
+    // every head as a small map, then the mean over heads
     await viewer.getByLabel('Show dim 1').selectOption('grid');
     await expect(viewer.locator('.jp-NopdbLab-heatmapTile')).toHaveCount(2);
     await expect(viewer.locator('.jp-NopdbLab-heatmapStatus')).toContainText(
