@@ -29,18 +29,18 @@ def slice_2d(
     max_size: int = 512,
     reduce: str = "max",
     mean_dims: Sequence[int] = (),
-    grid_dim: int | None = None,
+    grid_dims: Sequence[int] = (),
 ) -> Tuple[Dict[str, Any], Any]:
     """The 2-D slice of ``value`` with ``rows_dim`` × ``cols_dim``, pooled to at most
     ``max_size`` per side; returns ``(meta, float32 array)``.
 
     Every other dimension is fixed by ``index`` (0 by default), averaged when it is in
-    ``mean_dims`` (e.g. the mean over heads), or, for ``grid_dim``, kept: the result is then
-    one map per index of that dimension (small multiples, e.g. every head), shape
-    ``(grid, rows, cols)``. ``meta`` has ``shape`` (the value's), ``rows``/``cols`` (the
-    sent size), ``grid`` (maps sent, or None), ``row_step``/``col_step`` (source cells per
-    sent cell), ``reduce`` (None when not pooled), ``min``/``max`` (finite, over all sent
-    cells) and ``nan``/``inf`` counts.
+    ``mean_dims`` (e.g. the mean over heads), or, for the one or two ``grid_dims``, kept: the
+    result is then one map per index (small multiples: every head, or layer × head), shape
+    ``(*grid, rows, cols)``. ``meta`` has ``shape`` (the value's), ``rows``/``cols`` (the
+    sent size), ``grid`` (the grid's shape, or None), ``row_step``/``col_step`` (source
+    cells per sent cell), ``reduce`` (None when not pooled), ``min``/``max`` (finite, over
+    all sent cells) and ``nan``/``inf`` counts.
     """
     import numpy as np
 
@@ -53,8 +53,10 @@ def slice_2d(
     if rows_dim == cols_dim:
         raise SliceError("rows and columns must be two different dimensions")
     means = sorted({_dim("averaged", d, shape) for d in mean_dims})
-    grid = None if grid_dim is None else _dim("grid", grid_dim, shape)
-    special = [rows_dim, cols_dim] + means + ([grid] if grid is not None else [])
+    grids = [_dim("grid", d, shape) for d in grid_dims]
+    if len(grids) > 2:
+        raise SliceError("a grid has at most two dimensions (e.g. layer × head)")
+    special = [rows_dim, cols_dim] + means + grids
     if len(set(special)) != len(special):
         raise SliceError("rows, columns, grid and averaged dimensions must all differ")
     if reduce not in REDUCTIONS:
@@ -82,8 +84,9 @@ def slice_2d(
     if means:
         block = block.mean(axis=tuple(kept.index(d) for d in means), dtype=np.float64)
         kept = [d for d in kept if d not in means]
-    order = ([grid] if grid is not None else []) + [rows_dim, cols_dim]
+    order = grids + [rows_dim, cols_dim]
     block = np.ascontiguousarray(np.transpose(block, [kept.index(d) for d in order]))
+    grid_shape = [shape[d] for d in grids]
     block = block.astype(np.float32, copy=False).reshape(-1, shape[rows_dim], shape[cols_dim])
     row_step = math.ceil(block.shape[1] / max_size)
     col_step = math.ceil(block.shape[2] / max_size)
@@ -94,7 +97,7 @@ def slice_2d(
         "shape": list(shape),
         "rows": int(block.shape[1]),
         "cols": int(block.shape[2]),
-        "grid": int(block.shape[0]) if grid is not None else None,
+        "grid": grid_shape or None,
         "row_step": row_step,
         "col_step": col_step,
         "reduce": reduce if row_step > 1 or col_step > 1 else None,
@@ -103,7 +106,7 @@ def slice_2d(
         "nan": int(np.isnan(block).sum()),
         "inf": int(np.isinf(block).sum()),
     }
-    return meta, block if grid is not None else block[0]
+    return meta, block.reshape(*grid_shape, *block.shape[1:]) if grids else block[0]
 
 
 def _dim(name: str, dim: int, shape: Tuple[int, ...]) -> int:

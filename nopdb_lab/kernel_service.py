@@ -18,6 +18,7 @@ from . import __version__
 from .backends import backend_name
 from .capture_store import CaptureStore, Eviction, store
 from .heatmap import slice_2d
+from .stacking import stack_captures
 from .summary import is_array, is_tensor, summarize
 
 TARGET = "nopdb_lab"
@@ -409,14 +410,18 @@ class CommService:
         max_size: int = 512,
         reduce: str = "max",
         mean_dims: List[int] | None = None,
-        grid_dim: int | None = None,
+        grid_dims: List[int] | None = None,
     ) -> Tuple[Dict[str, Any], List[bytes]]:
         value, expression = resolve(self.store[id], path)
         fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
         meta, plane = slice_2d(
-            value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dim
+            value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dims or ()
         )
         return {**meta, "expression": expression}, [plane.tobytes()]
+
+    def op_stack(self, id: int, path: List[Any]) -> Tuple[Dict[str, Any], None]:
+        record = stack_captures(self.store, id, path)
+        return brief(record, self.store), None
 
     def op_labels(self, expression: str) -> Tuple[Dict[str, Any], None]:
         return {"labels": evaluate_labels(expression, user_namespace())}, None

@@ -6,6 +6,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { IHeatmapSource } from './heatmap/HeatmapView';
 import { BridgeState, KernelBridge } from './kernelBridge';
+import { PathStep } from './protocol';
 
 /** Things the panel asks the application to do. */
 export interface IBrowserActions {
@@ -15,6 +16,11 @@ export interface IBrowserActions {
   insertBelow(code: string): void;
   /** Open a captured tensor or array (2 or more dims) as a heatmap. */
   openHeatmap(source: IHeatmapSource): void;
+  /**
+   * Stack this value across every capture of the same function (the layers) into a new
+   * capture, with attention rollout when the values are attention maps, and select it.
+   */
+  stackAcross(bridge: KernelBridge, captureId: number, path: PathStep[]): void;
   /** Copy text to the clipboard. */
   copy(text: string): void;
   /** Ask before clearing every capture. */

@@ -127,6 +127,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.add(widget, 'main', { mode: 'split-right' });
         app.shell.activateById(widget.id);
       },
+      stackAcross: (bridge, captureId, path) => {
+        bridge.client
+          ?.request('stack', { id: captureId, path })
+          .then(response => model.select(response.result.id))
+          .catch(error => Notification.error(`Cannot stack: ${error.message}`));
+      },
       copy: text => Clipboard.copyToSystem(text),
       confirmClear: async count => {
         const result = await showDialog({

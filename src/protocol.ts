@@ -18,7 +18,7 @@ export const BOOTSTRAP_CODE =
   'del _nopdb_lab_service';
 
 /** The kind of a capture: a captured call, a breakpoint hit, or an attention record. */
-export type CaptureKind = 'call' | 'hit' | 'attention';
+export type CaptureKind = 'call' | 'hit' | 'attention' | 'stack';
 
 /** One row of the capture list (a "brief"). */
 export interface ICaptureBrief {
@@ -129,12 +129,12 @@ export interface IRequests {
       max_size: number;
       reduce: 'max' | 'mean';
       mean_dims?: number[];
-      grid_dim?: number | null;
+      grid_dims?: number[];
     },
     {
       shape: number[];
-      /** Maps sent (one per index of grid_dim), or null for a single map. */
-      grid: number | null;
+      /** The grid's shape (one map per index of grid_dims), or null for one map. */
+      grid: number[] | null;
       rows: number;
       cols: number;
       row_step: number;
@@ -148,6 +148,7 @@ export interface IRequests {
     }
   ];
   labels: [{ expression: string }, { labels: string[] }];
+  stack: [{ id: number; path: PathStep[] }, ICaptureBrief];
   source: [{ file: string }, { file: string; text: string }];
   delete: [{ id: number }, Record<string, never>];
   clear: [Record<string, never>, Record<string, never>];

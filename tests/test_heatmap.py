@@ -114,12 +114,17 @@ def test_mean_over_heads_and_a_grid_of_heads():
     meta, mean = slice_2d(value, 2, 3, index={0: 1}, mean_dims=[1])
     assert mean.shape == (4, 5) and meta["grid"] is None
     assert np.allclose(mean, value[1].mean(axis=0))
-    meta, grid = slice_2d(value, 3, 2, index={0: 1}, grid_dim=1)
-    assert meta["grid"] == 3 and grid.shape == (3, 5, 4)
+    meta, grid = slice_2d(value, 3, 2, index={0: 1}, grid_dims=[1])
+    assert meta["grid"] == [3] and grid.shape == (3, 5, 4)
     for head in range(3):
         assert np.array_equal(grid[head], value[1, head].T)
-    meta, grid = slice_2d(value, 2, 3, grid_dim=0, mean_dims=[1], max_size=2)
+    meta, grid = slice_2d(value, 2, 3, grid_dims=[0], mean_dims=[1], max_size=2)
     assert grid.shape == (2, 2, 2) and meta["row_step"] == 2
     assert grid[1, 0, 0] == pytest.approx(value[1].mean(axis=0)[:2, :3].max())  # 2x3 blocks
     with pytest.raises(SliceError, match="must all differ"):
-        slice_2d(value, 2, 3, grid_dim=1, mean_dims=[1])
+        slice_2d(value, 2, 3, grid_dims=[1], mean_dims=[1])
+    meta, grid = slice_2d(value, 2, 3, grid_dims=[0, 1])  # layer x head style
+    assert meta["grid"] == [2, 3] and grid.shape == (2, 3, 4, 5)
+    assert np.array_equal(grid[1, 2], value[1, 2])
+    with pytest.raises(SliceError, match="at most two dimensions"):
+        slice_2d(np.zeros((2, 2, 2, 2, 2)), 3, 4, grid_dims=[0, 1, 2])

@@ -10,6 +10,7 @@ import {
   caretRightIcon,
   copyIcon,
   deleteIcon,
+  duplicateIcon,
   LabIcon,
   ReactWidget,
   tableRowsIcon
@@ -129,6 +130,14 @@ function ValueRow(props: IValueProps): React.ReactElement {
                     signed: (summary.min ?? 0) < 0
                   })
                 }
+              />
+            ) : null}
+            {isTensorLike(summary) && path.length === 2 ? (
+              <IconButton
+                icon={duplicateIcon}
+                label="Stack across captures"
+                title={`Stack ${path[0]}['${path[1]}'] over every capture of this function (layers)`}
+                onClick={() => actions.stackAcross(bridge, captureId, path)}
               />
             ) : null}
             <IconButton
@@ -273,6 +282,7 @@ function Details(props: {
           <div className="jp-NopdbLab-detailsTitle">
             {detail.kind === 'hit' ? 'Breakpoint hit in ' : ''}
             {detail.kind === 'attention' ? 'Attention (SDPA) in ' : ''}
+            {detail.kind === 'stack' ? 'Stacked across captures of ' : ''}
             {detail.qualname}{' '}
             <span className="jp-NopdbLab-captureRow-id">#{detail.id}</span>
           </div>

@@ -16,7 +16,8 @@ const ROW_HEIGHT = 44;
 const KIND_LABELS: Record<string, string> = {
   call: 'call',
   hit: 'hit',
-  attention: 'attn'
+  attention: 'attn',
+  stack: 'stack'
 };
 
 interface IRowProps {
@@ -104,6 +105,7 @@ function Filters({
         <option value="call">calls</option>
         <option value="hit">breakpoint hits</option>
         <option value="attention">attention (SDPA)</option>
+        <option value="stack">stacked</option>
       </select>
       <select
         className="jp-mod-styled jp-NopdbLab-functionFilter"

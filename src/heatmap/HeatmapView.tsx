@@ -21,7 +21,7 @@ import {
   paint,
   Scale
 } from './colormap';
-import { DimMode, heatmapRequest } from './request';
+import { DimMode, gridPosition, heatmapRequest } from './request';
 
 /** What the viewer shows: one value of one capture. */
 export interface IHeatmapSource {
@@ -62,7 +62,7 @@ function Choice(props: {
 }
 
 interface ISlice {
-  grid: number | null;
+  grid: number[] | null;
   rows: number;
   cols: number;
   rowStep: number;
@@ -229,7 +229,7 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
         rows_dim: rowsDim,
         cols_dim: colsDim,
         ...request,
-        max_size: request.grid_dim === null ? MAX_SIZE : GRID_MAX_SIZE,
+        max_size: request.grid_dims.length ? GRID_MAX_SIZE : MAX_SIZE,
         reduce
       })
       .then(({ result, buffers }) => {
@@ -263,7 +263,7 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
     if (!slice) {
       return null;
     }
-    const maps = slice.grid ?? 1;
+    const maps = (slice.grid ?? [1]).reduce((a, b) => a * b, 1);
     const { positions, range } = normalise(
       slice.values,
       maps * slice.rows,
@@ -333,9 +333,18 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const name = (names: string[] | null, i: number, step: number) =>
     names && step === 1 ? ` ${JSON.stringify(names[i])}` : '';
   const grid = slice?.grid ?? null;
-  const gridDim = modes.findIndex(
-    (m, d) => m === 'grid' && d !== rowsDim && d !== colsDim
-  );
+  const gridDims = heatmapRequest(
+    source.shape,
+    rowsDim,
+    colsDim,
+    index,
+    modes
+  ).grid_dims;
+  const gridLabel = (g: number) =>
+    gridPosition(g, grid ?? [1])
+      .map((i, k) => `dim ${gridDims[k]} = ${i}`)
+      .join(', ');
+  const mapCount = (grid ?? [1]).reduce((a, b) => a * b, 1);
   const hovered =
     slice && hover
       ? slice.values[(hover.g * slice.rows + hover.r) * slice.cols + hover.c]
@@ -345,11 +354,7 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const label = (dim: number) => `dim ${dim} (${source.shape[dim]})`;
   const dims = source.shape.map((_, d) => d);
   const setMode = (dim: number, mode: DimMode) =>
-    setModes(
-      modes.map((m, d) =>
-        d === dim ? mode : mode === 'grid' && m === 'grid' ? 'index' : m
-      )
-    );
+    setModes(modes.map((m, d) => (d === dim ? mode : m)));
 
   const onDrag = (event: React.MouseEvent) => {
     if (!drag.current) {
@@ -551,7 +556,7 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
       {error ? <div className="jp-NopdbLab-error">{error}</div> : null}
       {slice ? (
         <div className="jp-NopdbLab-heatmapStatus">
-          {grid ? `${grid} maps of ` : ''}
+          {grid ? `${grid.join(' × ')} = ${mapCount} maps of ` : ''}
           {slice.rows}×{slice.cols}
           {slice.reduce
             ? ` (${slice.reduce}-pooled from ${slice.rows * slice.rowStep}×` +
@@ -564,21 +569,28 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
       ) : null}
       <div className="jp-NopdbLab-heatmapBody">
         {slice && painted && grid ? (
-          <div className="jp-NopdbLab-heatmapGrid">
+          <div
+            className="jp-NopdbLab-heatmapGrid"
+            style={{
+              gridTemplateColumns: `repeat(${grid.length === 2 ? grid[1] : 'auto-fill'}, ${
+                grid.length === 2
+                  ? 'max-content'
+                  : `minmax(${GRID_PX}px, max-content)`
+              })`
+            }}
+          >
             {painted.pixels.map((pixels, g) => (
               <figure key={g} className="jp-NopdbLab-heatmapTile">
                 <MapCanvas
                   pixels={pixels}
                   rows={slice.rows}
                   cols={slice.cols}
-                  label={`dim ${gridDim} = ${g}`}
+                  label={gridLabel(g)}
                   style={fit(`${GRID_PX}px`)}
                   onHover={(r, c) => setHover({ g, r, c })}
                   onLeave={() => setHover(null)}
                 />
-                <figcaption>
-                  dim {gridDim} = {g}
-                </figcaption>
+                <figcaption>{gridLabel(g)}</figcaption>
               </figure>
             ))}
           </div>
@@ -630,7 +642,7 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
           ) : null}
           <div className="jp-NopdbLab-heatmapTooltip" role="status">
             {slice && hover && hovered !== undefined
-              ? `${grid ? `dim ${gridDim} = ${hover.g}, ` : ''}` +
+              ? `${grid ? `${gridLabel(hover.g)}, ` : ''}` +
                 `row ${sourceIndex(hover.r, slice.rowStep)}` +
                 `${name(rowLabels, hover.r, slice.rowStep)}, column ` +
                 `${sourceIndex(hover.c, slice.colStep)}` +

@@ -337,6 +337,65 @@ test.describe('capture browser', () => {
     expect(bytes.subarray(1, 4).toString()).toBe('PNG');
   });
 
+  test('stacks layers into one capture and shows a layer × head grid', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await openNotebook(page, tmpPath, 'layers.ipynb', [
+      MODEL_CELL,
+      CAPTURE_CELL
+    ]);
+    await run(page, 0);
+    await run(page, 1);
+    await expect(rows(page)).toHaveCount(2);
+    await rows(page).last().click();
+    const details = browser(page).locator('.jp-NopdbLab-details');
+    const attn = details.locator(
+      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
+    );
+    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
+    await attn
+      .getByRole('button', { name: 'Stack across captures' })
+      .first()
+      .click();
+
+    // the stacked capture is listed and selected, with the rollout of both layers
+    await expect(rows(page)).toHaveCount(3);
+    await expect(rows(page).first()).toContainText('stack');
+    await expect(details).toContainText(
+      'Stacked across captures of Attention.forward'
+    );
+    const stacked = details.locator(
+      '.jp-NopdbLab-value[data-path=\'["locals","stacked"]\']'
+    );
+    await expect(stacked.locator('.jp-NopdbLab-shape')).toHaveText(
+      'float32[2, 1, 2, 5, 5]'
+    );
+    const rollout = details.locator(
+      '.jp-NopdbLab-value[data-path=\'["locals","rollout"]\']'
+    );
+    await expect(rollout.locator('.jp-NopdbLab-shape')).toHaveText(
+      'float32[1, 5, 5]'
+    );
+
+    await stacked.locator('.jp-NopdbLab-valueRow').first().hover();
+    await stacked
+      .getByRole('button', { name: 'Open as heatmap' })
+      .first()
+      .click();
+    const viewer = page.locator('.jp-NopdbLab-heatmap');
+    await viewer.getByLabel('Show dim 0').selectOption('grid');
+    await viewer.getByLabel('Show dim 2').selectOption('grid');
+    await expect(viewer.locator('.jp-NopdbLab-heatmapTile')).toHaveCount(4);
+    await expect(viewer.locator('.jp-NopdbLab-heatmapStatus')).toContainText(
+      '2 × 2 = 4 maps of 5×5'
+    );
+    await expect(
+      viewer.locator('.jp-NopdbLab-heatmapTile').nth(2)
+    ).toContainText('dim 0 = 1, dim 2 = 0');
+    await keepScreenshot(page, testInfo, 'layer-head-grid');
+  });
+
   test('shows attention captured from fused SDPA calls', async ({
     page,
     tmpPath
