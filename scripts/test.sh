@@ -4,7 +4,8 @@
 #     backends; torch, NoPdb-parity, real-kernel comm and server-extension tests on 3.11.
 #  2. Front end: eslint/prettier/stylelint and Jest.
 #  3. Packaging: `pip install .` into a fresh JupyterLab venv builds the labextension;
-#     JupyterLab must list it (and the server extension) as enabled.
+#     JupyterLab must list it (and the server extension) as enabled; the demo notebooks
+#     must run top to bottom.
 #  4. Galata UI tests on Debian's Chromium against that JupyterLab.
 # Each interpreter gets its own venv under .venv-test/; results land in artifacts/.
 set -euo pipefail
@@ -86,13 +87,20 @@ jlpm test --ci --json --outputFile="$ROOT/artifacts/jest-results.json"
 # -- 3. Packaging: a clean `pip install .` builds and ships the labextension ----------------
 echo "::: pip install . (builds the front end)"
 jlpm clean:all   # no prebuilt lib/ or labextension/: the wheel build must make them
-quiet_pip "$lab/bin/pip" install -q ".[jupyter,lab]"
+quiet_pip "$lab/bin/pip" install -q ".[jupyter,lab,demo]"
 quiet_pip "$lab/bin/pip" install -q --force-reinstall --no-deps .   # this checkout, even if
 test -f nopdb_lab/labextension/static/style.js                      # the version is unchanged
 jupyter labextension list 2>&1 | tee artifacts/labextension-list.txt
 grep -Eq "nopdb-lab v[0-9.]+ .*enabled.*OK" artifacts/labextension-list.txt
 jupyter server extension list 2>&1 | tee artifacts/server-extension-list.txt
 grep -Eq "nopdb_lab .*enabled" artifacts/server-extension-list.txt
+
+# -- the demo notebooks run top to bottom, offline -------------------------------------------
+echo "::: demo notebooks"
+for notebook in examples/demo.ipynb examples/attention.ipynb; do
+  (cd examples && jupyter nbconvert --to notebook --execute "$(basename "$notebook")" \
+    --output-dir "$ROOT/artifacts/notebooks" --ExecutePreprocessor.timeout=300)
+done
 
 # -- 4. Galata on Debian's Chromium -----------------------------------------------------------
 if ! command -v chromium >/dev/null 2>&1; then
