@@ -11,6 +11,8 @@ from .attention import (
     attention_probabilities,
     attention_rollout,
     capture_attention,
+    start_attention_capture,
+    stop_attention_capture,
 )
 from .backends import backend_name
 from .breakpoint import ActionError, Breakpoint, BreakpointHit
@@ -43,6 +45,8 @@ __all__ = [
     "capture_calls",
     "get_local",
     "get_nopdb",
+    "start_attention_capture",
+    "stop_attention_capture",
     "store",
 ]
 

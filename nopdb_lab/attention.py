@@ -18,6 +18,7 @@ that dropout would act on). The model's own output is SDPA's, untouched.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -27,6 +28,8 @@ from typing import Any, Dict, Iterator, List
 
 from . import observers
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
+
+log = logging.getLogger("nopdb_lab")
 
 
 class AttentionRecord:
@@ -192,6 +195,108 @@ def _calling_module(frame: Any) -> tuple[str | None, str | None]:
     return None, cls
 
 
+def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) -> Any:
+    """A TorchFunctionMode that records every SDPA call (into ``records`` when given)."""
+    from torch.nn import functional
+    from torch.overrides import TorchFunctionMode
+
+    sdpa = functional.scaled_dot_product_attention
+
+    class _Interceptor(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
+            kwargs = kwargs or {}
+            result = func(*args, **kwargs)
+            if func is sdpa:
+                record = _record(args, kwargs, snapshot)
+                if records is not None:
+                    records.append(record)
+            return result
+
+    return _Interceptor()
+
+
+_session: Dict[str, Any] = {"enabled": False, "mode": None, "cell_modes": []}
+
+
+def start_attention_capture() -> bool:
+    """Record every SDPA call into the capture store from now on, until
+    :func:`stop_attention_capture` (the capture browser's switch). Returns False if it
+    was already on.
+
+    In IPython the interception is set up around each cell, on the thread that runs it,
+    starting with the next cell (comm messages may be handled on another thread, and
+    torch's mode stack is per thread). Elsewhere it starts now, on the calling thread.
+    """
+    if _session["enabled"]:
+        return False
+    _session["enabled"] = True
+    shell = _ipython()
+    if shell is None:
+        mode = _interceptor(None, None)
+        mode.__enter__()
+        _session["mode"] = mode
+    elif not _session.get("hooked"):
+        shell.events.register("pre_execute", _enter_for_cell)
+        shell.events.register("post_execute", _exit_after_cell)
+        _session["hooked"] = True
+    return True
+
+
+def stop_attention_capture() -> bool:
+    """Stop what :func:`start_attention_capture` started; False if it was not on.
+
+    Outside IPython, refuses (RuntimeError) while another TorchFunctionMode entered later
+    is still active, since torch's mode stack can only be unwound from the top."""
+    if not _session["enabled"]:
+        return False
+    mode = _session["mode"]
+    if mode is not None:
+        from torch.overrides import _get_current_function_mode
+
+        if _get_current_function_mode() is not mode:
+            raise RuntimeError(
+                "another TorchFunctionMode entered after attention capture started is "
+                "still active; leave it first"
+            )
+        mode.__exit__(None, None, None)
+        _session["mode"] = None
+    _session["enabled"] = False
+    return True
+
+
+def attention_capture_active() -> bool:
+    """Whether :func:`start_attention_capture` is on."""
+    return bool(_session["enabled"])
+
+
+def _ipython() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _enter_for_cell() -> None:
+    if _session["enabled"]:
+        mode = _interceptor(None, None)
+        mode.__enter__()
+        _session["cell_modes"].append(mode)
+
+
+def _exit_after_cell() -> None:
+    from torch.overrides import _get_current_function_mode
+
+    while _session["cell_modes"]:
+        mode = _session["cell_modes"].pop()
+        if _get_current_function_mode() is mode:
+            mode.__exit__(None, None, None)
+        else:  # the cell left a mode of its own on top; unwinding it is not ours to do
+            log.warning(
+                "attention capture: a TorchFunctionMode entered in the cell is still active"
+            )
+
+
 @contextmanager
 def capture_attention(snapshot: str | None = None) -> Iterator[List[AttentionRecord]]:
     """Record the attention probabilities of every SDPA call in the block, in call order.
@@ -200,30 +305,17 @@ def capture_attention(snapshot: str | None = None) -> Iterator[List[AttentionRec
     store (and so to the JupyterLab capture browser). ``snapshot="cpu"`` moves the
     weights to the CPU as they are recorded (frees GPU memory for long runs).
     """
-    from torch.nn import functional
-    from torch.overrides import TorchFunctionMode
-
     if snapshot not in (None, "cpu"):
         raise ValueError(f"snapshot must be None or 'cpu', not {snapshot!r}")
     records: List[AttentionRecord] = []
-    sdpa = functional.scaled_dot_product_attention
-
-    class _Interceptor(TorchFunctionMode):
-        def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
-            kwargs = kwargs or {}
-            result = func(*args, **kwargs)
-            if func is sdpa:
-                _record(records, args, kwargs, snapshot)
-            return result
-
-    with _Interceptor():
+    with _interceptor(records, snapshot):
         yield records
 
 
 _SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
 
 
-def _record(records: List[AttentionRecord], args: Any, kwargs: Dict[str, Any], snapshot: Any):
+def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any) -> AttentionRecord:
     import sys
 
     import torch
@@ -255,5 +347,5 @@ def _record(records: List[AttentionRecord], args: Any, kwargs: Dict[str, Any], s
     record.is_causal = bool(call.get("is_causal", False))
     record.masked = call.get("attn_mask") is not None
     record.kv_groups = q.shape[-3] // k.shape[-3] if q.dim() >= 3 and k.dim() >= 3 else 1
-    records.append(record)
     observers.publish(record)
+    return record

@@ -15,6 +15,7 @@ import threading
 from typing import Any, Callable, Dict, List, Tuple
 
 from . import __version__
+from .attention import attention_capture_active
 from .backends import backend_name
 from .capture_store import CaptureStore, Eviction, store
 from .heatmap import slice_2d
@@ -369,6 +370,7 @@ class CommService:
             "version": __version__,
             "backend": backend_name(),
             "python": platform.python_version(),
+            "attention_capture": attention_capture_active(),
             "store": {
                 "count": len(self.store),
                 "nbytes": self.store.nbytes,
@@ -422,6 +424,15 @@ class CommService:
     def op_stack(self, id: int, path: List[Any]) -> Tuple[Dict[str, Any], None]:
         record = stack_captures(self.store, id, path)
         return brief(record, self.store), None
+
+    def op_attention_capture(self, enabled: bool) -> Tuple[Dict[str, Any], None]:
+        from .attention import start_attention_capture, stop_attention_capture
+
+        try:
+            (start_attention_capture if enabled else stop_attention_capture)()
+        except ImportError:
+            raise ProtocolError("capturing attention needs torch in this kernel") from None
+        return {"enabled": attention_capture_active()}, None
 
     def op_labels(self, expression: str) -> Tuple[Dict[str, Any], None]:
         return {"labels": evaluate_labels(expression, user_namespace())}, None

@@ -29,6 +29,7 @@ import {
 } from '@jupyterlab/ui-components';
 
 import { BrowserModel, IBrowserActions } from './browserModel';
+import { AttentionToggle } from './components/AttentionToggle';
 import { BrowserHeader } from './components/BrowserHeader';
 import { CaptureDetailsView } from './components/CaptureDetails';
 import { CaptureListView } from './components/CaptureList';
@@ -193,6 +194,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         onClick: () => void app.commands.execute(CommandIDs.clearCaptures)
       })
     );
+    sidebar.toolbar.addItem('attention', new AttentionToggle(model));
     sidebar.addWidget(new CaptureListView(model));
     sidebar.addWidget(new CaptureDetailsView(model));
     app.shell.add(sidebar, 'right', { rank: 600 });

@@ -116,6 +116,23 @@ export class KernelBridge implements IDisposable {
     return this._isDisposed;
   }
 
+  /** Whether the kernel records every SDPA call (capture_attention from the panel). */
+  get attentionCapture(): boolean {
+    return this._attentionCapture;
+  }
+
+  /** Start or stop recording SDPA calls in the kernel, across cells. */
+  async setAttentionCapture(enabled: boolean): Promise<void> {
+    if (!this._client) {
+      throw new Error('the kernel is not connected');
+    }
+    const response = await this._client.request('attention_capture', {
+      enabled
+    });
+    this._attentionCapture = response.result.enabled;
+    this._stateChanged.emit(this._state);
+  }
+
   /** Try again (after installing nopdb-lab into the kernel, say). */
   reconnect(): void {
     this._attach(this.sessionContext.session?.kernel ?? null);
@@ -261,6 +278,7 @@ export class KernelBridge implements IDisposable {
         return;
       }
       this.captures.reset(listed.captures);
+      this._attentionCapture = hello.attention_capture ?? false;
       this._setState({ status: 'ready', hello });
     } catch (error) {
       if (stale()) {
@@ -320,6 +338,7 @@ export class KernelBridge implements IDisposable {
 
   private _teardown(): void {
     this._generation++;
+    this._attentionCapture = false;
     clearTimeout(this._settleTimer);
     const comm = this._comm;
     this._comm = null;
@@ -352,6 +371,7 @@ export class KernelBridge implements IDisposable {
   private _client: ProtocolClient | null = null;
   private _generation = 0;
   private _needsBootstrap = false;
+  private _attentionCapture = false;
   private _settleTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   private _isDisposed = false;
   private _state: BridgeState = { status: 'no-kernel' };

@@ -97,6 +97,8 @@ export interface IHello {
   version: string;
   backend: string;
   python: string;
+  /** Whether SDPA calls are being recorded (the panel's toggle). */
+  attention_capture?: boolean;
   store: { count: number; nbytes: number; budget: number };
 }
 
@@ -149,6 +151,7 @@ export interface IRequests {
   ];
   labels: [{ expression: string }, { labels: string[] }];
   stack: [{ id: number; path: PathStep[] }, ICaptureBrief];
+  attention_capture: [{ enabled: boolean }, { enabled: boolean }];
   source: [{ file: string }, { file: string; text: string }];
   delete: [{ id: number }, Record<string, never>];
   clear: [Record<string, never>, Record<string, never>];

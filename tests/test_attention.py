@@ -146,3 +146,40 @@ def test_bert_sdpa_maps_equal_the_eager_attentions():
         assert record.masked
     assert record.weights[1, :, :, 6:].abs().max() == 0  # padded keys get no attention
     assert attns[0].module.startswith("encoder.layer.0.attention")
+
+
+def test_session_capture_from_the_panel_records_until_stopped():
+    from nopdb_lab import start_attention_capture, stop_attention_capture
+    from nopdb_lab.attention import attention_capture_active
+
+    store = CaptureStore()
+    store.enable()
+    model = vit_tiny(fused=True)
+    try:
+        assert start_attention_capture() and not start_attention_capture()
+        assert attention_capture_active()
+        with torch.no_grad():
+            model(torch.rand(1, 3, 32, 32))
+        assert stop_attention_capture() and not stop_attention_capture()
+        with torch.no_grad():
+            model(torch.rand(1, 3, 32, 32))
+    finally:
+        store.disable()
+    records = [r for r in store if r.kind == "attention"]
+    assert [r.module for r in records] == [f"blocks.{i}.attn" for i in range(4)]
+
+
+def test_session_capture_will_not_unwind_someone_elses_mode():
+    from torch.overrides import TorchFunctionMode
+
+    from nopdb_lab import start_attention_capture, stop_attention_capture
+
+    start_attention_capture()
+    other = TorchFunctionMode()
+    other.__enter__()
+    try:
+        with pytest.raises(RuntimeError, match="another TorchFunctionMode"):
+            stop_attention_capture()
+    finally:
+        other.__exit__(None, None, None)
+    assert stop_attention_capture()

@@ -302,3 +302,23 @@ def test_labels_come_from_an_expression_in_the_users_namespace(client):
     ]:
         data, _ = client.request("labels", expression=expression)
         assert not data["ok"] and message in data["error"]["message"], data
+
+
+def test_attention_capture_toggle_records_sdpa_calls_across_cells(client):
+    data, _ = client.request("hello")
+    assert data["result"]["attention_capture"] is False
+    data, _ = client.request("attention_capture", enabled=True)
+    assert data["result"] == {"enabled": True}
+    client.events.clear()
+    client.run(
+        "import torch\n"
+        "q = torch.randn(1, 2, 3, 4)\n"
+        "out = torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True)\n"
+    )
+    (added,) = client.added()
+    assert added["kind"] == "attention"
+    data, _ = client.request("attention_capture", enabled=False)
+    assert data["result"] == {"enabled": False}
+    client.events.clear()
+    client.run("torch.nn.functional.scaled_dot_product_attention(q, q, q)")
+    assert client.added() == []

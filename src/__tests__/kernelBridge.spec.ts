@@ -81,7 +81,18 @@ class FakeKernel {
     return comm;
   }
 
+  attentionCapture = false;
+
   answer(data: any): any {
+    if (data.op === 'attention_capture') {
+      this.attentionCapture = data.args.enabled;
+      return {
+        v: 1,
+        re: data.id,
+        ok: true,
+        result: { enabled: this.attentionCapture }
+      };
+    }
     const result =
       data.op === 'hello'
         ? {
@@ -89,6 +100,7 @@ class FakeKernel {
             version: '0.1.0',
             backend: 'settrace',
             python: '3.11.7',
+            attention_capture: this.attentionCapture,
             store: { count: 0, nbytes: 0, budget: 1 << 30 }
           }
         : { captures: this.store };
@@ -203,6 +215,24 @@ describe('KernelBridge', () => {
       captures: [brief(1), brief(2)]
     });
     expect(bridge.captures.size).toBe(2);
+  });
+
+  it('switches attention capture in the kernel and forgets it on restart', async () => {
+    const kernel = new FakeKernel();
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'ready');
+    expect(bridge.attentionCapture).toBe(false);
+    let changes = 0;
+    bridge.stateChanged.connect(() => changes++);
+    await bridge.setAttentionCapture(true);
+    expect(kernel.attentionCapture).toBe(true);
+    expect(bridge.attentionCapture).toBe(true);
+    expect(changes).toBe(1);
+    kernel.setStatus('restarting');
+    expect(bridge.attentionCapture).toBe(false);
+    await expect(bridge.setAttentionCapture(true)).rejects.toThrow(
+      'not connected'
+    );
   });
 
   it('follows a kernel change and reports a notebook without kernel', async () => {

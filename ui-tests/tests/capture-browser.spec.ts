@@ -420,6 +420,32 @@ test.describe('capture browser', () => {
       details.locator('.jp-NopdbLab-value[data-path=\'["locals","module"]\']')
     ).toContainText("'0'");
     await keepScreenshot(page, testInfo, 'sdpa-attention');
+
+    // the panel's switch records SDPA calls across cells, without a with-block
+    const toggle = browser(page).getByRole('button', {
+      name: /Capture attention: off/
+    });
+    await toggle.click();
+    await expect(
+      browser(page).getByRole('button', { name: /Capture attention: on/ })
+    ).toHaveAttribute('aria-pressed', 'true');
+    await page.notebook.activate('sdpa.ipynb');
+    await page.notebook.addCell(
+      'code',
+      '_ = fused(torch.randn(1, 5, 16)); len(nopdb_lab.store)'
+    );
+    await run(page, 2);
+    expect(await page.notebook.getCellTextOutput(2)).toEqual(['4']);
+    await expect(rows(page)).toHaveCount(4);
+    await browser(page)
+      .getByRole('button', { name: /Capture attention: on/ })
+      .click();
+    await expect(
+      browser(page).getByRole('button', { name: /Capture attention: off/ })
+    ).toBeVisible();
+    await run(page, 2);
+    await page.waitForTimeout(500);
+    await expect(rows(page)).toHaveCount(4);
   });
 
   test('stays usable with 10,000 captures (dark theme)', async ({
