@@ -1,0 +1,137 @@
+/**
+ * Heatmap viewer latency (run by benchmarks/heatmap_viewer.sh, not by the test suite).
+ * One captured 12×197×197 attention tensor (ViT-B's shape); medians of repeated runs of:
+ *   open    click "Open as heatmap" → first map painted (goal ≤ 150 ms)
+ *   head    move the head slider     → map repainted     (goal ≤ 50 ms)
+ *   grid    show all 12 heads        → grid painted      (goal ≤ 500 ms)
+ * Times are taken in the page (performance.now) from the user's action to the animation
+ * frame after the canvas was painted.
+ */
+import { expect, test } from '@jupyterlab/galata';
+import { Page } from '@playwright/test';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 9);
+const CELL = `import torch, nopdb_lab
+torch.manual_seed(0)
+def attention(scores):
+    attn = scores.softmax(dim=-1)
+    return attn
+with nopdb_lab.capture_calls(attention):
+    attention(torch.randn(12, 197, 197))`;
+
+test.use({ kernels: null });
+test.setTimeout(600000);
+
+async function paints(page: Page): Promise<number> {
+  return Number(
+    (await page.locator('.jp-NopdbLab-heatmap').getAttribute('data-paints')) ??
+      0
+  );
+}
+
+async function timeUntilPainted(
+  page: Page,
+  before: number,
+  act: () => Promise<void>
+) {
+  const t0 = await page.evaluate(() => performance.now());
+  await act();
+  await expect
+    .poll(() => paints(page), { timeout: 30000 })
+    .toBeGreaterThan(before);
+  const painted = Number(
+    await page.locator('.jp-NopdbLab-heatmap').getAttribute('data-painted-at')
+  );
+  return painted - t0;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+test('heatmap viewer latency', async ({ page, tmpPath }) => {
+  const notebook = {
+    cells: [
+      {
+        cell_type: 'code',
+        execution_count: null,
+        metadata: {},
+        outputs: [],
+        source: CELL
+      }
+    ],
+    metadata: {
+      kernelspec: {
+        name: 'python3',
+        display_name: 'Python 3',
+        language: 'python'
+      }
+    },
+    nbformat: 4,
+    nbformat_minor: 5
+  };
+  await page.contents.uploadContent(
+    JSON.stringify(notebook),
+    'text',
+    `${tmpPath}/bench.ipynb`
+  );
+  await page.notebook.openByPath(`${tmpPath}/bench.ipynb`);
+  await page.sidebar.openTab('jp-nopdb-lab-browser');
+  const browser = page.locator('#jp-nopdb-lab-browser');
+  await expect(browser.locator('.jp-NopdbLab-status')).toHaveAttribute(
+    'data-status',
+    'ready',
+    {
+      timeout: 60000
+    }
+  );
+  await page.notebook.runCell(0, { inplace: true });
+  await browser.locator('.jp-NopdbLab-captureRow').first().click();
+  const attn = browser.locator(
+    '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
+  );
+
+  const open: number[] = [];
+  const head: number[] = [];
+  const grid: number[] = [];
+  for (let run = 0; run < RUNS; run++) {
+    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
+    open.push(
+      await timeUntilPainted(page, 0, () =>
+        attn.getByRole('button', { name: 'Open as heatmap' }).first().click()
+      )
+    );
+    const viewer = page.locator('.jp-NopdbLab-heatmap');
+    for (const h of [1, 2, 3]) {
+      head.push(
+        await timeUntilPainted(page, await paints(page), () =>
+          viewer.getByLabel('Index of dim 0').fill(String(h))
+        )
+      );
+    }
+    grid.push(
+      await timeUntilPainted(page, await paints(page), () =>
+        viewer.getByLabel('Show dim 0').selectOption('grid')
+      )
+    );
+    await expect(viewer.locator('.jp-NopdbLab-heatmapTile')).toHaveCount(12);
+    await page
+      .locator('.lm-TabBar-tab', { hasText: 'store[' })
+      .locator('.lm-TabBar-tabCloseIcon')
+      .click();
+    await expect(viewer).toHaveCount(0);
+  }
+  const line = (name: string, values: number[], goal: number) =>
+    `${name.padEnd(34)} median ${median(values).toFixed(0).padStart(4)} ms` +
+    `  (goal ≤ ${goal} ms, ${values.length} runs, min ${Math.min(...values).toFixed(0)}, ` +
+    `max ${Math.max(...values).toFixed(0)})`;
+  console.log(
+    [
+      'heatmap viewer, one captured 12×197×197 tensor',
+      line('open: click → painted 197×197', open, 150),
+      line('switch head: slider → repainted', head, 50),
+      line('12-head grid: select → painted', grid, 500)
+    ].join('\n')
+  );
+});
