@@ -184,6 +184,48 @@ def evaluate_labels(expression: str, namespace: Dict[str, Any]) -> List[str]:
     return [str(item) for item in value]
 
 
+MAX_IMAGE_SIDE = 1024
+
+
+def evaluate_image(expression: str, namespace: Dict[str, Any]) -> Tuple[Dict[str, Any], bytes]:
+    """An RGB image from a Python expression (a PIL image, or a tensor/array shaped
+    C×H×W, 1×C×H×W or H×W×C, H×W for grey; floats in [0, 1] or 0–255 integers) as
+    ``({"height", "width"}, H×W×3 uint8 bytes)``, strided down to at most 1024 px a side."""
+    import numpy as np
+
+    try:
+        value = eval(compile(expression, "<image>", "eval"), namespace)
+    except SyntaxError as exc:
+        raise ProtocolError(f"syntax error in {expression!r}: {exc.msg}") from None
+    except Exception as exc:
+        raise ProtocolError(f"{expression} raised {type(exc).__name__}: {exc}") from None
+    if hasattr(value, "convert") and hasattr(value, "size"):  # a PIL image
+        array = np.asarray(value.convert("RGB"))
+    elif is_tensor(value):
+        array = value.detach().to("cpu").float().numpy()
+    elif is_array(value):
+        array = np.asarray(value)
+    else:
+        raise ProtocolError(f"{expression} gives a {type(value).__name__}, not an image")
+    if array.ndim == 4 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim == 2:
+        array = np.stack([array] * 3, axis=-1)
+    elif array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (3, 4):
+        array = np.moveaxis(array, 0, -1)
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+        raise ProtocolError(
+            f"{expression} has shape {list(array.shape)}; an image is C×H×W, H×W×C or H×W"
+        )
+    array = np.repeat(array, 3, axis=-1) if array.shape[-1] == 1 else array[..., :3]
+    if array.dtype.kind == "f":
+        high = float(np.nanmax(array)) if array.size else 1.0
+        array = np.clip(array * (255.0 if high <= 1.0 else 1.0), 0, 255)
+    step = max(1, -(-max(array.shape[:2]) // MAX_IMAGE_SIDE))
+    array = np.ascontiguousarray(array[::step, ::step].astype(np.uint8))
+    return {"height": int(array.shape[0]), "width": int(array.shape[1])}, array.tobytes()
+
+
 def user_namespace() -> Dict[str, Any]:
     """The namespace cells run in (IPython's), else ``__main__``'s."""
     try:
@@ -433,6 +475,10 @@ class CommService:
         except ImportError:
             raise ProtocolError("capturing attention needs torch in this kernel") from None
         return {"enabled": attention_capture_active()}, None
+
+    def op_image(self, expression: str) -> Tuple[Dict[str, Any], List[bytes]]:
+        meta, raw = evaluate_image(expression, user_namespace())
+        return meta, [raw]
 
     def op_labels(self, expression: str) -> Tuple[Dict[str, Any], None]:
         return {"labels": evaluate_labels(expression, user_namespace())}, None

@@ -68,7 +68,10 @@ CELLS = [
         "## A ViT on a generated image\n"
         "A small timm-style ViT with fused attention (random weights) looks at a 32×32 "
         "image with a bright square in one corner. The CLS token's rolled-out attention, "
-        "reshaped to the 4×4 patch grid, is where the model looks."
+        "reshaped to the 4×4 patch grid, is where the model looks. In the capture browser, "
+        "open the weights of the last `blocks.3.attn` capture as a heatmap and type `image` "
+        "in the *image* box: the CLS attention is drawn on the image; click a patch to see "
+        "where that patch looks."
     ),
     new_code_cell(
         "from vit import vit_tiny  # next to this notebook\n"

@@ -150,6 +150,7 @@ export interface IRequests {
     }
   ];
   labels: [{ expression: string }, { labels: string[] }];
+  image: [{ expression: string }, { width: number; height: number }];
   stack: [{ id: number; path: PathStep[] }, ICaptureBrief];
   attention_capture: [{ enabled: boolean }, { enabled: boolean }];
   source: [{ file: string }, { file: string; text: string }];

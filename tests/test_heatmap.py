@@ -128,3 +128,28 @@ def test_mean_over_heads_and_a_grid_of_heads():
     assert np.array_equal(grid[1, 2], value[1, 2])
     with pytest.raises(SliceError, match="at most two dimensions"):
         slice_2d(np.zeros((2, 2, 2, 2, 2)), 3, 4, grid_dims=[0, 1, 2])
+
+
+def test_images_for_the_patch_overlay():
+    from nopdb_lab.kernel_service import ProtocolError, evaluate_image
+
+    namespace = {
+        "chw": torch.rand(3, 8, 6),
+        "batch": torch.rand(1, 3, 8, 6),
+        "hwc": (np.random.default_rng(0).random((8, 6, 3)) * 255).astype(np.uint8),
+        "grey": np.linspace(0, 1, 48).reshape(8, 6),
+        "big": np.zeros((3000, 10, 3), dtype=np.uint8),
+    }
+    for name in ("chw", "batch", "hwc", "grey"):
+        meta, raw = evaluate_image(name, namespace)
+        assert meta == {"height": 8, "width": 6} and len(raw) == 8 * 6 * 3
+    _, raw = evaluate_image("chw", namespace)
+    assert raw[0] == int(namespace["chw"][0, 0, 0] * 255)  # floats in [0, 1] scaled
+    _, raw = evaluate_image("hwc", namespace)
+    assert raw[:3] == bytes(namespace["hwc"][0, 0])
+    meta, _ = evaluate_image("big", namespace)
+    assert meta["height"] <= 1024 and meta["width"] <= 10
+    with pytest.raises(ProtocolError, match=r"has shape \[5, 5, 5, 5\]"):
+        evaluate_image("x", {"x": np.zeros((5, 5, 5, 5))})
+    with pytest.raises(ProtocolError, match="gives a str, not an image"):
+        evaluate_image("'cat.png'", {})

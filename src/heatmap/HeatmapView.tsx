@@ -21,6 +21,8 @@ import {
   paint,
   Scale
 } from './colormap';
+import { IOverlayImage, PatchOverlay } from './PatchOverlay';
+import { patchLayout } from './patches';
 import { DimMode, gridPosition, heatmapRequest } from './request';
 
 /** What the viewer shows: one value of one capture. */
@@ -200,6 +202,11 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
   const [labelsExpression, setLabelsExpression] = React.useState('');
   const [labels, setLabels] = React.useState<string[] | null>(null);
   const [labelsError, setLabelsError] = React.useState<string | null>(null);
+  const [imageExpression, setImageExpression] = React.useState('');
+  const [image, setImage] = React.useState<IOverlayImage | null>(null);
+  const [imageError, setImageError] = React.useState<string | null>(null);
+  const [query, setQuery] = React.useState(0);
+  const [opacity, setOpacity] = React.useState(0.6);
   const mainCanvas = React.useRef<HTMLCanvasElement>(null);
   const colorbar = React.useRef<HTMLCanvasElement>(null);
   const requested = React.useRef(0);
@@ -323,6 +330,31 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
       setLabelsError((err as Error).message);
     }
   };
+  const applyImage = async () => {
+    if (!imageExpression.trim()) {
+      setImage(null);
+      setImageError(null);
+      return;
+    }
+    try {
+      const response = await source.bridge.client!.request('image', {
+        expression: imageExpression
+      });
+      const view = response.buffers[0];
+      setImage({
+        width: response.result.width,
+        height: response.result.height,
+        rgb: new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
+      });
+      setImageError(null);
+    } catch (err) {
+      setImageError((err as Error).message);
+    }
+  };
+  const layout =
+    slice && !slice.grid && slice.rows === slice.cols && slice.rowStep === 1
+      ? patchLayout(slice.rows)
+      : null;
   // labels name an axis whose length they match (attention maps: both)
   const rowLabels =
     labels && labels.length === source.shape[rowsDim] ? labels : null;
@@ -556,6 +588,39 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
           </span>
         ) : null}
       </div>
+      <div className="jp-NopdbLab-heatmapLabels">
+        <label>
+          image{' '}
+          <input
+            className="jp-mod-styled"
+            aria-label="Image expression"
+            placeholder="Python: the input image (tensor C×H×W, array or PIL)"
+            value={imageExpression}
+            onChange={e => setImageExpression(e.target.value)}
+            onKeyDown={e => e.key === 'Enter' && void applyImage()}
+          />
+        </label>
+        <button className="jp-mod-styled" onClick={() => void applyImage()}>
+          Overlay
+        </button>
+        {image ? (
+          <label>
+            opacity
+            <input
+              type="range"
+              aria-label="Overlay opacity"
+              min={0}
+              max={1}
+              step={0.05}
+              value={opacity}
+              onChange={e => setOpacity(Number(e.target.value))}
+            />
+          </label>
+        ) : null}
+        {imageError ? (
+          <span className="jp-NopdbLab-error">{imageError}</span>
+        ) : null}
+      </div>
       {error ? <div className="jp-NopdbLab-error">{error}</div> : null}
       {slice ? (
         <div className="jp-NopdbLab-heatmapStatus">
@@ -632,6 +697,26 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
             ) : null}
           </div>
         )}
+        {image && slice && painted ? (
+          layout ? (
+            <PatchOverlay
+              image={image}
+              values={slice.values}
+              tokens={slice.rows}
+              layout={layout}
+              query={Math.min(query, slice.rows - 1)}
+              opacity={opacity}
+              table={painted.table}
+              onPick={setQuery}
+            />
+          ) : (
+            <div className="jp-NopdbLab-more">
+              The patch overlay needs one unpooled square attention map whose
+              tokens are a square grid of patches after at most 4 prefix tokens
+              (CLS, registers).
+            </div>
+          )
+        ) : null}
         <div className="jp-NopdbLab-heatmapSide">
           <div className="jp-NopdbLab-colorbar">
             <span>{colormap === 'RdBu' ? shown(-bound) : shown(low)}</span>

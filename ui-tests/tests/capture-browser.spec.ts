@@ -337,6 +337,49 @@ test.describe('capture browser', () => {
     expect(bytes.subarray(1, 4).toString()).toBe('PNG');
   });
 
+  test('overlays patch attention on the input image', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    // 5 tokens = CLS + a 2×2 grid of patches, as in a tiny ViT
+    await openNotebook(page, tmpPath, 'overlay.ipynb', [
+      MODEL_CELL,
+      CAPTURE_CELL,
+      'image = torch.rand(3, 16, 16)'
+    ]);
+    await run(page, 0);
+    await run(page, 1);
+    await run(page, 2);
+    await rows(page).last().click();
+    const details = browser(page).locator('.jp-NopdbLab-details');
+    const attn = details.locator(
+      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
+    );
+    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
+    await attn.getByRole('button', { name: 'Open as heatmap' }).first().click();
+    const viewer = page.locator('.jp-NopdbLab-heatmap');
+
+    await viewer.getByLabel('Image expression').fill('torch.zeros(5, 5, 5, 5)');
+    await viewer.getByRole('button', { name: 'Overlay' }).click();
+    await expect(viewer).toContainText(
+      'has shape [5, 5, 5, 5]; an image is C×H×W'
+    );
+
+    await viewer.getByLabel('Image expression').fill('image');
+    await viewer.getByRole('button', { name: 'Overlay' }).click();
+    const overlay = viewer.locator('.jp-NopdbLab-overlay');
+    await expect(overlay).toContainText('query token 0 (CLS) → 2×2 patches');
+    const canvas = overlay.getByLabel('Patch overlay');
+    await canvas.scrollIntoViewIfNeeded();
+    const box = (await canvas.boundingBox())!;
+    await canvas.click({
+      position: { x: box.width * 0.75, y: box.height * 0.75 }
+    });
+    await expect(overlay).toContainText('query token 4 (a patch)');
+    await viewer.getByLabel('Overlay opacity').fill('0.3');
+    await keepScreenshot(page, testInfo, 'patch-overlay');
+  });
+
   test('stacks layers into one capture and shows a layer × head grid', async ({
     page,
     tmpPath
