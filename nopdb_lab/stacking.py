@@ -4,7 +4,8 @@
 same value in every other stored capture of the same function and kind, oldest first, and
 stacks them along a new leading dimension (the layers, for one forward pass through a
 stack of identical blocks). When the stacked maps are attention-shaped (…×N×N with rows
-summing to 1), the record also holds their rollout. The result is itself a record in the
+summing to 1), the record also holds their rollout, with heads fused by mean (``rollout``),
+max (``rollout_max``) and min (``rollout_min``). The result is itself a record in the
 store, so the capture browser lists it and the heatmap viewer opens it (layer × head grid).
 """
 
@@ -24,7 +25,8 @@ class StackRecord:
 
     Attributes: ``id``, ``kind`` (``"stack"``), ``qualname``, ``source_ids`` (the captures
     stacked, oldest first), ``path``, ``locals`` (``{"stacked": tensor, "rollout": tensor
-    or None}``), ``time``, ``thread``, ``stack`` (of the first capture).
+    or None}``, plus ``rollout_max``/``rollout_min`` for attention), ``time``, ``thread``,
+    ``stack`` (of the first capture).
     """
 
     kind = "stack"
@@ -94,8 +96,10 @@ def stack_captures(record_store: Any, record_id: int, path: List[Any]) -> StackR
     if _looks_like_attention(stacked):
         from .attention import attention_rollout
 
-        maps = stacked if stacked.dim() >= 4 else stacked.unsqueeze(1)  # L×(B×)H×N×N
-        result.locals["rollout"] = attention_rollout(list(maps))
+        maps = list(stacked if stacked.dim() >= 4 else stacked.unsqueeze(1))  # L×(B×)H×N×N
+        result.locals["rollout"] = attention_rollout(maps, head_fusion="mean")
+        result.locals["rollout_max"] = attention_rollout(maps, head_fusion="max")
+        result.locals["rollout_min"] = attention_rollout(maps, head_fusion="min")
     observers.publish(result)
     return result
 

@@ -28,8 +28,11 @@ def test_every_layers_attention_in_one_tensor_with_rollout(store):
     for layer, call in enumerate(calls):
         assert torch.equal(stacked[layer], call.locals["attn"])
     assert record.source_ids == [c.id for c in calls]
-    expected = nopdb_lab.attention_rollout([c.locals["attn"] for c in calls])
-    assert torch.allclose(record.locals["rollout"], expected)
+    maps = [c.locals["attn"] for c in calls]
+    assert torch.allclose(record.locals["rollout"], nopdb_lab.attention_rollout(maps))
+    for fusion in ("max", "min"):
+        expected = nopdb_lab.attention_rollout(maps, head_fusion=fusion)
+        assert torch.allclose(record.locals[f"rollout_{fusion}"], expected)
     assert store[record.id] is record  # a capture like any other
     row = brief(record, store)
     assert row["kind"] == "stack" and row["qualname"] == "Attention.forward"
