@@ -420,6 +420,14 @@ test.describe('capture browser', () => {
     await expect(rollout.locator('.jp-NopdbLab-shape')).toHaveText(
       'float32[1, 5, 5]'
     );
+    for (const fusion of ['rollout_max', 'rollout_min']) {
+      const value = details.locator(
+        `.jp-NopdbLab-value[data-path='["locals","${fusion}"]']`
+      );
+      await expect(value.locator('.jp-NopdbLab-shape')).toHaveText(
+        'float32[1, 5, 5]'
+      );
+    }
 
     await stacked.locator('.jp-NopdbLab-valueRow').first().hover();
     await stacked
