@@ -7,10 +7,8 @@ small ViT's CLS attention on a generated image. Edit the cells here, then run th
 
 from __future__ import annotations
 
-import pathlib
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebooks import write_notebook
 
 CELLS = [
     new_markdown_cell(
@@ -88,15 +86,7 @@ CELLS = [
 
 
 def main() -> None:
-    notebook = new_notebook(cells=CELLS)
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "attention.ipynb"
-    nbformat.write(notebook, path)
-    print(f"wrote {path}")
+    write_notebook(CELLS, "attention.ipynb")
 
 
 if __name__ == "__main__":

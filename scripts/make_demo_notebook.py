@@ -5,10 +5,8 @@ Kept as a script so the notebook's cells live in reviewable Python; run it after
 
 from __future__ import annotations
 
-import pathlib
-
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell
+from notebooks import write_notebook
 
 CELLS = [
     new_markdown_cell(
@@ -66,15 +64,7 @@ CELLS = [
 
 
 def main() -> None:
-    notebook = new_notebook(cells=CELLS)
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3 (ipykernel)",
-        "language": "python",
-    }
-    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "demo.ipynb"
-    nbformat.write(notebook, path)
-    print(f"wrote {path}")
+    write_notebook(CELLS, "demo.ipynb")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@
 import { expect, test } from '@jupyterlab/galata';
 import { Page } from '@playwright/test';
 
+import { openCodeNotebook } from '../tests/notebooks';
+
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 const CELL = `import torch, nopdb_lab
 torch.manual_seed(0)
@@ -32,7 +34,7 @@ async function paints(page: Page): Promise<number> {
 async function timeUntilPainted(
   page: Page,
   before: number,
-  act: () => Promise<void>
+  act: () => Promise<unknown>
 ) {
   const t0 = await page.evaluate(() => performance.now());
   await act();
@@ -51,32 +53,7 @@ function median(values: number[]): number {
 }
 
 test('heatmap viewer latency', async ({ page, tmpPath }) => {
-  const notebook = {
-    cells: [
-      {
-        cell_type: 'code',
-        execution_count: null,
-        metadata: {},
-        outputs: [],
-        source: CELL
-      }
-    ],
-    metadata: {
-      kernelspec: {
-        name: 'python3',
-        display_name: 'Python 3',
-        language: 'python'
-      }
-    },
-    nbformat: 4,
-    nbformat_minor: 5
-  };
-  await page.contents.uploadContent(
-    JSON.stringify(notebook),
-    'text',
-    `${tmpPath}/bench.ipynb`
-  );
-  await page.notebook.openByPath(`${tmpPath}/bench.ipynb`);
+  await openCodeNotebook(page, `${tmpPath}/bench.ipynb`, [CELL]);
   await page.sidebar.openTab('jp-nopdb-lab-browser');
   const browser = page.locator('#jp-nopdb-lab-browser');
   await expect(browser.locator('.jp-NopdbLab-status')).toHaveAttribute(

@@ -3,8 +3,10 @@
  * torch attention module, watch the captures arrive, open one, read its locals and tensor
  * summary, open a stack frame's source, and survive a kernel restart.
  */
-import { expect, test } from '@jupyterlab/galata';
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 import { Page, TestInfo } from '@playwright/test';
+
+import { openCodeNotebook } from './notebooks';
 
 const MODEL_CELL = `import time, torch, nopdb_lab
 torch.manual_seed(0)
@@ -49,43 +51,24 @@ const SLOW_CELL = `with torch.no_grad(), nopdb_lab.capture_calls(Attention.forwa
         time.sleep(1.5)
     time.sleep(8)`;
 
-const browser = (page: Page) => page.locator('#jp-nopdb-lab-browser');
-const rows = (page: Page) => browser(page).locator('.jp-NopdbLab-captureRow');
-const status = (page: Page) => browser(page).locator('.jp-NopdbLab-status');
-const listView = (page: Page) => browser(page).locator('.jp-NopdbLab-listView');
+const browser = (page: IJupyterLabPageFixture) =>
+  page.locator('#jp-nopdb-lab-browser');
+const rows = (page: IJupyterLabPageFixture) =>
+  browser(page).locator('.jp-NopdbLab-captureRow');
+const status = (page: IJupyterLabPageFixture) =>
+  browser(page).locator('.jp-NopdbLab-status');
+const listView = (page: IJupyterLabPageFixture) =>
+  browser(page).locator('.jp-NopdbLab-listView');
 
 /** Write a notebook with these code cells, open it, and wait for the panel to connect. */
 async function openNotebook(
-  page: Page,
+  page: IJupyterLabPageFixture,
   tmpPath: string,
   name: string,
   cells: string[],
   expectedStatus = 'ready'
 ): Promise<void> {
-  const notebook = {
-    cells: cells.map(source => ({
-      cell_type: 'code',
-      execution_count: null,
-      metadata: {},
-      outputs: [],
-      source
-    })),
-    metadata: {
-      kernelspec: {
-        name: 'python3',
-        display_name: 'Python 3 (ipykernel)',
-        language: 'python'
-      }
-    },
-    nbformat: 4,
-    nbformat_minor: 5
-  };
-  await page.contents.uploadContent(
-    JSON.stringify(notebook),
-    'text',
-    `${tmpPath}/${name}`
-  );
-  await page.notebook.openByPath(`${tmpPath}/${name}`);
+  await openCodeNotebook(page, `${tmpPath}/${name}`, cells);
   await page.notebook.activate(name);
   await page.sidebar.openTab('jp-nopdb-lab-browser');
   await expect(browser(page)).toBeVisible();
@@ -94,17 +77,17 @@ async function openNotebook(
   });
 }
 
-async function run(page: Page, index: number): Promise<void> {
+async function run(page: IJupyterLabPageFixture, index: number): Promise<void> {
   await page.notebook.runCell(index, { inplace: true });
 }
 
-async function restartKernel(page: Page): Promise<void> {
+async function restartKernel(page: IJupyterLabPageFixture): Promise<void> {
   await page.menu.clickMenuItem('Kernel>Restart Kernel…');
   await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-warn').click();
 }
 
 async function keepScreenshot(
-  page: Page,
+  page: IJupyterLabPageFixture,
   testInfo: TestInfo,
   name: string
 ): Promise<void> {
