@@ -4,7 +4,7 @@
  * summary, open a stack frame's source, and survive a kernel restart.
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import { Page, TestInfo } from '@playwright/test';
+import { Locator, Page, TestInfo } from '@playwright/test';
 
 import { openCodeNotebook } from './notebooks';
 
@@ -77,6 +77,19 @@ async function openNotebook(
   });
 }
 
+/** A value row in the details view, by its path (`'locals', 'attn'`). */
+function value(details: Locator, ...path: string[]): Locator {
+  return details.locator(
+    `.jp-NopdbLab-value[data-path='${JSON.stringify(path)}']`
+  );
+}
+
+/** Hover a value row and click one of its actions (they show on hover). */
+async function valueAction(row: Locator, action: string): Promise<void> {
+  await row.locator('.jp-NopdbLab-valueRow').first().hover();
+  await row.getByRole('button', { name: action }).first().click();
+}
+
 async function run(page: IJupyterLabPageFixture, index: number): Promise<void> {
   await page.notebook.runCell(index, { inplace: true });
 }
@@ -128,15 +141,13 @@ test.describe('capture browser', () => {
     await rows(page).last().click();
     const details = browser(page).locator('.jp-NopdbLab-details');
     await expect(details).toContainText('Attention.forward');
-    const attn = details.locator(
-      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
-    );
+    const attn = value(details, 'locals', 'attn');
     await expect(attn.locator('.jp-NopdbLab-shape')).toHaveText(
       'float32[1, 2, 5, 5]'
     );
     await expect(attn.locator('.jp-NopdbLab-stats')).toContainText('min ');
     await expect(attn.locator('.jp-NopdbLab-stats')).toContainText('mean ');
-    const x = details.locator('.jp-NopdbLab-value[data-path=\'["args","x"]\']');
+    const x = value(details, 'args', 'x');
     await expect(x.locator('.jp-NopdbLab-shape')).toHaveText(
       'float32[1, 5, 16]'
     );
@@ -146,11 +157,7 @@ test.describe('capture browser', () => {
     await keepScreenshot(page, testInfo, 'capture-details');
 
     // "insert below" puts the expression that reaches the value into a new cell
-    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
-    await attn
-      .getByRole('button', { name: 'Insert in a cell below' })
-      .first()
-      .click();
+    await valueAction(attn, 'Insert in a cell below');
     expect(await page.notebook.getCellCount()).toBe(4);
     const inserted = await page.notebook.getCellTextInput(2);
     expect(inserted).toMatch(/^nopdb_lab\.store\[\d+\]\.locals\['attn'\]$/);
@@ -246,11 +253,8 @@ test.describe('capture browser', () => {
     await rows(page).last().click();
     const details = browser(page).locator('.jp-NopdbLab-details');
     const id = await details.getAttribute('data-capture-id');
-    const attn = details.locator(
-      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
-    );
-    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
-    await attn.getByRole('button', { name: 'Open as heatmap' }).first().click();
+    const attn = value(details, 'locals', 'attn');
+    await valueAction(attn, 'Open as heatmap');
 
     const viewer = page.locator('.jp-NopdbLab-heatmap');
     await expect(viewer).toBeVisible();
@@ -335,11 +339,8 @@ test.describe('capture browser', () => {
     await run(page, 2);
     await rows(page).last().click();
     const details = browser(page).locator('.jp-NopdbLab-details');
-    const attn = details.locator(
-      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
-    );
-    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
-    await attn.getByRole('button', { name: 'Open as heatmap' }).first().click();
+    const attn = value(details, 'locals', 'attn');
+    await valueAction(attn, 'Open as heatmap');
     const viewer = page.locator('.jp-NopdbLab-heatmap');
 
     await viewer.getByLabel('Image expression').fill('torch.zeros(5, 5, 5, 5)');
@@ -376,14 +377,8 @@ test.describe('capture browser', () => {
     await expect(rows(page)).toHaveCount(2);
     await rows(page).last().click();
     const details = browser(page).locator('.jp-NopdbLab-details');
-    const attn = details.locator(
-      '.jp-NopdbLab-value[data-path=\'["locals","attn"]\']'
-    );
-    await attn.locator('.jp-NopdbLab-valueRow').first().hover();
-    await attn
-      .getByRole('button', { name: 'Stack across captures' })
-      .first()
-      .click();
+    const attn = value(details, 'locals', 'attn');
+    await valueAction(attn, 'Stack across captures');
 
     // the stacked capture is listed and selected, with the rollout of both layers
     await expect(rows(page)).toHaveCount(3);
@@ -391,32 +386,22 @@ test.describe('capture browser', () => {
     await expect(details).toContainText(
       'Stacked across captures of Attention.forward'
     );
-    const stacked = details.locator(
-      '.jp-NopdbLab-value[data-path=\'["locals","stacked"]\']'
-    );
+    const stacked = value(details, 'locals', 'stacked');
     await expect(stacked.locator('.jp-NopdbLab-shape')).toHaveText(
       'float32[2, 1, 2, 5, 5]'
     );
-    const rollout = details.locator(
-      '.jp-NopdbLab-value[data-path=\'["locals","rollout"]\']'
-    );
+    const rollout = value(details, 'locals', 'rollout');
     await expect(rollout.locator('.jp-NopdbLab-shape')).toHaveText(
       'float32[1, 5, 5]'
     );
     for (const fusion of ['rollout_max', 'rollout_min']) {
-      const value = details.locator(
-        `.jp-NopdbLab-value[data-path='["locals","${fusion}"]']`
-      );
-      await expect(value.locator('.jp-NopdbLab-shape')).toHaveText(
+      const row = value(details, 'locals', fusion);
+      await expect(row.locator('.jp-NopdbLab-shape')).toHaveText(
         'float32[1, 5, 5]'
       );
     }
 
-    await stacked.locator('.jp-NopdbLab-valueRow').first().hover();
-    await stacked
-      .getByRole('button', { name: 'Open as heatmap' })
-      .first()
-      .click();
+    await valueAction(stacked, 'Open as heatmap');
     const viewer = page.locator('.jp-NopdbLab-heatmap');
     await viewer.getByLabel('Show dim 0').selectOption('grid');
     await viewer.getByLabel('Show dim 2').selectOption('grid');
@@ -444,15 +429,11 @@ test.describe('capture browser', () => {
     await rows(page).last().click();
     const details = browser(page).locator('.jp-NopdbLab-details');
     await expect(details).toContainText('Attention (SDPA) in Fused.forward');
-    const weights = details.locator(
-      '.jp-NopdbLab-value[data-path=\'["locals","weights"]\']'
-    );
+    const weights = value(details, 'locals', 'weights');
     await expect(weights.locator('.jp-NopdbLab-shape')).toHaveText(
       'float32[1, 2, 5, 5]'
     );
-    await expect(
-      details.locator('.jp-NopdbLab-value[data-path=\'["locals","module"]\']')
-    ).toContainText("'0'");
+    await expect(value(details, 'locals', 'module')).toContainText("'0'");
     await keepScreenshot(page, testInfo, 'sdpa-attention');
 
     // the panel's switch records SDPA calls across cells, without a with-block
