@@ -131,7 +131,7 @@ def test_mean_over_heads_and_a_grid_of_heads():
 
 
 def test_images_for_the_patch_overlay():
-    from nopdb_lab.kernel_service import ProtocolError, evaluate_image
+    from nopdb_lab.user_values import ExpressionError, evaluate_image
 
     namespace = {
         "chw": torch.rand(3, 8, 6),
@@ -149,7 +149,7 @@ def test_images_for_the_patch_overlay():
     assert raw[:3] == bytes(namespace["hwc"][0, 0])
     meta, _ = evaluate_image("big", namespace)
     assert meta["height"] <= 1024 and meta["width"] <= 10
-    with pytest.raises(ProtocolError, match=r"has shape \[5, 5, 5, 5\]"):
+    with pytest.raises(ExpressionError, match=r"has shape \[5, 5, 5, 5\]"):
         evaluate_image("x", {"x": np.zeros((5, 5, 5, 5))})
-    with pytest.raises(ProtocolError, match="gives a str, not an image"):
+    with pytest.raises(ExpressionError, match="gives a str, not an image"):
         evaluate_image("'cat.png'", {})
