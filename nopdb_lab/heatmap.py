@@ -134,16 +134,10 @@ def _to_float32(plane: Any) -> Any:
     if is_tensor(plane):
         if plane.is_complex():
             plane = plane.abs()
-        return plane.to("cpu", dtype=_torch_float32()).numpy()
+        return plane.to("cpu").float().numpy()
     if np.iscomplexobj(plane):
         plane = np.abs(plane)
     return np.asarray(plane, dtype=np.float32)
-
-
-def _torch_float32() -> Any:
-    import torch
-
-    return torch.float32
 
 
 def _pool(plane: Any, row_step: int, col_step: int, reduce: str) -> Any:

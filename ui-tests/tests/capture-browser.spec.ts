@@ -90,6 +90,24 @@ async function valueAction(row: Locator, action: string): Promise<void> {
   await row.getByRole('button', { name: action }).first().click();
 }
 
+/** Run the notebook's first `count` cells, in order. */
+async function runCells(
+  page: IJupyterLabPageFixture,
+  count: number
+): Promise<void> {
+  for (let index = 0; index < count; index++) {
+    await run(page, index);
+  }
+}
+
+/** Select the oldest capture in the list; returns the details view. */
+async function selectOldestCapture(
+  page: IJupyterLabPageFixture
+): Promise<Locator> {
+  await rows(page).last().click();
+  return browser(page).locator('.jp-NopdbLab-details');
+}
+
 async function run(page: IJupyterLabPageFixture, index: number): Promise<void> {
   await page.notebook.runCell(index, { inplace: true });
 }
@@ -247,11 +265,9 @@ test.describe('capture browser', () => {
       MODEL_CELL,
       CAPTURE_CELL
     ]);
-    await run(page, 0);
-    await run(page, 1);
+    await runCells(page, 2);
     await expect(rows(page)).toHaveCount(2);
-    await rows(page).last().click();
-    const details = browser(page).locator('.jp-NopdbLab-details');
+    const details = await selectOldestCapture(page);
     const id = await details.getAttribute('data-capture-id');
     const attn = value(details, 'locals', 'attn');
     await valueAction(attn, 'Open as heatmap');
@@ -334,11 +350,8 @@ test.describe('capture browser', () => {
       CAPTURE_CELL,
       'image = torch.rand(3, 16, 16)'
     ]);
-    await run(page, 0);
-    await run(page, 1);
-    await run(page, 2);
-    await rows(page).last().click();
-    const details = browser(page).locator('.jp-NopdbLab-details');
+    await runCells(page, 3);
+    const details = await selectOldestCapture(page);
     const attn = value(details, 'locals', 'attn');
     await valueAction(attn, 'Open as heatmap');
     const viewer = page.locator('.jp-NopdbLab-heatmap');
@@ -372,11 +385,9 @@ test.describe('capture browser', () => {
       MODEL_CELL,
       CAPTURE_CELL
     ]);
-    await run(page, 0);
-    await run(page, 1);
+    await runCells(page, 2);
     await expect(rows(page)).toHaveCount(2);
-    await rows(page).last().click();
-    const details = browser(page).locator('.jp-NopdbLab-details');
+    const details = await selectOldestCapture(page);
     const attn = value(details, 'locals', 'attn');
     await valueAction(attn, 'Stack across captures');
 
