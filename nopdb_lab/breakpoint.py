@@ -54,9 +54,10 @@ class BreakpointHit:
     """One time a breakpoint fired (its condition was true, or raised).
 
     Attributes: ``id``, ``time``, ``name``, ``qualname``, ``file``, ``line``,
-    ``thread``, ``errors`` (list of :class:`ActionError`), ``locals`` (a dict copy taken
-    after the actions ran, when the breakpoint has ``keep_locals=True``, else ``None``)
-    and ``stack``.
+    ``thread``, ``errors`` (list of :class:`ActionError`), ``evals`` (each scheduled
+    ``eval`` expression's text and its value at this hit; failures are in ``errors``),
+    ``locals`` (a dict copy taken after the actions ran, when the breakpoint has
+    ``keep_locals=True``, else ``None``) and ``stack``.
     """
 
     kind = "hit"
@@ -72,6 +73,7 @@ class BreakpointHit:
         self.line = frame.f_lineno
         self.thread = threading.current_thread().name
         self.errors: List[ActionError] = []
+        self.evals: Dict[str, Any] = {}
         self.locals: Dict[str, Any] | None = None
         self.raw_stack: RawStack = raw_stack(frame)
 
@@ -100,10 +102,16 @@ def compile_source(source: Source, mode: str, what: str) -> CodeType:
         ) from None
 
 
-def _label(source: Source) -> str:
+def _text(source: Source) -> str:
     if isinstance(source, CodeType):
         return "<code>"
-    text = source.decode() if isinstance(source, bytes) else source
+    return source.decode() if isinstance(source, bytes) else source
+
+
+def _label(source: Source) -> str:
+    text = _text(source)
+    if isinstance(source, CodeType):
+        return text
     return repr(text if len(text) <= 60 else text[:57] + "...")
 
 
@@ -128,6 +136,7 @@ class Breakpoint(NoPdbContextManager):
         keep_locals: bool = False,
         max_hits: int | None = None,
         hit_history: int = 10_000,
+        check_line: bool = True,
     ) -> None:
         if line is None and scope.function is None:
             raise TypeError("A line must be given if no function is specified")
@@ -145,7 +154,10 @@ class Breakpoint(NoPdbContextManager):
         self.hits: Deque[BreakpointHit] = collections.deque(maxlen=hit_history)
         self.hit_count = 0
         self._warned: set[str] = set()
-        resolver = line_resolution.resolve(scope, line)
+        if check_line or line is None or isinstance(line, str):
+            resolver = line_resolution.resolve(scope, line)
+        else:  # the caller checked the line against code that has not run yet
+            resolver = line_resolution.unchecked(line)
         handler = Handler(
             scope=scope,
             events=frozenset({ev.CALL}) if line is None else frozenset({ev.LINE}),
@@ -162,12 +174,15 @@ class Breakpoint(NoPdbContextManager):
         """
         code = compile_source(expression, "eval", "eval expression")
         label = f"eval {_label(expression)}"
+        text = _text(expression)
         results: list = []
 
         def do_eval(frame: FrameType, event: str, arg: Any, hit: BreakpointHit) -> None:
             f_locals = {**frame.f_locals, **(variables or {})}
             try:
-                results.append(eval(code, dict(frame.f_globals), f_locals))
+                value = eval(code, dict(frame.f_globals), f_locals)
+                results.append(value)
+                hit.evals[text] = value
             except Exception as exc:
                 error = ActionError(label, exc)
                 hit.errors.append(error)

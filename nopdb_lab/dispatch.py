@@ -9,12 +9,13 @@ scope is a name or file pattern are matched lazily, the first time a code object
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pathlib
 import threading
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
-from typing import Any, Callable, Dict, FrozenSet, List, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Tuple
 
 from . import events as ev
 from .scope import Scope
@@ -90,6 +91,20 @@ _busy = threading.local()
 def is_busy() -> bool:
     """True while this thread runs a handler (tracing is paused for it)."""
     return getattr(_busy, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """Pause tracing in this thread, for nopdb_lab's own work (serving the front end).
+
+    Without it, a breakpoint in a library that the kernel itself uses (``json.dumps``
+    sends every message) would fire while its own hit is being reported.
+    """
+    _busy.depth = getattr(_busy, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _busy.depth -= 1
 
 
 class Dispatcher:

@@ -17,8 +17,11 @@ from typing import Any, Callable, Dict, List, Tuple
 from . import __version__
 from .attention import attention_capture_active
 from .backends import backend_name
+from .breakpoint_manager import BreakpointManager
 from .capture_store import CaptureStore, Eviction, store
+from .dispatch import paused
 from .heatmap import slice_2d
+from .source_lookup import locate
 from .stacking import stack_captures
 from .summary import is_array, is_tensor, summarize
 from .user_values import evaluate_image, evaluate_labels, user_namespace
@@ -33,6 +36,15 @@ MAX_BATCH = 1000
 
 log = logging.getLogger("nopdb_lab")
 _services: List["CommService"] = []
+_manager: BreakpointManager | None = None
+
+
+def breakpoint_manager() -> BreakpointManager:
+    """The kernel's front-end breakpoints (created on first use)."""
+    global _manager
+    if _manager is None:
+        _manager = BreakpointManager(store)
+    return _manager
 
 
 class ProtocolError(Exception):
@@ -52,14 +64,21 @@ def start() -> str:
 
 
 def _flush_after_each_cell() -> None:
-    """Send batched events when a cell finishes, before the kernel reports idle."""
+    """After each cell: activate breakpoints whose cell now ran, send batched events."""
     try:
         from IPython import get_ipython
     except ImportError:
         return
     shell = get_ipython()
     if shell is not None:
-        shell.events.register("post_execute", flush_all)
+        shell.events.register("post_execute", _after_cell)
+
+
+def _after_cell() -> None:
+    with paused():
+        if _manager is not None:
+            _manager.after_cell()
+        flush_all()
 
 
 def flush_all() -> None:
@@ -86,6 +105,8 @@ def brief(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
     }
     if record.kind != "call":  # a breakpoint hit, or an attention record
         out.update(time=record.time, line=record.line, errors=len(record.errors))
+        if record.kind == "hit" and _manager is not None:
+            out["breakpoint"] = _manager.id_of(record.breakpoint)
     else:
         out.update(
             time=record.start_time,
@@ -107,6 +128,8 @@ def detail(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
     out["stack"] = [{"file": f, "line": n, "name": name} for f, n, name in record.raw_stack]
     if record.kind != "call":
         out["errors"] = [{"action": e.action, "message": e.message} for e in record.errors]
+        if record.kind == "hit":
+            out["evals"] = _summaries(record.evals, f"{root}.evals")
     else:
         out["args"] = _summaries(record.args, f"{root}.args")
         out["return_value"] = {
@@ -124,8 +147,11 @@ def _summaries(values: Dict[str, Any] | None, expression: str) -> Dict[str, Any]
 
 def resolve(record: Any, path: List[Any]) -> Tuple[Any, str]:
     """The value at ``path`` (e.g. ``["locals", "attn", 0]``) and Python that reaches it."""
-    if not path or path[0] not in ("args", "locals", "return_value", "yields"):
-        raise ProtocolError(f"path must start with args, locals, return_value or yields: {path}")
+    parts = ("args", "locals", "return_value", "yields", "evals")
+    if not path or path[0] not in parts or not hasattr(record, path[0]):
+        raise ProtocolError(
+            f"path must start with one of {', '.join(parts)} that capture #{record.id} has: {path}"
+        )
     value = getattr(record, path[0])
     expression = f"nopdb_lab.store[{record.id}].{path[0]}"
     for step in path[1:]:
@@ -207,6 +233,9 @@ class EventBatcher:
     briefs, ``captures_evicted``/``captures_deleted`` with all ids), so the order between
     additions and removals is kept. Captures made in any thread may queue events; a timer
     thread sends them, and :func:`flush_all` sends them at the end of each cell.
+
+    ``latest`` builds the events that only need their newest value (breakpoint states
+    and hit counts): :meth:`poke` asks for them, and they are sent after the queued ones.
     """
 
     def __init__(
@@ -214,10 +243,12 @@ class EventBatcher:
         send: Callable[[Dict[str, Any]], None],
         interval: float = BATCH_INTERVAL_S,
         max_batch: int = MAX_BATCH,
+        latest: Callable[[], List[Dict[str, Any]]] | None = None,
     ) -> None:
         self._send = send
         self._interval = interval
         self._max_batch = max_batch
+        self._latest = latest
         self._pending: List[Dict[str, Any]] = []
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -225,18 +256,28 @@ class EventBatcher:
     def push(self, event: Dict[str, Any]) -> None:
         with self._lock:
             self._pending.append(event)
-            if self._timer is None:
-                self._timer = threading.Timer(self._interval, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
+            self._schedule()
+
+    def poke(self) -> None:
+        """Have ``latest`` consulted at the next flush."""
+        with self._lock:
+            self._schedule()
+
+    def _schedule(self) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(self._interval, self.flush)
+            self._timer.daemon = True
+            self._timer.start()
 
     def flush(self) -> None:
-        with self._lock:
+        with paused(), self._lock:
             pending, self._pending = self._pending, []
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
             for message in merge_events(pending, self._max_batch):
+                self._send(message)
+            for message in self._latest() if self._latest is not None else []:
                 self._send(message)
 
     def close(self) -> None:
@@ -275,13 +316,18 @@ class CommService:
     def __init__(self, comm: Any, record_store: CaptureStore) -> None:
         self.comm = comm
         self.store = record_store
-        self.events = EventBatcher(self._send)
+        self.breakpoints = breakpoint_manager()
+        self._changed_breakpoints: set[str] = set()
+        self._changed_lock = threading.Lock()
+        self.events = EventBatcher(self._send, latest=self._breakpoint_events)
         comm.on_msg(self._on_msg)
         comm.on_close(self._on_close)
         record_store.add_listener(self._on_store_event)
+        self.breakpoints.add_listener(self._on_breakpoints_changed)
 
     def _on_close(self, msg: Dict[str, Any]) -> None:
         self.store.remove_listener(self._on_store_event)
+        self.breakpoints.remove_listener(self._on_breakpoints_changed)
         self.events.close()
         if self in _services:
             _services.remove(self)
@@ -300,8 +346,22 @@ class CommService:
         elif kind == "deleted":
             self.events.push({"event": "captures_deleted", "ids": list(payload)})
 
+    def _on_breakpoints_changed(self, ids: List[str]) -> None:
+        with self._changed_lock:  # hits may come from any thread
+            self._changed_breakpoints.update(ids)
+        self.events.poke()
+
+    def _breakpoint_events(self) -> List[Dict[str, Any]]:
+        with self._changed_lock:
+            ids, self._changed_breakpoints = self._changed_breakpoints, set()
+        states = self.breakpoints.states(ids) if ids else []
+        return [{"event": "breakpoints_changed", "breakpoints": states}] if states else []
+
     def _on_msg(self, msg: Dict[str, Any]) -> None:
-        data = msg["content"]["data"]
+        with paused():
+            self._serve(msg["content"]["data"])
+
+    def _serve(self, data: Dict[str, Any]) -> None:
         request_id = data.get("id")
         try:
             if data.get("v") != PROTOCOL_VERSION:
@@ -411,6 +471,22 @@ class CommService:
     def op_clear(self) -> Tuple[Dict[str, Any], None]:
         self.store.clear()
         return {}, None
+
+    def op_breakpoint_set(self, breakpoint: Dict[str, Any]) -> Tuple[Dict[str, Any], None]:
+        return self.breakpoints.set(breakpoint), None
+
+    def op_breakpoint_remove(self, id: str) -> Tuple[Dict[str, Any], None]:
+        self.breakpoints.remove(id)
+        return {}, None
+
+    def op_breakpoint_sync(self, breakpoints: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], None]:
+        return {"breakpoints": self.breakpoints.sync(breakpoints)}, None
+
+    def op_breakpoint_list(self) -> Tuple[Dict[str, Any], None]:
+        return {"breakpoints": self.breakpoints.states()}, None
+
+    def op_locate(self, name: str) -> Tuple[Dict[str, Any], None]:
+        return locate(name, user_namespace()), None
 
     def op_set_budget(self, nbytes: int) -> Tuple[Dict[str, Any], None]:
         self.store.set_budget(nbytes)

@@ -81,6 +81,39 @@ def resolve(scope: Scope, line: LineSpec) -> LineResolver | None:
     return _resolve_number(scope, line)
 
 
+def unchecked(line: int) -> LineResolver:
+    """A resolver for code that does not exist yet (a notebook cell not run so far).
+
+    The caller has validated ``line`` itself (e.g. against the cell's source); each code
+    object that runs later breaks at ``line`` if it has code there.
+    """
+    if isinstance(line, bool) or not isinstance(line, int) or line < 1:
+        raise ValueError(f"line {line!r} is not a valid line number (lines start at 1)")
+    target = frozenset({line})
+    return lambda c: target & executable_lines(c)
+
+
+def innermost_function(code: CodeType, line: int) -> str | None:
+    """Qualified name of the innermost function in ``code`` with code at ``line``.
+
+    ``None`` when the line belongs to ``code`` itself at module level (or to nothing).
+    """
+    for const in code.co_consts:
+        if isinstance(const, CodeType) and line in _all_executable_lines(const):
+            return innermost_function(const, line) or getattr(const, "co_qualname", const.co_name)
+    return None
+
+
+def all_executable_lines(code: CodeType) -> FrozenSet[int]:
+    """Line numbers with code in ``code`` or in any function nested in it."""
+    return _all_executable_lines(code)
+
+
+def nearest(line: int, candidates: FrozenSet[int]) -> str:
+    """A hint naming the executable lines nearest to ``line``."""
+    return _nearest(line, candidates)
+
+
 def _resolve_number(scope: Scope, line: int) -> LineResolver:
     if line < 1:
         raise ValueError(f"line {line} is not a valid line number (lines start at 1)")

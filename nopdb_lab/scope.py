@@ -29,6 +29,8 @@ class Scope:
         file: a glob pattern string (matched with :meth:`pathlib.PurePath.match`
             against the resolved path) or a path-like object (exact match).
         unwrap: follow ``__wrapped__`` chains of decorated callables.
+        instance: only frames whose first argument (``self``) is this object; for a
+            file or module scope, the way to narrow it to one instance.
     """
 
     def __init__(
@@ -37,6 +39,7 @@ class Scope:
         module: ModuleType | None = None,
         file: FileSpec = None,
         unwrap: bool = True,
+        instance: Any = None,
     ) -> None:
         self.function = function
         self.module = module
@@ -50,6 +53,10 @@ class Scope:
             self._fn_name = function
         elif function is not None:
             self._fn_code, self._fn_self = code_and_self(function, unwrap=unwrap)
+        if instance is not None:
+            if self._fn_self is not None and self._fn_self is not instance:
+                raise ValueError("instance conflicts with the bound method given as function")
+            self._fn_self = instance
         if module is not None and not isinstance(module, ModuleType):
             raise TypeError(f"module must be a module object, got {type(module).__name__}")
         if module is not None and getattr(module, "__file__", None) is None:
@@ -113,6 +120,8 @@ class Scope:
             parts.append(f"module {self.module.__name__}")
         if self.file is not None:
             parts.append(f"file {str(self.file)!r}")
+        if self._fn_self is not None and self._fn_code is None:
+            parts.append(f"instance {type(self._fn_self).__name__} at {id(self._fn_self):#x}")
         return ", ".join(parts) or "everything"
 
     def __repr__(self) -> str:

@@ -226,3 +226,28 @@ def test_a_failing_action_is_logged_once_and_recorded_on_every_hit(caplog):
             sc.caller(1)
     assert [len(h.errors) for h in bp.hits] == [1, 1]
     assert len([r for r in caplog.records if "undefined_name" in r.getMessage()]) == 1
+
+
+def test_eval_results_are_kept_on_each_hit_by_expression():
+    with nopdb.breakpoint(function=sc.add_one, line=ADD_ONE_Z) as bp:
+        bp.eval("y * 10")
+        bp.eval("no_such_name")
+        sc.caller(1)
+    assert [hit.evals for hit in bp.hits] == [{"y * 10": 20}, {"y * 10": 30}]
+    assert all(len(hit.errors) == 1 for hit in bp.hits)
+
+
+def test_a_file_scope_narrowed_to_one_instance():
+    from nopdb_lab.breakpoint import Breakpoint
+    from nopdb_lab.nopdb import get_nopdb
+    from nopdb_lab.scope import Scope
+
+    alice, bob = sc.Greeter("alice"), sc.Greeter("bob")
+    line = sc.Greeter.greet.__code__.co_firstlineno + 1
+    scope = Scope(file=sc.__file__, instance=bob)
+    with Breakpoint(get_nopdb(), scope, line=line, keep_locals=True) as bp:
+        alice.greet()
+        bob.greet()
+    assert [hit.locals["self"] for hit in bp.hits] == [bob]
+    with pytest.raises(ValueError, match="instance conflicts"):
+        Scope(function=alice.greet, instance=bob)
