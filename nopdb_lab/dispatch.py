@@ -120,6 +120,13 @@ class Dispatcher:
         self._backend: Any = None
 
     # -- registration -------------------------------------------------------------
+    def adopt_current_thread(self) -> None:
+        """Make sure the calling thread is traced (per-thread backends only)."""
+        with self._lock:
+            backend = self._backend
+            if self._live and backend is not None and hasattr(backend, "adopt_thread"):
+                backend.adopt_thread()
+
     def set_live(self, handler: Handler, live: bool) -> None:
         """Add or remove a handler from the live set and re-instrument."""
         with self._lock:

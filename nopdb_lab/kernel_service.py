@@ -19,7 +19,7 @@ from .attention import attention_capture_active
 from .backends import backend_name
 from .breakpoint_manager import BreakpointManager
 from .capture_store import CaptureStore, Eviction, store
-from .dispatch import paused
+from .dispatch import DISPATCHER, paused
 from .heatmap import slice_2d
 from .source_lookup import locate
 from .stacking import stack_captures
@@ -64,14 +64,22 @@ def start() -> str:
 
 
 def _flush_after_each_cell() -> None:
-    """After each cell: activate breakpoints whose cell now ran, send batched events."""
+    """Around each cell: trace the cell's thread; after it, activate breakpoints whose
+    cell now ran and send batched events."""
     try:
         from IPython import get_ipython
     except ImportError:
         return
     shell = get_ipython()
     if shell is not None:
+        shell.events.register("pre_execute", _before_cell)
         shell.events.register("post_execute", _after_cell)
+
+
+def _before_cell() -> None:
+    # breakpoints may have been set from a comm handler on another thread; before 3.12
+    # tracing reaches a running thread only if it installs the tracer itself
+    DISPATCHER.adopt_current_thread()
 
 
 def _after_cell() -> None:

@@ -114,7 +114,8 @@ export class ProtocolClient implements IDisposable {
     if (
       data.event === 'captures_added' ||
       data.event === 'captures_evicted' ||
-      data.event === 'captures_deleted'
+      data.event === 'captures_deleted' ||
+      data.event === 'breakpoints_changed'
     ) {
       this._eventReceived.emit(data as unknown as ProtocolEvent);
     }

@@ -11,11 +11,16 @@ import {
   Clipboard,
   Dialog,
   ICommandPalette,
+  InputDialog,
   MainAreaWidget,
   Notification,
   showDialog
 } from '@jupyterlab/apputils';
 import { CodeEditorWrapper, IEditorServices } from '@jupyterlab/codeeditor';
+import {
+  EditorExtensionRegistry,
+  IEditorExtensionRegistry
+} from '@jupyterlab/codemirror';
 import {
   INotebookTracker,
   NotebookActions,
@@ -28,7 +33,17 @@ import {
   ToolbarButton
 } from '@jupyterlab/ui-components';
 
+import {
+  BreakpointTarget,
+  breakpointExtension,
+  GutterTargets
+} from './breakpoints/gutter';
+import { BreakpointModel } from './breakpoints/model';
 import { BrowserModel, IBrowserActions } from './browserModel';
+import {
+  BreakpointsView,
+  IBreakpointActions
+} from './components/BreakpointsPanel';
 import { AttentionToggle } from './components/AttentionToggle';
 import { BrowserHeader } from './components/BrowserHeader';
 import { CaptureDetailsView } from './components/CaptureDetails';
@@ -43,6 +58,7 @@ import { createSourceView, revealLine } from './sourceView';
 export namespace CommandIDs {
   export const openBrowser = 'nopdb-lab:open-capture-browser';
   export const clearCaptures = 'nopdb-lab:clear-captures';
+  export const openByName = 'nopdb-lab:open-source-by-name';
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -50,12 +66,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description:
     'A non-stopping debugger for ML models: capture browser and kernel bridge.',
   autoStart: true,
-  requires: [INotebookTracker, IEditorServices],
+  requires: [INotebookTracker, IEditorServices, IEditorExtensionRegistry],
   optional: [ILayoutRestorer, ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     editorServices: IEditorServices,
+    editorExtensions: IEditorExtensionRegistry,
     restorer: ILayoutRestorer | null,
     palette: ICommandPalette | null
   ) => {
@@ -71,39 +88,72 @@ const plugin: JupyterFrontEndPlugin<void> = {
       );
 
     const bridges = new Map<NotebookPanel, KernelBridge>();
+    const breakpointModels = new Map<KernelBridge, BreakpointModel>();
+    const gutterTargets = new GutterTargets();
+    editorExtensions.addExtension({
+      name: 'nopdb-lab:breakpoints',
+      factory: ({ model }) =>
+        EditorExtensionRegistry.createImmutableExtension(
+          breakpointExtension(gutterTargets, model)
+        )
+    });
     let heatmapCount = 0;
-    const sources = new Map<string, MainAreaWidget<CodeEditorWrapper>>();
+    /** Source views by notebook (their breakpoints belong to it) and file. */
+    const sources = new Map<
+      KernelBridge,
+      Map<string, MainAreaWidget<CodeEditorWrapper>>
+    >();
+
+    /** Open a file read-only at a line, with the notebook's breakpoint gutter. */
+    const openSource = async (
+      bridge: KernelBridge,
+      file: string,
+      line: number
+    ): Promise<void> => {
+      const views = sources.get(bridge) ?? new Map();
+      sources.set(bridge, views);
+      const open = views.get(file);
+      if (open && !open.isDisposed) {
+        app.shell.activateById(open.id);
+        revealLine(open.content, line);
+        return;
+      }
+      const client = bridge.client;
+      if (!client) {
+        throw new Error("the notebook's kernel is not connected");
+      }
+      const response = await client.request('source', { file });
+      const breakpoints = breakpointModels.get(bridge);
+      const widget = createSourceView(
+        editorServices,
+        file,
+        response.result.text,
+        line,
+        model => {
+          if (breakpoints) {
+            gutterTargets.addSource(
+              model,
+              new BreakpointTarget(breakpoints, { file })
+            );
+          }
+        }
+      );
+      const notebook = [...bridges].find(([, b]) => b === bridge)?.[0];
+      if (notebook) {
+        widget.title.caption = `${file}\nBreakpoints here apply to the kernel of ${notebook.context.path}`;
+      }
+      views.set(file, widget);
+      widget.disposed.connect(() => views.delete(file));
+      app.shell.add(widget, 'main', { mode: 'split-right' });
+      app.shell.activateById(widget.id);
+      requestAnimationFrame(() => revealLine(widget.content, line));
+    };
 
     const actions: IBrowserActions = {
       openSource: (bridge, file, line) => {
-        const open = sources.get(file);
-        if (open && !open.isDisposed) {
-          app.shell.activateById(open.id);
-          revealLine(open.content, line);
-          return;
-        }
-        const client = bridge.client;
-        if (!client) {
-          return;
-        }
-        client
-          .request('source', { file })
-          .then(response => {
-            const widget = createSourceView(
-              editorServices,
-              file,
-              response.result.text,
-              line
-            );
-            sources.set(file, widget);
-            widget.disposed.connect(() => sources.delete(file));
-            app.shell.add(widget, 'main', { mode: 'split-right' });
-            app.shell.activateById(widget.id);
-            requestAnimationFrame(() => revealLine(widget.content, line));
-          })
-          .catch(error =>
-            Notification.error(`Cannot open ${file}: ${error.message}`)
-          );
+        openSource(bridge, file, line).catch(error =>
+          Notification.error(`Cannot open ${file}: ${error.message}`)
+        );
       },
       insertBelow: code => {
         const panel = tracker.currentWidget;
@@ -156,12 +206,84 @@ const plugin: JupyterFrontEndPlugin<void> = {
       );
     };
 
+    const openByName = async (bridge: KernelBridge, name: string) => {
+      const client = bridge.client;
+      if (!client) {
+        throw new Error("the notebook's kernel is not connected");
+      }
+      const found = (await client.request('locate', { name })).result;
+      await openSource(bridge, found.file, found.line);
+    };
+
+    const breakpointActions: IBreakpointActions = {
+      breakpointsOf: bridge => breakpointModels.get(bridge) ?? null,
+      openByName,
+      reveal: (bridge, bp) => {
+        if (bp.file !== undefined) {
+          actions.openSource(bridge, bp.file, bp.line);
+          return;
+        }
+        const panel = [...bridges].find(([, b]) => b === bridge)?.[0];
+        const notebook = panel?.content;
+        const index =
+          notebook?.widgets.findIndex(cell => cell.model.id === bp.cell) ?? -1;
+        if (!panel || !notebook || index < 0) {
+          return;
+        }
+        app.shell.activateById(panel.id);
+        notebook.activeCellIndex = index;
+        const cell = notebook.widgets[index];
+        void notebook.scrollToCell(cell).then(() => {
+          cell.editor?.setCursorPosition({ line: bp.line - 1, column: 0 });
+          cell.editor?.focus();
+        });
+      },
+      confirmRemoveAll: async count => {
+        const result = await showDialog({
+          title: 'Remove all breakpoints?',
+          body: `This removes ${count} breakpoint${count === 1 ? '' : 's'} from this notebook and its kernel.`,
+          buttons: [
+            Dialog.cancelButton(),
+            Dialog.warnButton({ label: 'Remove all' })
+          ]
+        });
+        return result.button.accept;
+      }
+    };
+
+    NotebookActions.executionScheduled.connect((_, { notebook, cell }) => {
+      // a cell about to run sends its edited breakpoints first, so they apply to this run
+      const panel = tracker.find(p => p.content === notebook);
+      const bridge = panel ? bridges.get(panel) : undefined;
+      if (bridge) {
+        breakpointModels.get(bridge)?.flushCell(cell.model.id);
+      }
+    });
+
     tracker.widgetAdded.connect((_, panel) => {
       const bridge = new KernelBridge(panel.sessionContext, {
         installCommand: () => installCommand
       });
       bridges.set(panel, bridge);
+      void panel.context.ready.then(() => {
+        if (panel.isDisposed || !panel.context.model) {
+          return;
+        }
+        const breakpoints = new BreakpointModel(panel.context.model, bridge);
+        breakpoints.notice.connect((_, message) =>
+          Notification.warning(message, { autoClose: 6000 })
+        );
+        breakpointModels.set(bridge, breakpoints);
+        gutterTargets.addNotebook(panel.context.model.sharedModel, breakpoints);
+        breakpointsView.update();
+      });
       panel.disposed.connect(() => {
+        breakpointModels.get(bridge)?.dispose();
+        breakpointModels.delete(bridge);
+        for (const view of sources.get(bridge)?.values() ?? []) {
+          view.dispose();
+        }
+        sources.delete(bridge);
         bridges.delete(panel);
         if (model.bridge === bridge) {
           follow(null);
@@ -197,6 +319,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.toolbar.addItem('attention', new AttentionToggle(model));
     sidebar.addWidget(new CaptureListView(model));
     sidebar.addWidget(new CaptureDetailsView(model));
+    const breakpointsView = new BreakpointsView(model, breakpointActions);
+    sidebar.addWidget(breakpointsView);
     app.shell.add(sidebar, 'right', { rank: 600 });
     restorer?.add(sidebar, 'nopdb-lab-capture-browser');
 
@@ -224,6 +348,32 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    app.commands.addCommand(CommandIDs.openByName, {
+      label: 'Open Source by Name (nopdb-lab)…',
+      isEnabled: () => model.bridge?.state.status === 'ready',
+      execute: async () => {
+        const bridge = model.bridge;
+        if (!bridge) {
+          return;
+        }
+        const answer = await InputDialog.getText({
+          title: 'Open source by dotted name',
+          placeholder:
+            'torch.nn.functional, transformers.models.bert.modeling_bert'
+        });
+        if (!answer.button.accept || !answer.value?.trim()) {
+          return;
+        }
+        try {
+          await openByName(bridge, answer.value.trim());
+        } catch (error) {
+          Notification.error(
+            `Cannot open ${answer.value.trim()}: ${(error as Error).message}`
+          );
+        }
+      }
+    });
+    palette?.addItem({ command: CommandIDs.openByName, category: 'nopdb-lab' });
     palette?.addItem({
       command: CommandIDs.openBrowser,
       category: 'nopdb-lab'

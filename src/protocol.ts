@@ -39,6 +39,8 @@ export interface ICaptureBrief {
   exception?: string | null;
   /** Hits and attention records: in a brief, how many actions failed; in a detail, the list. */
   errors?: number | IActionError[];
+  /** Hits: the id of the front-end breakpoint that fired (null if set in code). */
+  breakpoint?: string | null;
 }
 
 /** A failing breakpoint action recorded on a hit. */
@@ -78,6 +80,8 @@ export interface IStackFrame {
 export interface ICaptureDetail extends ICaptureBrief {
   args?: Record<string, ISummary>;
   locals: Record<string, ISummary>;
+  /** Hits: each eval expression's value at this hit. */
+  evals?: Record<string, ISummary>;
   return_value?: ISummary;
   stack: IStackFrame[];
 }
@@ -100,6 +104,41 @@ export interface IHello {
   /** Whether SDPA calls are being recorded (the panel's toggle). */
   attention_capture?: boolean;
   store: { count: number; nbytes: number; budget: number };
+}
+
+/** What the front end asks the kernel to install: one of `source` (a cell) or `file`. */
+export interface IBreakpointSpec {
+  id: string;
+  line: number;
+  /** A notebook cell's current text; the kernel finds the file ipykernel compiles it to. */
+  source?: string;
+  /** A file as the kernel names it (a library module). */
+  file?: string;
+  enabled: boolean;
+  condition: string;
+  evals: string[];
+  exec: string;
+  keep_locals: boolean;
+  max_hits: number | null;
+  /** A capture id whose `self` the breakpoint is limited to. */
+  instance?: number | null;
+}
+
+/** Where a breakpoint stands in the kernel. */
+export type BreakpointStatus = 'active' | 'pending' | 'disabled' | 'error';
+
+/** The kernel's report on one breakpoint. */
+export interface IBreakpointState {
+  id: string;
+  state: BreakpointStatus;
+  message: string;
+  /** The field an error is about: line, source, file, condition, evals.N, exec, max_hits, instance. */
+  field: string;
+  hits: number;
+  file: string | null;
+  line: number;
+  /** The function the line belongs to, when it is inside one. */
+  function: string | null;
 }
 
 /** Requests: op name to [arguments, result]. */
@@ -157,6 +196,17 @@ export interface IRequests {
   delete: [{ id: number }, Record<string, never>];
   clear: [Record<string, never>, Record<string, never>];
   set_budget: [{ nbytes: number }, { budget: number }];
+  breakpoint_set: [{ breakpoint: IBreakpointSpec }, IBreakpointState];
+  breakpoint_remove: [{ id: string }, Record<string, never>];
+  breakpoint_sync: [
+    { breakpoints: IBreakpointSpec[] },
+    { breakpoints: IBreakpointState[] }
+  ];
+  breakpoint_list: [Record<string, never>, { breakpoints: IBreakpointState[] }];
+  locate: [
+    { name: string },
+    { name: string; file: string; line: number; kind: string }
+  ];
 }
 
 export type RequestName = keyof IRequests;
@@ -167,7 +217,8 @@ export type RequestResult<K extends RequestName> = IRequests[K][1];
 export type ProtocolEvent =
   | { event: 'captures_added'; captures: ICaptureBrief[] }
   | { event: 'captures_evicted'; ids: number[]; message: string }
-  | { event: 'captures_deleted'; ids: number[] };
+  | { event: 'captures_deleted'; ids: number[] }
+  | { event: 'breakpoints_changed'; breakpoints: IBreakpointState[] };
 
 /** A message as it arrives from the kernel (`data` of a comm message). */
 export interface IIncoming {

@@ -8,19 +8,28 @@ import {
   CodeEditorWrapper,
   IEditorServices
 } from '@jupyterlab/codeeditor';
+import { CodeMirrorEditor } from '@jupyterlab/codemirror';
 import { fileIcon } from '@jupyterlab/ui-components';
+import { EditorView } from '@codemirror/view';
 
 import { basename } from './format';
 
-/** Create the widget showing `text` (a file's source) with `line` (1-based) selected. */
+let sourceViews = 0;
+
+/**
+ * Create the widget showing `text` (a file's source) with `line` (1-based) selected;
+ * `prepare` sees the editor model before the editor is made.
+ */
 export function createSourceView(
   editorServices: IEditorServices,
   file: string,
   text: string,
-  line: number
+  line: number,
+  prepare?: (model: CodeEditor.IModel) => void
 ): MainAreaWidget<CodeEditorWrapper> {
   const model = new CodeEditor.Model({ mimeType: 'text/x-python' });
   model.sharedModel.setSource(text);
+  prepare?.(model); // e.g. register the model for the breakpoint gutter
   const content = new CodeEditorWrapper({
     factory: editorServices.factoryService.newDocumentEditor,
     model,
@@ -28,7 +37,7 @@ export function createSourceView(
   });
   content.addClass('jp-NopdbLab-source');
   const widget = new MainAreaWidget({ content });
-  widget.id = `nopdb-lab-source-${encodeURIComponent(file)}`;
+  widget.id = `nopdb-lab-source-${++sourceViews}-${encodeURIComponent(file)}`;
   widget.title.label = `${basename(file)} (read-only)`;
   widget.title.caption = file;
   widget.title.icon = fileIcon;
@@ -38,7 +47,7 @@ export function createSourceView(
   return widget;
 }
 
-/** Select line `line` (1-based) and scroll it into view. */
+/** Select line `line` (1-based) and scroll it near the top, like a jump to a definition. */
 export function revealLine(content: CodeEditorWrapper, line: number): void {
   const editor = content.editor;
   const lines = editor.lineCount;
@@ -48,5 +57,15 @@ export function revealLine(content: CodeEditorWrapper, line: number): void {
     start: { line: index, column: 0 },
     end: { line: index, column: length }
   });
-  editor.revealPosition({ line: index, column: 0 });
+  if (editor instanceof CodeMirrorEditor) {
+    const view = editor.editor;
+    view.dispatch({
+      effects: EditorView.scrollIntoView(view.state.doc.line(index + 1).from, {
+        y: 'start',
+        yMargin: 60
+      })
+    });
+  } else {
+    editor.revealPosition({ line: index, column: 0 });
+  }
 }

@@ -251,3 +251,25 @@ def test_a_file_scope_narrowed_to_one_instance():
     assert [hit.locals["self"] for hit in bp.hits] == [bob]
     with pytest.raises(ValueError, match="instance conflicts"):
         Scope(function=alice.greet, instance=bob)
+
+
+def test_a_thread_started_before_the_breakpoint_is_traced_once_it_adopts_tracing():
+    # a Jupyter kernel sets breakpoints from a comm handler while cells run on another
+    # thread; before each cell the kernel service makes the cell's thread adopt tracing
+    from nopdb_lab.dispatch import DISPATCHER
+
+    started, go = threading.Event(), threading.Event()
+
+    def worker():
+        started.set()
+        go.wait(5)
+        DISPATCHER.adopt_current_thread()
+        sc.add_one(1)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    started.wait(5)
+    with nopdb.breakpoint(function=sc.add_one, line=ADD_ONE_Z) as bp:
+        go.set()
+        thread.join(5)
+    assert [hit.thread for hit in bp.hits] == [thread.name]

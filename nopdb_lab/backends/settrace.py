@@ -7,7 +7,8 @@ outside targeted frames. Whatever trace function was installed before (coverage,
 debugger) keeps receiving every event: ours calls it first and combines the local
 tracers. Threads started while tracing is active are traced too (``threading.settrace``);
 threads already running when tracing starts are not, since CPython < 3.12 has no public
-API to reach them.
+API to reach them, unless they call :meth:`SettraceBackend.adopt_thread` (the kernel
+service does so before each cell).
 """
 
 from __future__ import annotations
@@ -171,6 +172,19 @@ class SettraceBackend:
         sys.settrace(self.trace_global)
         threading.settrace(self.trace_global)
         self._installed = True
+
+    def adopt_thread(self) -> None:
+        """Trace the calling thread too, if it was running before tracing started.
+
+        A Jupyter kernel may set breakpoints from a comm handler on one thread while
+        cells run on another; the kernel service calls this before each cell.
+        """
+        if not self._installed or sys.gettrace() is self.trace_global:
+            return
+        current = sys.gettrace()
+        if current is not None:
+            self._chained = current
+        sys.settrace(self.trace_global)
 
     def _install_here(self) -> None:
         current = sys.gettrace()

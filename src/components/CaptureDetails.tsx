@@ -11,6 +11,7 @@ import {
   copyIcon,
   deleteIcon,
   duplicateIcon,
+  fileIcon,
   LabIcon,
   ReactWidget,
   tableRowsIcon
@@ -201,7 +202,7 @@ function Section(props: {
 }
 
 function Values(props: {
-  root: 'args' | 'locals';
+  root: 'args' | 'locals' | 'evals';
   values: Record<string, ISummary>;
   detail: ICaptureDetail;
   bridge: KernelBridge;
@@ -292,6 +293,13 @@ function Details(props: {
           </div>
         </div>
         <IconButton
+          icon={fileIcon}
+          label="Open source"
+          title={`Open ${detail.file}:${detail.line} (read-only, with breakpoints)`}
+          size="16px"
+          onClick={() => actions.openSource(bridge, detail.file, detail.line)}
+        />
+        <IconButton
           icon={deleteIcon}
           label="Delete capture"
           title="Delete this capture"
@@ -307,6 +315,17 @@ function Details(props: {
           <Values
             root="args"
             values={detail.args ?? {}}
+            detail={detail}
+            bridge={bridge}
+            actions={actions}
+          />
+        </Section>
+      ) : null}
+      {detail.kind === 'hit' && Object.keys(detail.evals ?? {}).length ? (
+        <Section title="Evaluated">
+          <Values
+            root="evals"
+            values={detail.evals ?? {}}
             detail={detail}
             bridge={bridge}
             actions={actions}

@@ -4,9 +4,17 @@
  * summary, open a stack frame's source, and survive a kernel restart.
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import { Locator, Page, TestInfo } from '@playwright/test';
+import { Locator, Page } from '@playwright/test';
 
-import { openCodeNotebook } from './notebooks';
+import {
+  browser,
+  keepScreenshot,
+  openNotebook,
+  restartKernel,
+  rows,
+  run,
+  status
+} from './notebooks';
 
 const MODEL_CELL = `import time, torch, nopdb_lab
 torch.manual_seed(0)
@@ -51,31 +59,8 @@ const SLOW_CELL = `with torch.no_grad(), nopdb_lab.capture_calls(Attention.forwa
         time.sleep(1.5)
     time.sleep(8)`;
 
-const browser = (page: IJupyterLabPageFixture) =>
-  page.locator('#jp-nopdb-lab-browser');
-const rows = (page: IJupyterLabPageFixture) =>
-  browser(page).locator('.jp-NopdbLab-captureRow');
-const status = (page: IJupyterLabPageFixture) =>
-  browser(page).locator('.jp-NopdbLab-status');
 const listView = (page: IJupyterLabPageFixture) =>
   browser(page).locator('.jp-NopdbLab-listView');
-
-/** Write a notebook with these code cells, open it, and wait for the panel to connect. */
-async function openNotebook(
-  page: IJupyterLabPageFixture,
-  tmpPath: string,
-  name: string,
-  cells: string[],
-  expectedStatus = 'ready'
-): Promise<void> {
-  await openCodeNotebook(page, `${tmpPath}/${name}`, cells);
-  await page.notebook.activate(name);
-  await page.sidebar.openTab('jp-nopdb-lab-browser');
-  await expect(browser(page)).toBeVisible();
-  await expect(status(page)).toHaveAttribute('data-status', expectedStatus, {
-    timeout: 60000
-  });
-}
 
 /** A value row in the details view, by its path (`'locals', 'attn'`). */
 function value(details: Locator, ...path: string[]): Locator {
@@ -106,25 +91,6 @@ async function selectOldestCapture(
 ): Promise<Locator> {
   await rows(page).last().click();
   return browser(page).locator('.jp-NopdbLab-details');
-}
-
-async function run(page: IJupyterLabPageFixture, index: number): Promise<void> {
-  await page.notebook.runCell(index, { inplace: true });
-}
-
-async function restartKernel(page: IJupyterLabPageFixture): Promise<void> {
-  await page.menu.clickMenuItem('Kernel>Restart Kernel…');
-  await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-warn').click();
-}
-
-async function keepScreenshot(
-  page: IJupyterLabPageFixture,
-  testInfo: TestInfo,
-  name: string
-): Promise<void> {
-  const path = testInfo.outputPath(`${name}.png`);
-  await page.screenshot({ path });
-  await testInfo.attach(name, { path, contentType: 'image/png' });
 }
 
 // Galata's kernel-tracking mock answers every POST under /api/kernels with 201, which

@@ -1,5 +1,6 @@
 /** Helpers shared by the UI tests and the viewer benchmark. */
-import { IJupyterLabPageFixture } from '@jupyterlab/galata';
+import { expect, IJupyterLabPageFixture } from '@jupyterlab/galata';
+import { TestInfo } from '@playwright/test';
 
 /** Upload a notebook made of these code cells (Python 3 kernel) and open it. */
 export async function openCodeNotebook(
@@ -27,4 +28,53 @@ export async function openCodeNotebook(
   };
   await page.contents.uploadContent(JSON.stringify(notebook), 'text', path);
   await page.notebook.openByPath(path);
+}
+
+export const browser = (page: IJupyterLabPageFixture) =>
+  page.locator('#jp-nopdb-lab-browser');
+export const rows = (page: IJupyterLabPageFixture) =>
+  browser(page).locator('.jp-NopdbLab-captureRow');
+export const status = (page: IJupyterLabPageFixture) =>
+  browser(page).locator('.jp-NopdbLab-status');
+/** Write a notebook with these code cells, open it, and wait for the panel to connect. */
+export async function openNotebook(
+  page: IJupyterLabPageFixture,
+  tmpPath: string,
+  name: string,
+  cells: string[],
+  expectedStatus = 'ready'
+): Promise<void> {
+  await openCodeNotebook(page, `${tmpPath}/${name}`, cells);
+  await page.notebook.activate(name);
+  await page.sidebar.openTab('jp-nopdb-lab-browser');
+  await expect(browser(page)).toBeVisible();
+  await expect(status(page)).toHaveAttribute('data-status', expectedStatus, {
+    timeout: 60000
+  });
+}
+
+/** Run one cell and wait for it to finish. */
+export async function run(
+  page: IJupyterLabPageFixture,
+  index: number
+): Promise<void> {
+  await page.notebook.runCell(index, { inplace: true });
+}
+
+export async function restartKernel(
+  page: IJupyterLabPageFixture
+): Promise<void> {
+  await page.menu.clickMenuItem('Kernel>Restart Kernel…');
+  await page.locator('.jp-Dialog .jp-Dialog-button.jp-mod-warn').click();
+}
+
+/** Save a screenshot as a test artefact. */
+export async function keepScreenshot(
+  page: IJupyterLabPageFixture,
+  testInfo: TestInfo,
+  name: string
+): Promise<void> {
+  const path = testInfo.outputPath(`${name}.png`);
+  await page.screenshot({ path });
+  await testInfo.attach(name, { path, contentType: 'image/png' });
 }

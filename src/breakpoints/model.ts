@@ -1,0 +1,475 @@
+/**
+ * One notebook's breakpoints: kept in the notebook's metadata (so they come back when it
+ * is reopened), moved with their lines when cells are edited, and mirrored into the
+ * kernel through the comm (again after every restart), with the kernel's state of each.
+ */
+import { INotebookModel } from '@jupyterlab/notebook';
+import { UUID } from '@lumino/coreutils';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { ProtocolClient } from '../client';
+import { BridgeState } from '../kernelBridge';
+import { IBreakpointSpec, IBreakpointState, ProtocolEvent } from '../protocol';
+import { mapLine, TextDelta } from './lineMapping';
+
+/** The notebook metadata key. */
+export const METADATA_KEY = 'nopdb-lab';
+
+/** The fields a user edits (what the breakpoint editor shows). */
+export interface IBreakpointOptions {
+  enabled: boolean;
+  condition: string;
+  evals: string[];
+  exec: string;
+  keep_locals: boolean;
+  max_hits: number | null;
+  /** A capture id whose `self` the breakpoint is limited to (not saved: ids are per kernel). */
+  instance: number | null;
+}
+
+/** Where a breakpoint is: a line of a notebook cell (by cell id) or of a file. */
+export type BreakpointPlace = { cell: string } | { file: string };
+
+/** One breakpoint of the notebook. */
+export interface IBreakpoint extends IBreakpointOptions {
+  id: string;
+  line: number;
+  cell?: string;
+  file?: string;
+}
+
+/** What the model needs from a kernel connection (a `KernelBridge`). */
+export interface IBreakpointConnection {
+  readonly state: BridgeState;
+  readonly client: ProtocolClient | null;
+  readonly stateChanged: ISignal<unknown, BridgeState>;
+}
+
+export const DEFAULT_OPTIONS: IBreakpointOptions = {
+  enabled: true,
+  condition: '',
+  evals: [],
+  exec: '',
+  keep_locals: true,
+  max_hits: null,
+  instance: null
+};
+
+/** How long edits of a cell wait before its breakpoints are sent to the kernel again. */
+const PUSH_DELAY_MS = 200;
+
+function sameValue(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** A saved breakpoint from metadata, or null when it is malformed. */
+function fromSaved(value: unknown): IBreakpoint | null {
+  if (typeof value !== 'object' || value === null) {
+    return null;
+  }
+  const v = value as Record<string, unknown>;
+  const where =
+    typeof v.cell === 'string'
+      ? { cell: v.cell }
+      : typeof v.file === 'string'
+        ? { file: v.file }
+        : null;
+  if (
+    typeof v.id !== 'string' ||
+    !where ||
+    typeof v.line !== 'number' ||
+    !Number.isInteger(v.line)
+  ) {
+    return null;
+  }
+  const evals = Array.isArray(v.evals)
+    ? v.evals.filter((e): e is string => typeof e === 'string')
+    : [];
+  return {
+    ...DEFAULT_OPTIONS,
+    id: v.id,
+    line: v.line,
+    ...where,
+    enabled: typeof v.enabled === 'boolean' ? v.enabled : true,
+    condition: typeof v.condition === 'string' ? v.condition : '',
+    evals,
+    exec: typeof v.exec === 'string' ? v.exec : '',
+    keep_locals: typeof v.keep_locals === 'boolean' ? v.keep_locals : true,
+    max_hits:
+      typeof v.max_hits === 'number' && v.max_hits >= 1 ? v.max_hits : null
+  };
+}
+
+/** A notebook's breakpoints and the kernel's state of each. */
+export class BreakpointModel implements IDisposable {
+  constructor(
+    readonly notebook: INotebookModel,
+    readonly connection: IBreakpointConnection
+  ) {
+    const saved = notebook.getMetadata(METADATA_KEY) as
+      { breakpoints?: unknown[] } | undefined;
+    const cellIds = new Set(this._cellIds());
+    for (const item of saved?.breakpoints ?? []) {
+      const bp = fromSaved(item);
+      if (bp && (bp.file !== undefined || cellIds.has(bp.cell!))) {
+        this._breakpoints.push(bp);
+      }
+    }
+    for (const cell of notebook.cells) {
+      this._watchCell(cell.sharedModel);
+    }
+    notebook.cells.changed.connect(this._onCellsChanged, this);
+    connection.stateChanged.connect(this._onConnectionState, this);
+    if (connection.state.status === 'ready') {
+      this._connect();
+    }
+  }
+
+  /** Emitted when breakpoints or their kernel states change. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Emitted with a message when a breakpoint is dropped (its line or cell was deleted). */
+  get notice(): ISignal<this, string> {
+    return this._notice;
+  }
+
+  /** Whether the kernel runs nopdb-lab (breakpoints can be set). */
+  get available(): boolean {
+    return this.connection.state.status === 'ready';
+  }
+
+  get breakpoints(): readonly IBreakpoint[] {
+    return this._breakpoints;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** The kernel's state of a breakpoint (undefined until the kernel answered). */
+  state(id: string): IBreakpointState | undefined {
+    return this._states.get(id);
+  }
+
+  /** Breakpoints at a place (a cell or a file). */
+  at(place: BreakpointPlace): IBreakpoint[] {
+    return this._breakpoints.filter(bp =>
+      'cell' in place ? bp.cell === place.cell : bp.file === place.file
+    );
+  }
+
+  /** 1-based position of a cell in the notebook (0 when it is gone). */
+  cellNumber(cellId: string): number {
+    return this._cellIds().indexOf(cellId) + 1;
+  }
+
+  /** Add a breakpoint at a line, or remove the one there. Returns the added one. */
+  toggle(place: BreakpointPlace, line: number): IBreakpoint | null {
+    const existing = this.at(place).find(bp => bp.line === line);
+    if (existing) {
+      this.remove(existing.id);
+      return null;
+    }
+    const bp: IBreakpoint = {
+      ...DEFAULT_OPTIONS,
+      id: `bp-${UUID.uuid4()}`,
+      line,
+      ...place
+    };
+    this._breakpoints.push(bp);
+    this._changedBreakpoints();
+    this._push(bp.id, true);
+    return bp;
+  }
+
+  /** Change a breakpoint's options (or line); sent to the kernel at once. */
+  update(id: string, patch: Partial<IBreakpointOptions & { line: number }>) {
+    const bp = this._find(id);
+    if (!bp) {
+      return;
+    }
+    Object.assign(bp, patch);
+    this._changedBreakpoints();
+    this._push(id, true);
+  }
+
+  remove(id: string): void {
+    const index = this._breakpoints.findIndex(bp => bp.id === id);
+    if (index === -1) {
+      return;
+    }
+    this._breakpoints.splice(index, 1);
+    this._states.delete(id);
+    clearTimeout(this._timers.get(id));
+    this._timers.delete(id);
+    this._changedBreakpoints();
+    this.connection.client
+      ?.request('breakpoint_remove', { id })
+      .catch(error => this._fail(id, error));
+  }
+
+  removeAll(): void {
+    for (const bp of [...this._breakpoints]) {
+      this.remove(bp.id);
+    }
+  }
+
+  /** Send a cell's pending edits now (it is about to run). */
+  flushCell(cellId: string): void {
+    for (const bp of this.at({ cell: cellId })) {
+      if (this._timers.has(bp.id)) {
+        this._push(bp.id, true);
+      }
+    }
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    for (const timer of this._timers.values()) {
+      clearTimeout(timer);
+    }
+    this._client?.eventReceived.disconnect(this._onEvent, this);
+    Signal.clearData(this);
+  }
+
+  // -- the kernel ---------------------------------------------------------------------
+  private _onConnectionState(_: unknown, state: BridgeState): void {
+    if (state.status === 'ready') {
+      this._connect();
+    } else {
+      this._client?.eventReceived.disconnect(this._onEvent, this);
+      this._client = null;
+      this._states.clear();
+      this._changed.emit();
+    }
+  }
+
+  /** A (new) kernel process: send every breakpoint again. */
+  private _connect(): void {
+    const client = this.connection.client;
+    if (!client || client === this._client) {
+      return;
+    }
+    this._client?.eventReceived.disconnect(this._onEvent, this);
+    this._client = client;
+    client.eventReceived.connect(this._onEvent, this);
+    for (const bp of this._breakpoints) {
+      bp.instance = null; // capture ids belong to the kernel process that made them
+    }
+    this._states.clear();
+    const specs = this._breakpoints.map(bp => this._spec(bp));
+    client
+      .request('breakpoint_sync', { breakpoints: specs })
+      .then(response => {
+        for (const state of response.result.breakpoints) {
+          if (this._find(state.id)) {
+            this._states.set(state.id, state);
+          }
+        }
+        this._changed.emit();
+      })
+      .catch(error =>
+        console.warn('nopdb-lab: syncing breakpoints failed', error)
+      );
+    this._changed.emit();
+  }
+
+  private _onEvent(_: ProtocolClient, event: ProtocolEvent): void {
+    if (event.event !== 'breakpoints_changed') {
+      return;
+    }
+    for (const state of event.breakpoints) {
+      if (this._find(state.id)) {
+        this._states.set(state.id, state);
+      }
+    }
+    this._changed.emit();
+  }
+
+  private _spec(bp: IBreakpoint): IBreakpointSpec {
+    const spec: IBreakpointSpec = {
+      id: bp.id,
+      line: bp.line,
+      enabled: bp.enabled,
+      condition: bp.condition,
+      evals: bp.evals,
+      exec: bp.exec,
+      keep_locals: bp.keep_locals,
+      max_hits: bp.max_hits,
+      instance: bp.instance
+    };
+    if (bp.cell !== undefined) {
+      spec.source = this._cellSource(bp.cell) ?? '';
+    } else {
+      spec.file = bp.file;
+    }
+    return spec;
+  }
+
+  /** Send a breakpoint to the kernel now, or after the edit pause. */
+  private _push(id: string, now: boolean): void {
+    clearTimeout(this._timers.get(id));
+    this._timers.delete(id);
+    if (!now) {
+      this._timers.set(
+        id,
+        setTimeout(() => this._push(id, true), PUSH_DELAY_MS)
+      );
+      return;
+    }
+    const bp = this._find(id);
+    const client = this.connection.client;
+    if (!bp || !client || !this.available) {
+      return;
+    }
+    client
+      .request('breakpoint_set', { breakpoint: this._spec(bp) })
+      .then(response => {
+        if (this._find(id)) {
+          this._states.set(id, response.result);
+          this._changed.emit();
+        }
+      })
+      .catch(error => this._fail(id, error));
+  }
+
+  private _fail(id: string, error: Error): void {
+    const bp = this._find(id);
+    if (!bp) {
+      return;
+    }
+    this._states.set(id, {
+      id,
+      state: 'error',
+      message: error.message,
+      field: '',
+      hits: 0,
+      file: bp.file ?? null,
+      line: bp.line,
+      function: null
+    });
+    this._changed.emit();
+  }
+
+  // -- cells ----------------------------------------------------------------------------
+  private _cellIds(): string[] {
+    const ids: string[] = [];
+    for (const cell of this.notebook.cells) {
+      ids.push(cell.id);
+    }
+    return ids;
+  }
+
+  private _cellSource(cellId: string): string | null {
+    for (const cell of this.notebook.cells) {
+      if (cell.id === cellId) {
+        return cell.sharedModel.getSource();
+      }
+    }
+    return null;
+  }
+
+  private _watchCell(cell: ISourceCell): void {
+    if (this._watched.has(cell)) {
+      return;
+    }
+    this._watched.add(cell);
+    this._sources.set(cell.id, cell.getSource());
+    cell.changed.connect(this._onCellChanged, this);
+  }
+
+  private _onCellChanged(cell: ISourceCell, change: ICellChange): void {
+    const oldText = this._sources.get(cell.id) ?? '';
+    const newText = cell.getSource();
+    this._sources.set(cell.id, newText);
+    if (!change.sourceChange) {
+      return;
+    }
+    const affected = this.at({ cell: cell.id });
+    if (affected.length === 0) {
+      return;
+    }
+    for (const bp of affected) {
+      const line = mapLine(oldText, newText, change.sourceChange, bp.line);
+      if (line === null) {
+        this._notice.emit(
+          `Removed the breakpoint at cell ${this.cellNumber(cell.id)}, line ${bp.line}: its line was deleted.`
+        );
+        this.remove(bp.id);
+        continue;
+      }
+      bp.line = line;
+      this._push(bp.id, false);
+    }
+    this._changedBreakpoints();
+  }
+
+  private _onCellsChanged(): void {
+    for (const cell of this.notebook.cells) {
+      this._watchCell(cell.sharedModel);
+    }
+    const ids = new Set(this._cellIds());
+    const orphans = this._breakpoints.filter(
+      bp => bp.cell !== undefined && !ids.has(bp.cell)
+    );
+    if (orphans.length > 0) {
+      this._notice.emit(
+        `Removed ${orphans.length} breakpoint${orphans.length === 1 ? '' : 's'} of a deleted cell.`
+      );
+      for (const bp of orphans) {
+        this.remove(bp.id);
+      }
+    }
+    this._changed.emit(); // cell numbers may have changed
+  }
+
+  // -- saving ---------------------------------------------------------------------------
+  private _changedBreakpoints(): void {
+    const saved = this._breakpoints.map(bp => {
+      const copy: Partial<IBreakpoint> = { ...bp };
+      delete copy.instance; // capture ids mean nothing in another kernel session
+      return copy;
+    });
+    const current = this.notebook.getMetadata(METADATA_KEY) as
+      { breakpoints?: unknown[] } | undefined;
+    if (!sameValue(current?.breakpoints ?? [], saved)) {
+      if (saved.length === 0) {
+        this.notebook.deleteMetadata(METADATA_KEY);
+      } else {
+        this.notebook.setMetadata(METADATA_KEY, { breakpoints: saved });
+      }
+    }
+    this._changed.emit();
+  }
+
+  private _find(id: string): IBreakpoint | undefined {
+    return this._breakpoints.find(bp => bp.id === id);
+  }
+
+  private _breakpoints: IBreakpoint[] = [];
+  private _states = new Map<string, IBreakpointState>();
+  private _timers = new Map<string, ReturnType<typeof setTimeout>>();
+  private _sources = new Map<string, string>();
+  private _watched = new WeakSet<ISourceCell>();
+  private _client: ProtocolClient | null = null;
+  private _isDisposed = false;
+  private readonly _changed = new Signal<this, void>(this);
+  private readonly _notice = new Signal<this, string>(this);
+}
+
+/** The parts of a shared cell the model uses. */
+interface ISourceCell {
+  readonly id: string;
+  getSource(): string;
+  readonly changed: ISignal<any, ICellChange>;
+}
+
+interface ICellChange {
+  sourceChange?: TextDelta | null;
+}
