@@ -2,6 +2,10 @@ const jestJupyterLab = require('@jupyterlab/testutils/lib/jest-config');
 
 const esModules = [
   '@codemirror',
+  '@marijn',
+  '@microsoft',
+  'color',
+  'marked',
   '@jupyter/ydoc',
   '@jupyter/react-components',
   '@jupyter/web-components',
@@ -34,8 +38,7 @@ module.exports = {
   ],
   coverageReporters: ['lcov', 'text'],
   testRegex: 'src/.*/.*.spec.ts[x]?$',
-  transformIgnorePatterns: [
-    ...baseConfig.transformIgnorePatterns,
-    `/node_modules/(?!${esModules}).+`
-  ]
+  // one pattern, as in the extension template: the base config's own pattern would
+  // leave @jupyterlab packages (ES modules) untransformed
+  transformIgnorePatterns: [`/node_modules/(?!${esModules}).+`]
 };

@@ -51,6 +51,36 @@ CELLS = [
         'print("logits changed by", (changed - logits).abs().max().item())'
     ),
     new_markdown_cell(
+        "## The same, from the gutter\n"
+        "Run the next cell, then click just left of the line `attn = attn.softmax(dim=-1)` "
+        "in it: a breakpoint appears (a ring until the cell has run, then a filled dot). "
+        "Run the cell after it: each call is a hit in the capture browser with `attn` in "
+        "its locals, and the marker counts the hits. Select the breakpoint in the "
+        "sidebar's **Breakpoints** section to add a condition, expressions to evaluate, "
+        "or code to execute such as `attn = attn * 3`. Or type "
+        "`vit.Attention.forward` (or `torch.nn.functional`) in *Open source* there and "
+        "set breakpoints in the read-only view. Breakpoints are saved with the notebook."
+    ),
+    new_code_cell(
+        "class Probe(torch.nn.Module):\n"
+        '    """A small attention block to try gutter breakpoints on."""\n'
+        "\n"
+        "    def __init__(self, dim=16):\n"
+        "        super().__init__()\n"
+        "        self.qkv = torch.nn.Linear(dim, 3 * dim)\n"
+        "\n"
+        "    def forward(self, x):\n"
+        "        q, k, v = self.qkv(x).chunk(3, dim=-1)\n"
+        "        attn = q @ k.transpose(-2, -1) * q.shape[-1] ** -0.5\n"
+        "        attn = attn.softmax(dim=-1)\n"
+        "        return attn @ v\n"
+        "\n"
+        "probe = Probe()"
+    ),
+    new_code_cell(
+        "with torch.no_grad():\n    out = probe(torch.randn(1, 6, 16))\nout.sum().item()"
+    ),
+    new_markdown_cell(
         "## Every capture stays in the store\n"
         "Bounded by a byte budget (oldest evicted first, with a notice). The ids match the "
         "`#id` in the capture browser."

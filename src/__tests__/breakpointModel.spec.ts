@@ -1,0 +1,243 @@
+import { NotebookModel } from '@jupyterlab/notebook';
+import { Signal } from '@lumino/signaling';
+
+import { BreakpointModel, METADATA_KEY } from '../breakpoints/model';
+import { ProtocolClient } from '../client';
+import { BridgeState } from '../kernelBridge';
+import { IBreakpointSpec, IBreakpointState } from '../protocol';
+
+const CELL = 'def f(x):\n    y = x + 1\n    return y\n';
+
+/** A kernel that keeps the breakpoints it is sent and answers with their state. */
+class FakeConnection {
+  state: BridgeState = { status: 'no-kernel' };
+  client: ProtocolClient | null = null;
+  readonly stateChanged = new Signal<this, BridgeState>(this);
+  installed = new Map<string, IBreakpointSpec>();
+  requests: string[] = [];
+
+  connect(): void {
+    const client = new ProtocolClient({
+      send: (data: any) => {
+        this.requests.push(data.op);
+        const result = this._answer(data.op, data.args);
+        void Promise.resolve().then(() =>
+          client.handleMessage({ v: 1, re: data.id, ok: true, result }, [])
+        );
+      }
+    });
+    this.client = client;
+    this.state = {
+      status: 'ready',
+      hello: {
+        protocol: 1,
+        version: '0',
+        backend: 'x',
+        python: '3',
+        store: { count: 0, nbytes: 0, budget: 0 }
+      }
+    };
+    this.stateChanged.emit(this.state);
+  }
+
+  restart(): void {
+    this.installed.clear();
+    this.state = { status: 'connecting', message: 'restarting' };
+    this.stateChanged.emit(this.state);
+    this.connect();
+  }
+
+  push(states: IBreakpointState[]): void {
+    this.client!.handleMessage(
+      { v: 1, event: 'breakpoints_changed', breakpoints: states },
+      []
+    );
+  }
+
+  static stateOf(spec: IBreakpointSpec): IBreakpointState {
+    return {
+      id: spec.id,
+      state: spec.source !== undefined ? 'pending' : 'active',
+      message: '',
+      field: '',
+      hits: 0,
+      file: spec.file ?? '/tmp/cell.py',
+      line: spec.line,
+      function: 'f'
+    };
+  }
+
+  private _answer(op: string, args: any): unknown {
+    switch (op) {
+      case 'breakpoint_set':
+        this.installed.set(args.breakpoint.id, args.breakpoint);
+        return FakeConnection.stateOf(args.breakpoint);
+      case 'breakpoint_remove':
+        this.installed.delete(args.id);
+        return {};
+      case 'breakpoint_sync':
+        this.installed = new Map(
+          args.breakpoints.map((b: IBreakpointSpec) => [b.id, b])
+        );
+        return { breakpoints: args.breakpoints.map(FakeConnection.stateOf) };
+    }
+    throw new Error(`unexpected ${op}`);
+  }
+}
+
+function notebookWith(...sources: string[]): NotebookModel {
+  const notebook = new NotebookModel();
+  notebook.sharedModel.insertCells(
+    0,
+    sources.map(source => ({ cell_type: 'code', source }))
+  );
+  return notebook;
+}
+
+// @jupyter/ydoc sets a new cell's source before the cell joins the document; Yjs warns
+// about it on every insert. The warning is not about this code, so it is kept out of
+// the test log.
+const warn = console.warn;
+beforeAll(() => {
+  jest.spyOn(console, 'warn').mockImplementation((...args: unknown[]) => {
+    if (!String(args[0]).startsWith('Invalid access: Add Yjs type')) {
+      warn(...args);
+    }
+  });
+});
+afterAll(() => jest.restoreAllMocks());
+
+const settle = () => new Promise(resolve => setTimeout(resolve, 0));
+
+describe('BreakpointModel', () => {
+  it('sends a toggled breakpoint with its cell source and saves it in metadata', async () => {
+    const notebook = notebookWith(CELL);
+    const connection = new FakeConnection();
+    connection.connect();
+    const model = new BreakpointModel(notebook, connection);
+    const cellId = notebook.cells.get(0).id;
+
+    const bp = model.toggle({ cell: cellId }, 2)!;
+    await settle();
+    expect(connection.installed.get(bp.id)).toMatchObject({
+      line: 2,
+      source: CELL,
+      enabled: true,
+      keep_locals: true
+    });
+    expect(model.state(bp.id)?.state).toBe('pending');
+    expect(notebook.getMetadata(METADATA_KEY)).toEqual({
+      breakpoints: [
+        expect.objectContaining({ id: bp.id, cell: cellId, line: 2 })
+      ]
+    });
+
+    model.toggle({ cell: cellId }, 2); // a second click removes it
+    await settle();
+    expect(connection.installed.size).toBe(0);
+    expect(notebook.getMetadata(METADATA_KEY)).toBeUndefined();
+  });
+
+  it('moves breakpoints with their lines and drops one whose line is deleted', async () => {
+    const notebook = notebookWith(CELL);
+    const connection = new FakeConnection();
+    connection.connect();
+    const model = new BreakpointModel(notebook, connection);
+    const notices: string[] = [];
+    model.notice.connect((_, message) => notices.push(message));
+    const cell = notebook.cells.get(0).sharedModel;
+    const onY = model.toggle({ cell: cell.id }, 2)!;
+    const onReturn = model.toggle({ cell: cell.id }, 3)!;
+
+    cell.updateSource(0, 0, 'import math\n');
+    expect(model.breakpoints.map(b => b.line)).toEqual([3, 4]);
+
+    const from = cell.getSource().indexOf('    y =');
+    const to = cell.getSource().indexOf('    return');
+    cell.updateSource(from, to, '');
+    expect(model.breakpoints.map(b => [b.id, b.line])).toEqual([
+      [onReturn.id, 3]
+    ]);
+    expect(notices).toEqual([
+      'Removed the breakpoint at cell 1, line 3: its line was deleted.'
+    ]);
+    expect(onY.id).not.toBe(onReturn.id);
+
+    // edits reach the kernel after a pause, with the new source
+    await new Promise(resolve => setTimeout(resolve, 300));
+    expect(connection.installed.get(onReturn.id)).toMatchObject({
+      line: 3,
+      source: cell.getSource()
+    });
+    expect(connection.installed.has(onY.id)).toBe(false);
+  });
+
+  it('restores saved breakpoints and sends them all again after a restart', async () => {
+    const notebook = notebookWith(CELL, 'f(1)\n');
+    const cellId = notebook.cells.get(0).id;
+    notebook.setMetadata(METADATA_KEY, {
+      breakpoints: [
+        { id: 'a', cell: cellId, line: 2, condition: 'x > 0', evals: ['y'] },
+        { id: 'b', file: '/lib/functional.py', line: 10, exec: 'z = 1' },
+        { id: 'gone', cell: 'no-such-cell', line: 1 },
+        { id: 'bad', line: 'two' }
+      ]
+    });
+    const connection = new FakeConnection();
+    const model = new BreakpointModel(notebook, connection);
+    expect(model.breakpoints.map(b => b.id)).toEqual(['a', 'b']);
+
+    connection.connect();
+    await settle();
+    expect(connection.requests).toEqual(['breakpoint_sync']);
+    expect(connection.installed.get('a')).toMatchObject({
+      source: CELL,
+      condition: 'x > 0',
+      evals: ['y']
+    });
+    expect(connection.installed.get('b')).toMatchObject({
+      file: '/lib/functional.py',
+      exec: 'z = 1'
+    });
+
+    model.update('a', { instance: 7 });
+    await settle();
+    expect(connection.installed.get('a')?.instance).toBe(7);
+
+    connection.restart();
+    await settle();
+    expect([...connection.installed.keys()]).toEqual(['a', 'b']);
+    // capture ids belong to the old kernel process
+    expect(connection.installed.get('a')?.instance).toBeNull();
+  });
+
+  it('takes hit counts and state changes from the kernel', async () => {
+    const notebook = notebookWith(CELL);
+    const connection = new FakeConnection();
+    connection.connect();
+    const model = new BreakpointModel(notebook, connection);
+    const bp = model.toggle({ cell: notebook.cells.get(0).id }, 2)!;
+    await settle();
+    connection.push([
+      {
+        ...FakeConnection.stateOf(connection.installed.get(bp.id)!),
+        state: 'active',
+        hits: 3
+      }
+    ]);
+    expect(model.state(bp.id)).toMatchObject({ state: 'active', hits: 3 });
+  });
+
+  it('drops the breakpoints of a deleted cell', () => {
+    const notebook = notebookWith(CELL, CELL);
+    const connection = new FakeConnection();
+    connection.connect();
+    const model = new BreakpointModel(notebook, connection);
+    const notices: string[] = [];
+    model.notice.connect((_, message) => notices.push(message));
+    model.toggle({ cell: notebook.cells.get(1).id }, 2);
+    notebook.sharedModel.deleteCell(1);
+    expect(model.breakpoints).toEqual([]);
+    expect(notices).toEqual(['Removed 1 breakpoint of a deleted cell.']);
+  });
+});
