@@ -57,6 +57,9 @@ class BreakpointSpec:
     keep_locals: bool = True
     max_hits: int | None = None
     instance: int | None = None
+    #: Which front-end document set it (a notebook path): :meth:`BreakpointManager.sync`
+    #: replaces only that owner's breakpoints when several notebooks share a kernel.
+    owner: str = ""
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "BreakpointSpec":
@@ -185,11 +188,16 @@ class BreakpointManager:
             self._uninstall(breakpoint_id)
             del self._by_id[breakpoint_id]
 
-    def sync(self, items: Iterable[Dict[str, Any]]) -> List[Dict[str, Any]]:
-        """Replace every breakpoint with ``items`` (after a restart or a page load)."""
-        specs = [BreakpointSpec.from_json(item) for item in items]
+    def sync(self, items: Iterable[Dict[str, Any]], owner: str = "") -> List[Dict[str, Any]]:
+        """Replace ``owner``'s breakpoints with ``items`` (after a restart or a page load).
+
+        Breakpoints of other owners (another notebook on the same kernel) stay.
+        """
+        specs = [BreakpointSpec.from_json({**item, "owner": owner}) for item in items]
         with self._lock:
-            self.clear()
+            for breakpoint_id, managed in list(self._by_id.items()):
+                if managed.spec.owner == owner:
+                    self.remove(breakpoint_id)
             return [self.set(spec.__dict__) for spec in specs]
 
     def clear(self) -> None:

@@ -487,8 +487,10 @@ class CommService:
         self.breakpoints.remove(id)
         return {}, None
 
-    def op_breakpoint_sync(self, breakpoints: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], None]:
-        return {"breakpoints": self.breakpoints.sync(breakpoints)}, None
+    def op_breakpoint_sync(
+        self, breakpoints: List[Dict[str, Any]], owner: str = ""
+    ) -> Tuple[Dict[str, Any], None]:
+        return {"breakpoints": self.breakpoints.sync(breakpoints, owner)}, None
 
     def op_breakpoint_list(self) -> Tuple[Dict[str, Any], None]:
         return {"breakpoints": self.breakpoints.states()}, None

@@ -269,7 +269,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
         if (panel.isDisposed || !panel.context.model) {
           return;
         }
-        const breakpoints = new BreakpointModel(panel.context.model, bridge);
+        const breakpoints = new BreakpointModel(
+          panel.context.model,
+          bridge,
+          () => panel.context.path
+        );
         breakpoints.notice.connect((_, message) =>
           Notification.warning(message, { autoClose: 6000 })
         );

@@ -122,6 +122,8 @@ export interface IBreakpointSpec {
   max_hits: number | null;
   /** A capture id whose `self` the breakpoint is limited to. */
   instance?: number | null;
+  /** The notebook that set it: a sync replaces only its owner's breakpoints. */
+  owner?: string;
 }
 
 /** Where a breakpoint stands in the kernel. */
@@ -199,7 +201,7 @@ export interface IRequests {
   breakpoint_set: [{ breakpoint: IBreakpointSpec }, IBreakpointState];
   breakpoint_remove: [{ id: string }, Record<string, never>];
   breakpoint_sync: [
-    { breakpoints: IBreakpointSpec[] },
+    { breakpoints: IBreakpointSpec[]; owner: string },
     { breakpoints: IBreakpointState[] }
   ];
   breakpoint_list: [Record<string, never>, { breakpoints: IBreakpointState[] }];

@@ -249,3 +249,15 @@ def test_breakpoints_are_reapplied_after_a_restart_once_the_code_exists(client):
     client.run(cell)
     client.run("scale(5, 1)")
     assert [h["line"] for h in hits(client)] == [2]
+
+
+def test_sync_replaces_only_the_breakpoints_of_one_notebook(client):
+    # two notebooks on one kernel: each re-sends its own breakpoints when it connects
+    line = open(__file__).read().splitlines().index("import pytest") + 1
+    first = {"id": "a1", "file": __file__, "line": line}
+    client.request("breakpoint_sync", breakpoints=[first], owner="a.ipynb")
+    second = {"id": "b1", "file": __file__, "line": line}
+    client.request("breakpoint_sync", breakpoints=[second], owner="b.ipynb")
+    client.request("breakpoint_sync", breakpoints=[], owner="a.ipynb")
+    listed, _ = client.request("breakpoint_list")
+    assert [(b["id"], b["state"]) for b in listed["result"]["breakpoints"]] == [("b1", "active")]

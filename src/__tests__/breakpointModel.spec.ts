@@ -15,6 +15,7 @@ class FakeConnection {
   readonly stateChanged = new Signal<this, BridgeState>(this);
   installed = new Map<string, IBreakpointSpec>();
   requests: string[] = [];
+  owner: string | null = null;
 
   connect(): void {
     const client = new ProtocolClient({
@@ -76,6 +77,7 @@ class FakeConnection {
         this.installed.delete(args.id);
         return {};
       case 'breakpoint_sync':
+        this.owner = args.owner;
         this.installed = new Map(
           args.breakpoints.map((b: IBreakpointSpec) => [b.id, b])
         );
@@ -184,12 +186,13 @@ describe('BreakpointModel', () => {
       ]
     });
     const connection = new FakeConnection();
-    const model = new BreakpointModel(notebook, connection);
+    const model = new BreakpointModel(notebook, connection, () => 'nb.ipynb');
     expect(model.breakpoints.map(b => b.id)).toEqual(['a', 'b']);
 
     connection.connect();
     await settle();
     expect(connection.requests).toEqual(['breakpoint_sync']);
+    expect(connection.owner).toBe('nb.ipynb');
     expect(connection.installed.get('a')).toMatchObject({
       source: CELL,
       condition: 'x > 0',

@@ -103,9 +103,14 @@ function fromSaved(value: unknown): IBreakpoint | null {
 
 /** A notebook's breakpoints and the kernel's state of each. */
 export class BreakpointModel implements IDisposable {
+  /**
+   * @param owner names the notebook to the kernel (its path), so that notebooks sharing a
+   *   kernel do not replace each other's breakpoints
+   */
   constructor(
     readonly notebook: INotebookModel,
-    readonly connection: IBreakpointConnection
+    readonly connection: IBreakpointConnection,
+    readonly owner: () => string = () => ''
   ) {
     const saved = notebook.getMetadata(METADATA_KEY) as
       { breakpoints?: unknown[] } | undefined;
@@ -265,7 +270,7 @@ export class BreakpointModel implements IDisposable {
     this._states.clear();
     const specs = this._breakpoints.map(bp => this._spec(bp));
     client
-      .request('breakpoint_sync', { breakpoints: specs })
+      .request('breakpoint_sync', { breakpoints: specs, owner: this.owner() })
       .then(response => {
         for (const state of response.result.breakpoints) {
           if (this._find(state.id)) {
@@ -302,7 +307,8 @@ export class BreakpointModel implements IDisposable {
       exec: bp.exec,
       keep_locals: bp.keep_locals,
       max_hits: bp.max_hits,
-      instance: bp.instance
+      instance: bp.instance,
+      owner: this.owner()
     };
     if (bp.cell !== undefined) {
       spec.source = this._cellSource(bp.cell) ?? '';
