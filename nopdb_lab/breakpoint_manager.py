@@ -22,6 +22,7 @@ inside functions defined in the cell fire whenever those functions run.
 from __future__ import annotations
 
 import linecache
+import os
 import pathlib
 import threading
 from dataclasses import dataclass, field
@@ -128,6 +129,18 @@ def cell_filename(source: str) -> str:
             "cell breakpoints need ipykernel (this shell names cells by execution count)"
         )
     return shell.compile.get_code_name(source, source, 0)
+
+
+def is_cell_file(file: str, text: str) -> bool:
+    """Whether ``file`` is the file ipykernel compiled a cell with this ``text`` to."""
+    try:
+        if os.path.dirname(file) != os.path.dirname(cell_filename("")):
+            return False  # not in the kernel's cell directory: skip hashing a big file
+        # linecache holds the cell as IPython transformed it: a final newline added
+        candidates = {text, text[:-1]} if text.endswith("\n") else {text}
+        return any(cell_filename(candidate) == file for candidate in candidates)
+    except SpecError:
+        return False
 
 
 def _shell() -> Any:

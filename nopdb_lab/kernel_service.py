@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from . import __version__
 from .attention import attention_capture_active
 from .backends import backend_name
-from .breakpoint_manager import BreakpointManager
+from .breakpoint_manager import BreakpointManager, is_cell_file
 from .capture_store import CaptureStore, Eviction, store
 from .dispatch import DISPATCHER, paused
 from .heatmap import slice_2d
@@ -431,7 +431,8 @@ class CommService:
         return {**meta, "expression": expression}, [raw]
 
     def op_source(self, file: str) -> Tuple[Dict[str, Any], None]:
-        return {"file": file, "text": source_text(file)}, None
+        text = source_text(file)
+        return {"file": file, "text": text, "cell": is_cell_file(file, text)}, None
 
     def op_heatmap(
         self,

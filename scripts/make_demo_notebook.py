@@ -75,6 +75,7 @@ CELLS = [
         "        attn = attn.softmax(dim=-1)\n"
         "        return attn @ v\n"
         "\n"
+        "\n"
         "probe = Probe()"
     ),
     new_code_cell(

@@ -88,6 +88,21 @@ export class CaptureListModel {
     return this._groups;
   }
 
+  /** Captures that satisfy `predicate` (the filter ignored), newest first, at most `limit`. */
+  where(
+    predicate: (brief: ICaptureBrief) => boolean,
+    limit = Infinity
+  ): ICaptureBrief[] {
+    const found: ICaptureBrief[] = [];
+    for (let i = this._order.length - 1; i >= 0 && found.length < limit; i--) {
+      const brief = this._byId.get(this._order[i]);
+      if (brief && predicate(brief)) {
+        found.push(brief);
+      }
+    }
+    return found;
+  }
+
   get(id: number): ICaptureBrief | undefined {
     return this._byId.get(id);
   }

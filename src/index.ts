@@ -123,6 +123,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
         throw new Error("the notebook's kernel is not connected");
       }
       const response = await client.request('source', { file });
+      const notebook = [...bridges].find(([, b]) => b === bridge)?.[0];
+      if (response.result.cell && notebook) {
+        // code of a cell: show the cell itself, where its gutter and breakpoints are
+        const text = response.result.text;
+        // the kernel's copy is the cell as IPython ran it: with a final newline
+        const cell = notebook.content.widgets.find(c => {
+          const source = c.model.sharedModel.getSource();
+          return source === text || `${source}\n` === text;
+        });
+        if (cell) {
+          revealCell(notebook, cell.model.id, line);
+          return;
+        }
+      }
       const breakpoints = breakpointModels.get(bridge);
       const widget = createSourceView(
         editorServices,
@@ -138,7 +152,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
           }
         }
       );
-      const notebook = [...bridges].find(([, b]) => b === bridge)?.[0];
       if (notebook) {
         widget.title.caption = `${file}\nBreakpoints here apply to the kernel of ${notebook.context.path}`;
       }
@@ -147,6 +160,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.add(widget, 'main', { mode: 'split-right' });
       app.shell.activateById(widget.id);
       requestAnimationFrame(() => revealLine(widget.content, line));
+    };
+
+    /** Activate a notebook and put the cursor on a line of one of its cells. */
+    const revealCell = (panel: NotebookPanel, cellId: string, line: number) => {
+      const notebook = panel.content;
+      const index = notebook.widgets.findIndex(
+        cell => cell.model.id === cellId
+      );
+      if (index < 0) {
+        return;
+      }
+      app.shell.activateById(panel.id);
+      notebook.activeCellIndex = index;
+      const cell = notebook.widgets[index];
+      void notebook.scrollToCell(cell).then(() => {
+        cell.editor?.setCursorPosition({ line: line - 1, column: 0 });
+        cell.editor?.focus();
+      });
     };
 
     const actions: IBrowserActions = {
@@ -224,19 +255,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         const panel = [...bridges].find(([, b]) => b === bridge)?.[0];
-        const notebook = panel?.content;
-        const index =
-          notebook?.widgets.findIndex(cell => cell.model.id === bp.cell) ?? -1;
-        if (!panel || !notebook || index < 0) {
-          return;
+        if (panel && bp.cell !== undefined) {
+          revealCell(panel, bp.cell, bp.line);
         }
-        app.shell.activateById(panel.id);
-        notebook.activeCellIndex = index;
-        const cell = notebook.widgets[index];
-        void notebook.scrollToCell(cell).then(() => {
-          cell.editor?.setCursorPosition({ line: bp.line - 1, column: 0 });
-          cell.editor?.focus();
-        });
       },
       confirmRemoveAll: async count => {
         const result = await showDialog({

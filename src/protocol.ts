@@ -194,7 +194,15 @@ export interface IRequests {
   image: [{ expression: string }, { width: number; height: number }];
   stack: [{ id: number; path: PathStep[] }, ICaptureBrief];
   attention_capture: [{ enabled: boolean }, { enabled: boolean }];
-  source: [{ file: string }, { file: string; text: string }];
+  source: [
+    { file: string },
+    {
+      file: string;
+      text: string;
+      /** Whether the file is a notebook cell's code (ipykernel's file for that text). */
+      cell?: boolean;
+    }
+  ];
   delete: [{ id: number }, Record<string, never>];
   clear: [Record<string, never>, Record<string, never>];
   set_budget: [{ nbytes: number }, { budget: number }];

@@ -89,12 +89,13 @@ def test_source_of_a_cell_and_of_a_module_file(client):
         "    doubled = a * 2\n"
         "    return doubled\n"
         "with nopdb_lab.capture_calls(cell_function):\n"
-        "    cell_function(4)\n"
+        "    cell_function(4)"  # as JupyterLab sends it: no final newline
     )
     (added,) = client.added()
     cell_file = added["file"]
     data, _ = client.request("source", file=cell_file)
     assert data["ok"] and "doubled = a * 2" in data["result"]["text"]
+    assert data["result"]["cell"]  # the front end shows the notebook cell instead
 
     data, _ = client.request("get", id=added["id"])
     for frame in data["result"]["stack"]:  # ipykernel's own frames, frozen runpy included
@@ -106,7 +107,7 @@ def test_source_of_a_cell_and_of_a_module_file(client):
     import json
 
     data, _ = client.request("source", file=json.__file__)
-    assert "def dumps(" in data["result"]["text"]
+    assert "def dumps(" in data["result"]["text"] and not data["result"]["cell"]
     data, _ = client.request("source", file="/no/such/file.py")
     assert (
         not data["ok"]

@@ -82,6 +82,24 @@ describe('CaptureListModel', () => {
     expect(list.view).not.toBe(view);
   });
 
+  it('finds captures by predicate regardless of the filter, newest first', () => {
+    const list = new CaptureListModel();
+    list.reset([
+      brief(1, 'f'),
+      brief(2, 'g', 'hit'),
+      brief(3, 'f'),
+      brief(4, 'f')
+    ]);
+    list.setFilter({ text: 'g' });
+    expect(list.view.map(b => b.id)).toEqual([2]);
+    expect(list.where(b => b.qualname === 'f').map(b => b.id)).toEqual([
+      4, 3, 1
+    ]);
+    expect(list.where(b => b.qualname === 'f', 2).map(b => b.id)).toEqual([
+      4, 3
+    ]);
+  });
+
   it('holds 10,000 captures and filters them', () => {
     const list = new CaptureListModel();
     const many = Array.from({ length: 10000 }, (_, i) =>

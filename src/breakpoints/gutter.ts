@@ -5,7 +5,13 @@
  * breakpoint's state (active, pending, disabled, error) and its hit count.
  */
 import { CodeEditor } from '@jupyterlab/codeeditor';
-import { RangeSet, StateEffect, StateField } from '@codemirror/state';
+import {
+  Compartment,
+  Extension,
+  RangeSet,
+  StateEffect,
+  StateField
+} from '@codemirror/state';
 import {
   EditorView,
   gutter,
@@ -13,7 +19,6 @@ import {
   PluginValue,
   ViewPlugin
 } from '@codemirror/view';
-import { Compartment, Extension } from '@codemirror/state';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { IBreakpointState } from '../protocol';
@@ -28,7 +33,7 @@ export interface IMarker {
 }
 
 /** The marker of a breakpoint, with the hover text that explains its state. */
-export function describe(
+export function markerOf(
   bp: IBreakpoint,
   state: IBreakpointState | undefined
 ): IMarker {
@@ -65,7 +70,7 @@ export class BreakpointTarget {
   markers(): IMarker[] {
     return this.model
       .at(this.place)
-      .map(bp => describe(bp, this.model.state(bp.id)));
+      .map(bp => markerOf(bp, this.model.state(bp.id)));
   }
 
   toggle(line: number): void {

@@ -147,6 +147,9 @@ function Field(props: {
   );
 }
 
+/** How many captures the instance choice lists (the newest). */
+const MAX_INSTANCE_CHOICES = 50;
+
 function fieldError(
   state: IBreakpointState | undefined,
   field: string
@@ -166,9 +169,17 @@ function Editor(props: {
   const update = (patch: Parameters<BreakpointModel['update']>[1]) =>
     model.update(bp.id, patch);
   const file = state?.file ?? bp.file;
-  const instances = bridge.captures.view.filter(
-    c => (c.kind === 'call' || c.kind === 'hit') && c.file === file
+  // the newest captures of code in this file: the user picks one whose self to keep
+  const instances = bridge.captures.where(
+    c => (c.kind === 'call' || c.kind === 'hit') && c.file === file,
+    MAX_INSTANCE_CHOICES
   );
+  if (bp.instance !== null && !instances.some(c => c.id === bp.instance)) {
+    const chosen = bridge.captures.get(bp.instance);
+    if (chosen) {
+      instances.push(chosen);
+    }
+  }
   const general =
     state?.state === 'error' &&
     !['condition', 'exec', 'max_hits', 'instance'].includes(state.field) &&

@@ -150,14 +150,21 @@ test.describe('capture browser', () => {
       'tensor('
     );
 
-    // a stack frame opens its source read-only
+    // a stack frame in a cell goes to that cell; a library frame opens read-only
     await details
       .locator('.jp-NopdbLab-frame', { hasText: 'forward' })
       .first()
       .click();
+    await expect(
+      page.locator('.jp-Notebook .jp-Cell.jp-mod-active')
+    ).toContainText('class Attention(torch.nn.Module)');
+    await details
+      .locator('.jp-NopdbLab-frame', { hasText: '_call_impl' })
+      .first()
+      .click();
     const source = page.locator('.jp-NopdbLab-source');
     await expect(source).toBeVisible();
-    await expect(source).toContainText('attn = (q @ k.transpose(-2, -1)');
+    await expect(source).toContainText('return forward_call(*args, **kwargs)');
     await source.locator('.cm-content').click();
     await page.keyboard.type('edited');
     await expect(source).not.toContainText('edited');
