@@ -144,7 +144,7 @@ class BreakpointMarker extends GutterMarker {
       const count = document.createElement('span');
       count.className = 'jp-NopdbLab-bpHits';
       count.textContent =
-        this.marker.hits > 999 ? '999+' : String(this.marker.hits);
+        this.marker.hits > 99 ? '99+' : String(this.marker.hits);
       node.appendChild(count);
     }
     return node;
