@@ -60,8 +60,10 @@ run_pytest() {  # $1 = label, $2 = venv, rest = pytest args
 # -- 1. Python -----------------------------------------------------------------------------
 make_venv 3.10
 make_venv 3.11 torch,bench,dev,jupyter,kerneltest,lab,transformers
-make_venv 3.12
-make_venv 3.13
+# the kernel tests (comm service, gutter breakpoints) also run on 3.12 (both backends:
+# the kernel inherits NOPDB_LAB_BACKEND) and 3.13 (PEP 667 frame locals)
+make_venv 3.12 jupyter,kerneltest
+make_venv 3.13 jupyter,kerneltest
 v310=$VENVS/py3.10 v311=$VENVS/py3.11 v312=$VENVS/py3.12 v313=$VENVS/py3.13
 
 PY_PATHS=(nopdb_lab tests benchmarks examples scripts ui-tests/jupyter_server_test_config.py)
