@@ -137,6 +137,7 @@ class Breakpoint(NoPdbContextManager):
         max_hits: int | None = None,
         hit_history: int = 10_000,
         check_line: bool = True,
+        log_errors: bool = True,
     ) -> None:
         if line is None and scope.function is None:
             raise TypeError("A line must be given if no function is specified")
@@ -154,6 +155,9 @@ class Breakpoint(NoPdbContextManager):
         self.hits: Deque[BreakpointHit] = collections.deque(maxlen=hit_history)
         self.hit_count = 0
         self._warned: set[str] = set()
+        # breakpoints set from the JupyterLab gutter show errors on the hit instead of
+        # writing a warning into the user's cell output
+        self._log_errors = log_errors
         if check_line or line is None or isinstance(line, str):
             resolver = line_resolution.resolve(scope, line)
         else:  # the caller checked the line against code that has not run yet
@@ -260,7 +264,7 @@ class Breakpoint(NoPdbContextManager):
         self._record(hit)
 
     def _record(self, hit: BreakpointHit) -> None:
-        for error in hit.errors:
+        for error in hit.errors if self._log_errors else ():
             if error.action not in self._warned:  # once per action, not once per hit
                 self._warned.add(error.action)
                 log.warning(

@@ -372,6 +372,7 @@ class BreakpointManager:
             keep_locals=spec.keep_locals,
             max_hits=spec.max_hits,
             check_line=False,
+            log_errors=False,  # the capture browser shows them on each hit
         )
         for text in spec.evals:
             tracer.eval(text)

@@ -11,6 +11,7 @@ class Client:
     def __init__(self):
         self.km, self.kc = manager.start_new_kernel(kernel_name="python3")
         self.events = []
+        self.output = []  # what cells printed (stdout and stderr)
         self._connect()
 
     def _connect(self):
@@ -35,6 +36,8 @@ class Client:
     def _collect(self, msg):
         if msg["msg_type"] == "comm_msg":
             self.events.append(msg)
+        elif msg["msg_type"] == "stream":
+            self.output.append(msg["content"]["text"])
         elif msg["msg_type"] == "error":
             raise AssertionError("\n".join(msg["content"]["traceback"]))
 

@@ -25,6 +25,7 @@ def client():
 @pytest.fixture(autouse=True)
 def no_breakpoints_left(client):
     client.events.clear()
+    client.output.clear()
     yield
     client.request("breakpoint_sync", breakpoints=[])
     client.request("clear")
@@ -124,6 +125,7 @@ def test_a_failing_action_is_recorded_on_the_hit_and_the_cell_keeps_running(clie
     messages = [e["message"] for e in detail["result"]["errors"]]
     assert "NameError: name 'missing_name' is not defined" in messages
     assert "ZeroDivisionError: division by zero" in messages
+    assert client.output == []  # shown on the hit, not written into the cell's output
 
 
 def test_condition_max_hits_and_disable(client):

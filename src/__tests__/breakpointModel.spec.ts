@@ -207,8 +207,11 @@ describe('BreakpointModel', () => {
     await settle();
     expect(connection.installed.get('a')?.instance).toBe(7);
 
+    const availability: boolean[] = [];
+    model.changed.connect(() => availability.push(model.available));
     connection.restart();
     await settle();
+    expect(availability).not.toContain(false); // gutters stay through a restart
     expect([...connection.installed.keys()]).toEqual(['a', 'b']);
     // capture ids belong to the old kernel process
     expect(connection.installed.get('a')?.instance).toBeNull();

@@ -127,6 +127,7 @@ export class BreakpointModel implements IDisposable {
     notebook.cells.changed.connect(this._onCellsChanged, this);
     connection.stateChanged.connect(this._onConnectionState, this);
     if (connection.state.status === 'ready') {
+      this._wasReady = true;
       this._connect();
     }
   }
@@ -141,9 +142,13 @@ export class BreakpointModel implements IDisposable {
     return this._notice;
   }
 
-  /** Whether the kernel runs nopdb-lab (breakpoints can be set). */
+  /**
+   * Whether the kernel runs nopdb-lab (breakpoints can be set). Also true while it
+   * reconnects after a restart, so gutters do not vanish and come back.
+   */
   get available(): boolean {
-    return this.connection.state.status === 'ready';
+    const status = this.connection.state.status;
+    return status === 'ready' || (status === 'connecting' && this._wasReady);
   }
 
   get breakpoints(): readonly IBreakpoint[] {
@@ -246,8 +251,12 @@ export class BreakpointModel implements IDisposable {
   // -- the kernel ---------------------------------------------------------------------
   private _onConnectionState(_: unknown, state: BridgeState): void {
     if (state.status === 'ready') {
+      this._wasReady = true;
       this._connect();
     } else {
+      if (state.status !== 'connecting') {
+        this._wasReady = false;
+      }
       this._client?.eventReceived.disconnect(this._onEvent, this);
       this._client = null;
       this._states.clear();
@@ -464,6 +473,7 @@ export class BreakpointModel implements IDisposable {
   private _sources = new Map<string, string>();
   private _watched = new WeakSet<ISourceCell>();
   private _client: ProtocolClient | null = null;
+  private _wasReady = false;
   private _isDisposed = false;
   private readonly _changed = new Signal<this, void>(this);
   private readonly _notice = new Signal<this, string>(this);

@@ -150,6 +150,31 @@ test('gutter breakpoints in a cell and in library source, kept across a reload',
   await run(page, 1);
   await expect.poll(() => output(page, 1)).not.toEqual(plain);
   expect(await output(page, 1)).toMatch(/^sum=/);
+  const changed = await output(page, 1);
+
+  // expressions evaluated at each hit; one that raises is recorded on the hit and the
+  // cell runs on
+  const newExpression = section(page).getByLabel('New expression');
+  await newExpression.fill('attn.shape[-1]');
+  await newExpression.press('Enter');
+  await newExpression.fill('no_such_name + 1');
+  await newExpression.press('Enter');
+  await expect(
+    section(page).getByRole('textbox', { name: 'Expression 2' })
+  ).toHaveValue('no_such_name + 1');
+  await run(page, 1);
+  await expect.poll(() => output(page, 1)).toEqual(changed);
+  await expect(rows(page)).toHaveCount(3);
+  await rows(page).first().click();
+  await expect(
+    details.locator(
+      `.jp-NopdbLab-value[data-path='["evals","attn.shape[-1]"]']`
+    )
+  ).toContainText('4');
+  await expect(details).toContainText(
+    "NameError: name 'no_such_name' is not defined"
+  );
+  await keepScreenshot(page, testInfo, 'hit-evals-and-errors');
 
   // a syntax error in an action is shown where it was typed, before anything runs
   const condition = section(page).getByLabel('Condition');
