@@ -38,7 +38,7 @@ import {
   breakpointExtension,
   GutterTargets
 } from './breakpoints/gutter';
-import { BreakpointModel } from './breakpoints/model';
+import { BreakpointModel, BreakpointPlace } from './breakpoints/model';
 import { BrowserModel, IBrowserActions } from './browserModel';
 import {
   BreakpointsView,
@@ -59,6 +59,7 @@ export namespace CommandIDs {
   export const openBrowser = 'nopdb-lab:open-capture-browser';
   export const clearCaptures = 'nopdb-lab:clear-captures';
   export const openByName = 'nopdb-lab:open-source-by-name';
+  export const toggleBreakpoint = 'nopdb-lab:toggle-breakpoint';
 }
 
 const plugin: JupyterFrontEndPlugin<void> = {
@@ -373,6 +374,47 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       }
     });
+    /** The breakpoint place and cursor line of the focused cell or source view. */
+    const cursorTarget = (): {
+      model: BreakpointModel;
+      place: BreakpointPlace;
+      line: number;
+    } | null => {
+      const current = app.shell.currentWidget;
+      for (const [bridge, views] of sources) {
+        for (const [file, view] of views) {
+          if (view === current) {
+            const model = breakpointModels.get(bridge);
+            const line = view.content.editor.getCursorPosition().line + 1;
+            return model ? { model, place: { file }, line } : null;
+          }
+        }
+      }
+      const panel = tracker.currentWidget;
+      const cell = panel?.content.activeCell;
+      const bridge = panel ? bridges.get(panel) : undefined;
+      const model = bridge ? breakpointModels.get(bridge) : undefined;
+      if (!cell || cell.model.type !== 'code' || !cell.editor || !model) {
+        return null;
+      }
+      const line = cell.editor.getCursorPosition().line + 1;
+      return { model, place: { cell: cell.model.id }, line };
+    };
+    app.commands.addCommand(CommandIDs.toggleBreakpoint, {
+      label: 'Toggle Breakpoint at the Cursor (nopdb-lab)',
+      isEnabled: () => cursorTarget()?.model.available ?? false,
+      execute: () => {
+        const target = cursorTarget();
+        if (target?.model.available) {
+          target.model.toggle(target.place, target.line);
+        }
+      }
+    });
+    palette?.addItem({
+      command: CommandIDs.toggleBreakpoint,
+      category: 'nopdb-lab'
+    });
+
     app.commands.addCommand(CommandIDs.openByName, {
       label: 'Open Source by Name (nopdb-lab)…',
       isEnabled: () => model.bridge?.state.status === 'ready',

@@ -250,4 +250,14 @@ test('gutter breakpoints in a cell and in library source, kept across a reload',
   );
   await expect(bpRows(page).nth(1)).toContainText('functional.py');
   await keepScreenshot(page, testInfo, 'breakpoints-restored');
+
+  // F9 toggles a breakpoint at the cursor, as in most debuggers
+  const runEditor = cellEditor(page, 1);
+  await runEditor.locator('.cm-line').nth(1).click();
+  await page.keyboard.press('F9');
+  await expect(marker(runEditor, 2)).toHaveAttribute('data-status', 'active');
+  await expect(bpRows(page)).toHaveCount(3);
+  await page.keyboard.press('F9');
+  await expect(marker(runEditor, 2)).toHaveCount(0);
+  await expect(bpRows(page)).toHaveCount(2);
 });
