@@ -22,6 +22,7 @@ import {
   IEditorExtensionRegistry
 } from '@jupyterlab/codemirror';
 import {
+  INotebookModel,
   INotebookTracker,
   NotebookActions,
   NotebookPanel
@@ -90,6 +91,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const bridges = new Map<NotebookPanel, KernelBridge>();
     const breakpointModels = new Map<KernelBridge, BreakpointModel>();
+    const sharedBreakpoints = new Map<
+      INotebookModel,
+      { model: BreakpointModel; bridges: Set<KernelBridge> }
+    >();
     const gutterTargets = new GutterTargets();
     editorExtensions.addExtension({
       name: 'nopdb-lab:breakpoints',
@@ -288,23 +293,44 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
       bridges.set(panel, bridge);
       void panel.context.ready.then(() => {
-        if (panel.isDisposed || !panel.context.model) {
+        const notebookModel = panel.context.model;
+        if (panel.isDisposed || !notebookModel) {
           return;
         }
-        const breakpoints = new BreakpointModel(
-          panel.context.model,
-          bridge,
-          () => panel.context.path
-        );
-        breakpoints.notice.connect((_, message) =>
-          Notification.warning(message, { autoClose: 6000 })
-        );
-        breakpointModels.set(bridge, breakpoints);
-        gutterTargets.addNotebook(panel.context.model.sharedModel, breakpoints);
+        // views of one notebook share its breakpoints (one list, one metadata entry)
+        let shared = sharedBreakpoints.get(notebookModel);
+        if (!shared) {
+          const model = new BreakpointModel(
+            notebookModel,
+            bridge,
+            () => panel.context.path
+          );
+          model.notice.connect((_, message) =>
+            Notification.warning(message, { autoClose: 6000 })
+          );
+          gutterTargets.addNotebook(notebookModel.sharedModel, model);
+          shared = { model, bridges: new Set() };
+          sharedBreakpoints.set(notebookModel, shared);
+        }
+        shared.bridges.add(bridge);
+        breakpointModels.set(bridge, shared.model);
         breakpointsView.update();
+        panel.disposed.connect(() => {
+          const entry = sharedBreakpoints.get(notebookModel);
+          entry?.bridges.delete(bridge);
+          if (!entry) {
+            return;
+          }
+          const [next] = entry.bridges;
+          if (!next) {
+            entry.model.dispose();
+            sharedBreakpoints.delete(notebookModel);
+          } else if (entry.model.connection === bridge) {
+            entry.model.setConnection(next);
+          }
+        });
       });
       panel.disposed.connect(() => {
-        breakpointModels.get(bridge)?.dispose();
         breakpointModels.delete(bridge);
         for (const view of sources.get(bridge)?.values() ?? []) {
           view.dispose();

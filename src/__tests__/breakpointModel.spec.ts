@@ -234,6 +234,24 @@ describe('BreakpointModel', () => {
     expect(model.state(bp.id)).toMatchObject({ state: 'active', hits: 3 });
   });
 
+  it('moves to another connection when the view it used closes', async () => {
+    const notebook = notebookWith(CELL);
+    const first = new FakeConnection();
+    first.connect();
+    const second = new FakeConnection();
+    second.connect();
+    const model = new BreakpointModel(notebook, first);
+    const bp = model.toggle({ cell: notebook.cells.get(0).id }, 2)!;
+    await settle();
+    model.setConnection(second);
+    await settle();
+    expect([...second.installed.keys()]).toEqual([bp.id]);
+    model.remove(bp.id);
+    await settle();
+    expect(second.installed.size).toBe(0);
+    expect(first.installed.size).toBe(1); // the closed view's connection is not used
+  });
+
   it('drops the breakpoints of a deleted cell', () => {
     const notebook = notebookWith(CELL, CELL);
     const connection = new FakeConnection();

@@ -109,7 +109,7 @@ export class BreakpointModel implements IDisposable {
    */
   constructor(
     readonly notebook: INotebookModel,
-    readonly connection: IBreakpointConnection,
+    connection: IBreakpointConnection,
     readonly owner: () => string = () => ''
   ) {
     const saved = notebook.getMetadata(METADATA_KEY) as
@@ -125,11 +125,33 @@ export class BreakpointModel implements IDisposable {
       this._watchCell(cell.sharedModel);
     }
     notebook.cells.changed.connect(this._onCellsChanged, this);
+    this._connection = connection;
     connection.stateChanged.connect(this._onConnectionState, this);
     if (connection.state.status === 'ready') {
       this._wasReady = true;
       this._connect();
     }
+  }
+
+  /** The kernel connection breakpoints are mirrored through. */
+  get connection(): IBreakpointConnection {
+    return this._connection;
+  }
+
+  /**
+   * Mirror through another connection (another view of the notebook, when the view
+   * whose connection this was closes); everything is sent through it again.
+   */
+  setConnection(connection: IBreakpointConnection): void {
+    if (connection === this._connection) {
+      return;
+    }
+    this._connection.stateChanged.disconnect(this._onConnectionState, this);
+    this._client?.eventReceived.disconnect(this._onEvent, this);
+    this._client = null;
+    this._connection = connection;
+    connection.stateChanged.connect(this._onConnectionState, this);
+    this._onConnectionState(connection, connection.state);
   }
 
   /** Emitted when breakpoints or their kernel states change. */
@@ -472,6 +494,7 @@ export class BreakpointModel implements IDisposable {
   private _timers = new Map<string, ReturnType<typeof setTimeout>>();
   private _sources = new Map<string, string>();
   private _watched = new WeakSet<ISourceCell>();
+  private _connection: IBreakpointConnection;
   private _client: ProtocolClient | null = null;
   private _wasReady = false;
   private _isDisposed = false;
