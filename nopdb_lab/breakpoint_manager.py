@@ -30,7 +30,7 @@ from types import CodeType
 from typing import Any, Callable, Dict, Iterable, List
 
 from . import lines as line_resolution
-from .breakpoint import Breakpoint, compile_source
+from .breakpoint import Breakpoint
 from .capture_store import CaptureStore
 from .nopdb import NoPdb
 from .scope import Scope
@@ -281,8 +281,6 @@ class BreakpointManager:
         except _FieldError as exc:
             managed.fail(exc.field, exc.message)
             return managed
-        if tracer is None:
-            return managed
         if not spec.enabled:
             tracer.disable()
             managed.state = "disabled"
@@ -349,35 +347,35 @@ class BreakpointManager:
                 return values["self"]
         raise _FieldError("instance", f"capture #{capture_id} has no self (not a method call)")
 
-    def _make_tracer(self, managed: ManagedBreakpoint, scope: Scope) -> Breakpoint | None:
+    def _make_tracer(self, managed: ManagedBreakpoint, scope: Scope) -> Breakpoint:
+        """The tracer breakpoint; a syntax error is reported against its field."""
         spec = managed.spec
         if spec.max_hits is not None and spec.max_hits < 1:
             raise _FieldError("max_hits", f"max hits must be at least 1, got {spec.max_hits}")
-        checks = [("condition", spec.condition, "eval", "condition")]
-        checks += [
-            (f"evals.{i}", text, "eval", "eval expression") for i, text in enumerate(spec.evals)
-        ]
-        checks.append(("exec", spec.exec, "exec", "exec code"))
-        for field_name, text, mode, what in checks:
-            if text.strip():
-                try:
-                    compile_source(text, mode, what)
-                except SyntaxError as exc:
-                    raise _FieldError(field_name, str(exc.msg)) from None
-        tracer = Breakpoint(
-            self.nopdb,
-            scope,
-            line=spec.line,
-            cond=spec.condition if spec.condition.strip() else None,
-            keep_locals=spec.keep_locals,
-            max_hits=spec.max_hits,
-            check_line=False,
-            log_errors=False,  # the capture browser shows them on each hit
-        )
-        for text in spec.evals:
-            tracer.eval(text)
-        if spec.exec.strip():
-            tracer.exec(spec.exec)
+        try:
+            tracer = Breakpoint(
+                self.nopdb,
+                scope,
+                line=spec.line,
+                cond=spec.condition if spec.condition.strip() else None,
+                keep_locals=spec.keep_locals,
+                max_hits=spec.max_hits,
+                check_line=False,
+                log_errors=False,  # the capture browser shows them on each hit
+            )
+        except SyntaxError as exc:
+            raise _FieldError("condition", str(exc.msg)) from None
+        field_name = ""
+        try:
+            for index, text in enumerate(spec.evals):
+                field_name = f"evals.{index}"
+                tracer.eval(text)
+            if spec.exec.strip():
+                field_name = "exec"
+                tracer.exec(spec.exec)
+        except SyntaxError as exc:
+            tracer.disable()
+            raise _FieldError(field_name, str(exc.msg)) from None
         return tracer
 
 

@@ -24,11 +24,12 @@ def executable_lines(code: CodeType) -> FrozenSet[int]:
     return frozenset(line for _, _, line in code.co_lines() if line is not None and line > 0)
 
 
-def _all_executable_lines(code: CodeType) -> FrozenSet[int]:
+def all_executable_lines(code: CodeType) -> FrozenSet[int]:
+    """Line numbers with code in ``code`` or in any function nested in it."""
     lines = set(executable_lines(code))
     for const in code.co_consts:
         if isinstance(const, CodeType):
-            lines |= _all_executable_lines(const)
+            lines |= all_executable_lines(const)
     return frozenset(lines)
 
 
@@ -41,7 +42,8 @@ def _describe_code(code: CodeType) -> str:
     return f"{name} ({code.co_filename}, lines {code.co_firstlineno}-{_last_line(code)})"
 
 
-def _nearest(line: int, candidates: FrozenSet[int]) -> str:
+def nearest(line: int, candidates: FrozenSet[int]) -> str:
+    """A hint naming the executable lines nearest to ``line``."""
     if not candidates:
         return "it has no executable lines"
     near = sorted(candidates, key=lambda c: (abs(c - line), c))[:3]
@@ -99,19 +101,9 @@ def innermost_function(code: CodeType, line: int) -> str | None:
     ``None`` when the line belongs to ``code`` itself at module level (or to nothing).
     """
     for const in code.co_consts:
-        if isinstance(const, CodeType) and line in _all_executable_lines(const):
+        if isinstance(const, CodeType) and line in all_executable_lines(const):
             return innermost_function(const, line) or getattr(const, "co_qualname", const.co_name)
     return None
-
-
-def all_executable_lines(code: CodeType) -> FrozenSet[int]:
-    """Line numbers with code in ``code`` or in any function nested in it."""
-    return _all_executable_lines(code)
-
-
-def nearest(line: int, candidates: FrozenSet[int]) -> str:
-    """A hint naming the executable lines nearest to ``line``."""
-    return _nearest(line, candidates)
 
 
 def _resolve_number(scope: Scope, line: int) -> LineResolver:
@@ -128,7 +120,7 @@ def _resolve_number(scope: Scope, line: int) -> LineResolver:
                 "inside a multi-line statement) of"
             )
             raise ValueError(
-                f"line {line} is {where} {_describe_code(code)}; {_nearest(line, lines)}"
+                f"line {line} is {where} {_describe_code(code)}; {nearest(line, lines)}"
             )
         target = frozenset({line})
         return lambda c: target if c is code else frozenset()
@@ -142,11 +134,11 @@ def _resolve_number(scope: Scope, line: int) -> LineResolver:
         except SyntaxError:
             module_code = None
         if module_code is not None:
-            lines = _all_executable_lines(module_code)
+            lines = all_executable_lines(module_code)
             if line not in lines:
                 raise ValueError(
                     f"line {line} of {filename} is not an executable line "
-                    f"({source[line - 1].strip()!r}); {_nearest(line, lines)}"
+                    f"({source[line - 1].strip()!r}); {nearest(line, lines)}"
                 )
     target = frozenset({line})
     return lambda c: target & executable_lines(c)
@@ -162,7 +154,7 @@ def _resolve_text(scope: Scope, text: str) -> LineResolver:
         if found[0] not in lines:
             raise ValueError(
                 f"line {found[0]} ({text!r}) has no code of its own in "
-                f"{_describe_code(code)}; {_nearest(found[0], lines)}"
+                f"{_describe_code(code)}; {nearest(found[0], lines)}"
             )
         target = frozenset(found)
         return lambda c: target if c is code else frozenset()
