@@ -90,6 +90,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       );
 
     const bridges = new Map<NotebookPanel, KernelBridge>();
+    /** The notebook panel a bridge serves. */
+    const panelOf = (bridge: KernelBridge): NotebookPanel | undefined =>
+      [...bridges].find(([, b]) => b === bridge)?.[0];
     const breakpointModels = new Map<KernelBridge, BreakpointModel>();
     const sharedBreakpoints = new Map<
       INotebookModel,
@@ -129,7 +132,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         throw new Error("the notebook's kernel is not connected");
       }
       const response = await client.request('source', { file });
-      const notebook = [...bridges].find(([, b]) => b === bridge)?.[0];
+      const notebook = panelOf(bridge);
       if (response.result.cell && notebook) {
         // code of a cell: show the cell itself, where its gutter and breakpoints are
         const text = response.result.text;
@@ -260,7 +263,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           actions.openSource(bridge, bp.file, bp.line);
           return;
         }
-        const panel = [...bridges].find(([, b]) => b === bridge)?.[0];
+        const panel = panelOf(bridge);
         if (panel && bp.cell !== undefined) {
           revealCell(panel, bp.cell, bp.line);
         }

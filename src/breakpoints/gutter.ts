@@ -185,10 +185,6 @@ class GutterController implements PluginValue {
     this._lookUp();
   }
 
-  update(): void {
-    // a document change maps the markers; nothing else to do
-  }
-
   destroy(): void {
     this._destroyed = true;
     this._targets.changed.disconnect(this._lookUp, this);

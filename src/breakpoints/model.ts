@@ -16,14 +16,11 @@ import { mapLine, TextDelta } from './lineMapping';
 /** The notebook metadata key. */
 export const METADATA_KEY = 'nopdb-lab';
 
-/** The fields a user edits (what the breakpoint editor shows). */
-export interface IBreakpointOptions {
-  enabled: boolean;
-  condition: string;
-  evals: string[];
-  exec: string;
-  keep_locals: boolean;
-  max_hits: number | null;
+/** The fields a user edits (what the breakpoint editor shows), as the kernel takes them. */
+export interface IBreakpointOptions extends Pick<
+  IBreakpointSpec,
+  'enabled' | 'condition' | 'evals' | 'exec' | 'keep_locals' | 'max_hits'
+> {
   /** A capture id whose `self` the breakpoint is limited to (not saved: ids are per kernel). */
   instance: number | null;
 }
@@ -329,24 +326,10 @@ export class BreakpointModel implements IDisposable {
   }
 
   private _spec(bp: IBreakpoint): IBreakpointSpec {
-    const spec: IBreakpointSpec = {
-      id: bp.id,
-      line: bp.line,
-      enabled: bp.enabled,
-      condition: bp.condition,
-      evals: bp.evals,
-      exec: bp.exec,
-      keep_locals: bp.keep_locals,
-      max_hits: bp.max_hits,
-      instance: bp.instance,
-      owner: this.owner()
-    };
-    if (bp.cell !== undefined) {
-      spec.source = this._cellSource(bp.cell) ?? '';
-    } else {
-      spec.file = bp.file;
-    }
-    return spec;
+    const { cell, file, ...fields } = bp; // id, line and the options
+    const where =
+      cell !== undefined ? { source: this._cellSource(cell) ?? '' } : { file };
+    return { ...fields, ...where, owner: this.owner() };
   }
 
   /** Send a breakpoint to the kernel now, or after the edit pause. */
