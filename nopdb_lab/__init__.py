@@ -6,7 +6,7 @@ fallback on 3.10/3.11.
 """
 
 from ._version import __version__
-from .attention import (
+from .analysis.attention import (
     AttentionRecord,
     attention_probabilities,
     attention_rollout,
@@ -14,14 +14,14 @@ from .attention import (
     start_attention_capture,
     stop_attention_capture,
 )
-from .backends import backend_name
 from .breakpoint import ActionError, Breakpoint, BreakpointHit
 from .call_capture import CallCapture, CallListCapture
 from .call_info import CallInfo
 from .capture_store import CaptureStore, store
 from .get_local import get_local
 from .nopdb import Handle, NoPdb, breakpoint, capture_call, capture_calls, get_nopdb
-from .scope import Scope
+from .tracing.backends import backend_name
+from .tracing.scope import Scope
 
 __all__ = [
     "__version__",
@@ -58,4 +58,4 @@ def _jupyter_labextension_paths() -> list:
 
 def _jupyter_server_extension_points() -> list:
     """The jupyter-server extension (imports jupyter_server only when a server loads it)."""
-    return [{"module": "nopdb_lab.server_extension"}]
+    return [{"module": "nopdb_lab.jupyter.server_extension"}]

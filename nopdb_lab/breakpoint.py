@@ -17,15 +17,15 @@ import traceback
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Type, Union
 
-from . import events as ev
-from . import lines as line_resolution
-from . import observers
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from .context import NoPdbContextManager
-from .dispatch import Handler
-from .frame_locals import read_locals, write_locals
-from .nice_debugger import make_nice_debugger
-from .scope import Scope
+from .tracing import events as ev
+from .tracing import lines as line_resolution
+from .tracing import observers
+from .tracing.dispatch import Handler
+from .tracing.frame_locals import read_locals, write_locals
+from .tracing.nice_debugger import make_nice_debugger
+from .tracing.scope import Scope
 
 if TYPE_CHECKING:
     from .nopdb import NoPdb

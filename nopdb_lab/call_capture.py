@@ -14,13 +14,13 @@ from collections import OrderedDict
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List
 
-from . import events as ev
-from . import observers
 from .call_info import CallInfo, next_id, qualified_name, raw_stack
 from .context import NoPdbContextManager
-from .dispatch import Handler
-from .frame_locals import read_locals
-from .scope import Scope
+from .tracing import events as ev
+from .tracing import observers
+from .tracing.dispatch import Handler
+from .tracing.frame_locals import read_locals
+from .tracing.scope import Scope
 
 if TYPE_CHECKING:
     from .nopdb import NoPdb

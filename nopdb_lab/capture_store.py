@@ -16,8 +16,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterator, List
 
-from . import observers
-from .summary import value_nbytes
+from .analysis.summary import value_nbytes
+from .tracing import observers
 
 log = logging.getLogger("nopdb_lab")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .dispatch import Handler
+from .tracing.dispatch import Handler
 
 if TYPE_CHECKING:
     from .nopdb import Handle, NoPdb

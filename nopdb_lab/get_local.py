@@ -14,9 +14,9 @@ import sys
 from types import FrameType
 from typing import Any, Callable, ClassVar, Dict, List, Tuple, TypeVar
 
-from . import events as ev
-from .dispatch import DISPATCHER, Handler
-from .scope import Scope
+from .tracing import events as ev
+from .tracing.dispatch import DISPATCHER, Handler
+from .tracing.scope import Scope
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("nopdb_lab")

@@ -15,12 +15,12 @@ from collections import OrderedDict
 from types import CodeType, FrameType, ModuleType
 from typing import Any, Callable, Dict, Iterable, List, Union
 
-from . import events as ev
 from .breakpoint import Breakpoint
 from .call_capture import CallCapture, CallListCapture
-from .dispatch import DISPATCHER, Handler
-from .scope import Scope
 from .snapshot import SnapshotSpec, make_snapshotter
+from .tracing import events as ev
+from .tracing.dispatch import DISPATCHER, Handler
+from .tracing.scope import Scope
 
 __all__ = ["NoPdb", "Handle", "breakpoint", "capture_call", "capture_calls", "get_nopdb"]
 

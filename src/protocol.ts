@@ -1,7 +1,7 @@
 /**
  * Types of the nopdb-lab kernel protocol, version 1 (see docs/protocol.md).
  *
- * The kernel side lives in `nopdb_lab/kernel_service.py`; both sides must agree on
+ * The kernel side lives in `nopdb_lab/jupyter/`; both sides must agree on
  * `PROTOCOL_VERSION` and on the comm target name.
  */
 
@@ -13,7 +13,7 @@ export const COMM_TARGET = 'nopdb_lab';
 
 /** Code run silently in every Python kernel to start the kernel service. */
 export const BOOTSTRAP_CODE =
-  'import nopdb_lab.kernel_service as _nopdb_lab_service\n' +
+  'import nopdb_lab.jupyter as _nopdb_lab_service\n' +
   '_nopdb_lab_service.start()\n' +
   'del _nopdb_lab_service';
 

@@ -2,7 +2,7 @@ import sys
 
 import pytest
 
-from nopdb_lab.dispatch import DISPATCHER
+from nopdb_lab.tracing.dispatch import DISPATCHER
 
 
 @pytest.fixture(autouse=True)

@@ -16,7 +16,7 @@ class Client:
 
     def _connect(self):
         self.comm_id = uuid.uuid4().hex
-        self.run("import nopdb_lab, nopdb_lab.kernel_service as s; s.start()")
+        self.run("import nopdb_lab, nopdb_lab.jupyter as s; s.start()")
         self._send("comm_open", {"comm_id": self.comm_id, "target_name": "nopdb_lab", "data": {}})
 
     def restart(self):

@@ -94,7 +94,7 @@ def test_snapshot_cpu_and_bad_snapshot():
 
 
 def test_records_are_captures_in_the_store():
-    from nopdb_lab.kernel_service import brief, detail
+    from nopdb_lab.jupyter.kernel_service import brief, detail
 
     store = CaptureStore()
     store.enable()
@@ -150,7 +150,7 @@ def test_bert_sdpa_maps_equal_the_eager_attentions():
 
 def test_session_capture_from_the_panel_records_until_stopped():
     from nopdb_lab import start_attention_capture, stop_attention_capture
-    from nopdb_lab.attention import attention_capture_active
+    from nopdb_lab.analysis.attention import attention_capture_active
 
     store = CaptureStore()
     store.enable()

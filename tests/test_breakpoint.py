@@ -240,7 +240,7 @@ def test_eval_results_are_kept_on_each_hit_by_expression():
 def test_a_file_scope_narrowed_to_one_instance():
     from nopdb_lab.breakpoint import Breakpoint
     from nopdb_lab.nopdb import get_nopdb
-    from nopdb_lab.scope import Scope
+    from nopdb_lab.tracing.scope import Scope
 
     alice, bob = sc.Greeter("alice"), sc.Greeter("bob")
     line = sc.Greeter.greet.__code__.co_firstlineno + 1
@@ -256,7 +256,7 @@ def test_a_file_scope_narrowed_to_one_instance():
 def test_a_thread_started_before_the_breakpoint_is_traced_once_it_adopts_tracing():
     # a Jupyter kernel sets breakpoints from a comm handler while cells run on another
     # thread; before each cell the kernel service makes the cell's thread adopt tracing
-    from nopdb_lab.dispatch import DISPATCHER
+    from nopdb_lab.tracing.dispatch import DISPATCHER
 
     started, go = threading.Event(), threading.Event()
 

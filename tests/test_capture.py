@@ -249,7 +249,7 @@ def test_low_level_add_callback_gets_settrace_style_events():
 
 
 def test_capture_survives_a_failing_observer_and_keeps_results():
-    from nopdb_lab import observers
+    from nopdb_lab.tracing import observers
 
     def broken(record):
         raise RuntimeError("observer bug")

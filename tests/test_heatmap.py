@@ -4,7 +4,7 @@ import pytest
 
 np = pytest.importorskip("numpy")
 
-from nopdb_lab.heatmap import SliceError, slice_2d  # noqa: E402
+from nopdb_lab.analysis.heatmap import SliceError, slice_2d  # noqa: E402
 
 
 def test_slice_picks_rows_cols_and_fixes_the_other_dims():
@@ -131,7 +131,7 @@ def test_mean_over_heads_and_a_grid_of_heads():
 
 
 def test_images_for_the_patch_overlay():
-    from nopdb_lab.user_values import ExpressionError, evaluate_image
+    from nopdb_lab.jupyter.user_values import ExpressionError, evaluate_image
 
     namespace = {
         "chw": torch.rand(3, 8, 6),

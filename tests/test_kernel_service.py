@@ -182,7 +182,7 @@ def test_ten_thousand_captures_arrive_in_few_messages_in_order(client):
 
 
 def test_merging_keeps_additions_and_removals_in_order():
-    from nopdb_lab.kernel_service import merge_events
+    from nopdb_lab.jupyter.kernel_service import merge_events
 
     def added(*ids):
         return {"event": "captures_added", "captures": [{"id": i} for i in ids]}

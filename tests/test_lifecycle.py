@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import nopdb_lab as nopdb
-from nopdb_lab.dispatch import DISPATCHER
+from nopdb_lab.tracing.dispatch import DISPATCHER
 from tests import sample_code as sc
 
 

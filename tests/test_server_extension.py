@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("jupyter_server")
 
-from nopdb_lab import server_extension  # noqa: E402
-from nopdb_lab.kernel_service import PROTOCOL_VERSION  # noqa: E402
+from nopdb_lab.jupyter import server_extension  # noqa: E402
+from nopdb_lab.jupyter.kernel_service import PROTOCOL_VERSION  # noqa: E402
 
 TOKEN = "nopdb-lab-test-token"
 

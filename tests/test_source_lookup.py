@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nopdb_lab.source_lookup import SourceLookupError, locate
+from nopdb_lab.jupyter.source_lookup import SourceLookupError, locate
 from tests import sample_code as sc
 
 

@@ -6,9 +6,10 @@ torch = pytest.importorskip("torch")
 
 import nopdb_lab  # noqa: E402
 from examples.vit import Attention, vit_tiny  # noqa: E402
+from nopdb_lab.analysis.stacking import stack_captures  # noqa: E402
 from nopdb_lab.capture_store import CaptureStore  # noqa: E402
-from nopdb_lab.kernel_service import ProtocolError, brief  # noqa: E402
-from nopdb_lab.stacking import stack_captures  # noqa: E402
+from nopdb_lab.jupyter.kernel_service import brief  # noqa: E402
+from nopdb_lab.records import ProtocolError  # noqa: E402
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@ import logging
 import pytest
 
 import nopdb_lab as nopdb
+from nopdb_lab.analysis.summary import summarize
 from nopdb_lab.capture_store import CaptureStore
-from nopdb_lab.summary import summarize
 from tests import sample_code as sc
 
 np = pytest.importorskip("numpy")

@@ -26,8 +26,8 @@ import traceback
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List
 
-from . import observers
-from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
+from ..call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
+from ..tracing import observers
 
 log = logging.getLogger("nopdb_lab")
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any, Callable, Dict, Iterable, List
 
-from . import lines as line_resolution
-from .breakpoint import Breakpoint
-from .capture_store import CaptureStore
-from .nopdb import NoPdb
-from .scope import Scope
+from ..breakpoint import Breakpoint
+from ..capture_store import CaptureStore
+from ..nopdb import NoPdb
+from ..tracing import lines as line_resolution
+from ..tracing.scope import Scope
 
 STATES = ("active", "pending", "disabled", "error")
 Listener = Callable[[List[str]], None]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Dict, List, Tuple
 
-from .summary import is_array, is_tensor
+from ..analysis.summary import is_array, is_tensor
 
 
 class ExpressionError(ValueError):

@@ -14,16 +14,17 @@ import sys
 import threading
 from typing import Any, Callable, Dict, List, Tuple
 
-from . import __version__
-from .attention import attention_capture_active
-from .backends import backend_name
+from .._version import __version__
+from ..analysis.attention import attention_capture_active
+from ..analysis.heatmap import slice_2d
+from ..analysis.stacking import stack_captures
+from ..analysis.summary import is_array, is_tensor, summarize
+from ..capture_store import CaptureStore, Eviction, store
+from ..records import ProtocolError, resolve
+from ..tracing.backends import backend_name
+from ..tracing.dispatch import DISPATCHER, paused
 from .breakpoint_manager import BreakpointManager, is_cell_file
-from .capture_store import CaptureStore, Eviction, store
-from .dispatch import DISPATCHER, paused
-from .heatmap import slice_2d
 from .source_lookup import locate
-from .stacking import stack_captures
-from .summary import is_array, is_tensor, summarize
 from .user_values import evaluate_image, evaluate_labels, user_namespace
 
 TARGET = "nopdb_lab"
@@ -45,10 +46,6 @@ def breakpoint_manager() -> BreakpointManager:
     if _manager is None:
         _manager = BreakpointManager(store)
     return _manager
-
-
-class ProtocolError(Exception):
-    """A request the kernel cannot serve; sent back as a structured error."""
 
 
 def start() -> str:
@@ -151,24 +148,6 @@ def _summaries(values: Dict[str, Any] | None, expression: str) -> Dict[str, Any]
     return {
         k: {**summarize(v), "expression": f"{expression}[{k!r}]"} for k, v in (values or {}).items()
     }
-
-
-def resolve(record: Any, path: List[Any]) -> Tuple[Any, str]:
-    """The value at ``path`` (e.g. ``["locals", "attn", 0]``) and Python that reaches it."""
-    parts = ("args", "locals", "return_value", "yields", "evals")
-    if not path or path[0] not in parts or not hasattr(record, path[0]):
-        raise ProtocolError(
-            f"path must start with one of {', '.join(parts)} that capture #{record.id} has: {path}"
-        )
-    value = getattr(record, path[0])
-    expression = f"nopdb_lab.store[{record.id}].{path[0]}"
-    for step in path[1:]:
-        try:
-            value = value[step]
-        except (KeyError, IndexError, TypeError) as exc:
-            raise ProtocolError(f"no item {step!r} at {expression}: {exc}") from None
-        expression += f"[{step!r}]"
-    return value, expression
 
 
 def children(value: Any, expression: str) -> List[Dict[str, Any]] | None:
@@ -458,7 +437,7 @@ class CommService:
         return brief(record, self.store), None
 
     def op_attention_capture(self, enabled: bool) -> Tuple[Dict[str, Any], None]:
-        from .attention import start_attention_capture, stop_attention_capture
+        from ..analysis.attention import start_attention_capture, stop_attention_capture
 
         try:
             (start_attention_capture if enabled else stop_attention_capture)()

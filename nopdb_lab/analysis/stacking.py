@@ -16,8 +16,9 @@ import time
 import traceback
 from typing import Any, Dict, List
 
-from . import observers
-from .call_info import RawStack, next_id, stack_summary
+from ..call_info import RawStack, next_id, stack_summary
+from ..records import ProtocolError, resolve
+from ..tracing import observers
 
 
 class StackRecord:
@@ -59,8 +60,6 @@ class StackRecord:
 def stack_captures(record_store: Any, record_id: int, path: List[Any]) -> StackRecord:
     """Stack ``path`` over every stored capture like ``record_id`` (see the module doc)."""
     import torch
-
-    from .kernel_service import ProtocolError, resolve
 
     first = record_store[record_id]
     peers = [

@@ -1,0 +1,18 @@
+"""Everything that needs IPython, ipykernel, comm or jupyter_server.
+
+The front end bootstraps the kernel side with ``import nopdb_lab.jupyter as s; s.start()``.
+Nothing outside this package imports it (``tests/test_architecture.py`` checks it).
+"""
+
+from __future__ import annotations
+
+
+def start() -> str:
+    """Enable the capture store and register the ``nopdb_lab`` comm target (idempotent).
+
+    Imported on call so that loading the server extension (which lives in this package)
+    in the Jupyter server process does not load the kernel-side service.
+    """
+    from .kernel_service import start as start_service
+
+    return start_service()
