@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Type, Union
 from . import events as ev
 from . import lines as line_resolution
 from . import observers
+from .analysis import gradients
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from .context import NoPdbContextManager
 from .dispatch import Handler
@@ -57,10 +58,14 @@ class BreakpointHit:
     ``thread``, ``errors`` (list of :class:`ActionError`), ``evals`` (each scheduled
     ``eval`` expression's text and its value at this hit; failures are in ``errors``),
     ``locals`` (a dict copy taken after the actions ran, when the breakpoint has
-    ``keep_locals=True``, else ``None``) and ``stack``.
+    ``keep_locals=True``, else ``None``), ``stack`` and, for a breakpoint with
+    ``grads``, ``grads`` (name → dL/d(value at the line); a missing one raises
+    ``KeyError`` saying why) and ``grad_status``.
     """
 
     kind = "hit"
+    grads: Dict[str, Any] = gradients.NO_GRADS
+    grad_status: Dict[str, str] | None = None
 
     def __init__(self, breakpoint: "Breakpoint", frame: FrameType) -> None:
         code = frame.f_code
@@ -138,6 +143,7 @@ class Breakpoint(NoPdbContextManager):
         hit_history: int = 10_000,
         check_line: bool = True,
         log_errors: bool = True,
+        grads: gradients.GradSpec = False,
     ) -> None:
         if line is None and scope.function is None:
             raise TypeError("A line must be given if no function is specified")
@@ -150,6 +156,7 @@ class Breakpoint(NoPdbContextManager):
         self.cond = cond
         self.keep_locals = keep_locals
         self.max_hits = max_hits
+        self.grad_spec = gradients.normalize_spec(grads)
         self._cond_code = None if cond is None else compile_source(cond, "eval", "condition")
         self._todo_list: List[Action] = []
         self.hits: Deque[BreakpointHit] = collections.deque(maxlen=hit_history)
@@ -259,8 +266,14 @@ class Breakpoint(NoPdbContextManager):
         self.hit_count += 1
         for action in self._todo_list:
             action(frame, event, arg, hit)
-        if self.keep_locals:
-            hit.locals = read_locals(frame)
+        if self.keep_locals or self.grad_spec is not False:
+            current = read_locals(frame)
+            if self.keep_locals:
+                hit.locals = current
+            if self.grad_spec is not False:  # the values the line is about to use
+                collector = gradients.begin(hit, None)
+                gradients.watch_values(collector, self.grad_spec, None, current)
+                gradients.finish(collector, self.grad_spec, current)
         self._record(hit)
 
     def _record(self, hit: BreakpointHit) -> None:
