@@ -328,7 +328,7 @@ def _ipython() -> Any:
 
 def _enter_for_cell() -> None:
     if _session["enabled"]:
-        mode = _interceptor(None, None)
+        mode = _interceptor(None, None, gradients.gradient_capture_active())
         mode.__enter__()
         _session["cell_modes"].append(mode)
 

@@ -144,6 +144,7 @@ class Breakpoint(NoPdbContextManager):
         check_line: bool = True,
         log_errors: bool = True,
         grads: gradients.GradSpec = False,
+        follow_gradient_switch: bool = False,
     ) -> None:
         if line is None and scope.function is None:
             raise TypeError("A line must be given if no function is specified")
@@ -157,6 +158,9 @@ class Breakpoint(NoPdbContextManager):
         self.keep_locals = keep_locals
         self.max_hits = max_hits
         self.grad_spec = gradients.normalize_spec(grads)
+        # gutter breakpoints without names of their own keep every gradient while the
+        # panel's gradient switch is on
+        self._follow_switch = follow_gradient_switch
         self._cond_code = None if cond is None else compile_source(cond, "eval", "condition")
         self._todo_list: List[Action] = []
         self.hits: Deque[BreakpointHit] = collections.deque(maxlen=hit_history)
@@ -266,14 +270,17 @@ class Breakpoint(NoPdbContextManager):
         self.hit_count += 1
         for action in self._todo_list:
             action(frame, event, arg, hit)
-        if self.keep_locals or self.grad_spec is not False:
+        spec = self.grad_spec
+        if spec is False and self._follow_switch and gradients.gradient_capture_active():
+            spec = True
+        if self.keep_locals or spec is not False:
             current = read_locals(frame)
             if self.keep_locals:
                 hit.locals = current
-            if self.grad_spec is not False:  # the values the line is about to use
+            if spec is not False:  # the values the line is about to use
                 collector = gradients.begin(hit, None)
-                gradients.watch_values(collector, self.grad_spec, None, current)
-                gradients.finish(collector, self.grad_spec, current)
+                gradients.watch_values(collector, spec, None, current)
+                gradients.finish(collector, spec, current)
         self._record(hit)
 
     def _record(self, hit: BreakpointHit) -> None:

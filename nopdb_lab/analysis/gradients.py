@@ -39,6 +39,29 @@ PENDING = "pending: no backward pass has reached it yet"
 RETURN_NAMES = ("return", "return_value")
 
 
+_session = {"enabled": False}
+
+
+def start_gradient_capture() -> bool:
+    """Keep gradients for the JupyterLab panel's captures (gutter breakpoints and the
+    attention switch) from the next cell on; False if it was already on."""
+    was = _session["enabled"]
+    _session["enabled"] = True
+    return not was
+
+
+def stop_gradient_capture() -> bool:
+    """Stop what :func:`start_gradient_capture` started; False if it was not on."""
+    was = _session["enabled"]
+    _session["enabled"] = False
+    return was
+
+
+def gradient_capture_active() -> bool:
+    """Whether the panel's gradient switch is on."""
+    return _session["enabled"]
+
+
 def normalize_spec(grads: GradSpec) -> "frozenset[str] | bool":
     """``False`` (off), ``True`` (every tensor that requires grad) or a set of names.
 
