@@ -314,3 +314,18 @@ def test_layer_statistics_flag_vanishing_layers() -> None:
     assert stats[2]["nan"] == 1 and stats[2]["mean_abs"] == pytest.approx(1.0)
     assert stats[3] == {"present": False}
     assert gradients.flag_layers(stats) == ["", "vanishing", "nonfinite", ""]
+
+
+def test_layer_strip_has_one_bar_per_layer_and_says_why_one_is_missing() -> None:
+    model = tiny_vit()
+    with nopdb.capture_calls(Attention.forward, grads=["attn"]) as calls:
+        model(torch.randn(1, 3, 32, 32)).sum().backward()
+    with torch.no_grad(), nopdb.capture_calls(Attention.forward, grads=["attn"]) as cold:
+        model(torch.randn(1, 3, 32, 32))
+    rows = gradients.layer_strip([*calls, cold[0]], ["locals", "attn"])
+    assert [r["id"] for r in rows] == [c.id for c in calls] + [cold[0].id]
+    for row, call in zip(rows, calls, strict=False):
+        assert row["norm"] == pytest.approx(float(call.grads["locals"]["attn"].norm()), rel=1e-5)
+    assert rows[-1]["present"] is False and "no_grad" in rows[-1]["reason"]
+    with pytest.raises(gradients.NoGradientError, match="made without grads"):
+        gradients.gradient_of(nopdb.CallInfo(), ["locals", "attn"])

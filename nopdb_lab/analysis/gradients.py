@@ -487,3 +487,72 @@ def sdpa_through_probabilities(
         probs = probs.nan_to_num(0.0)
     dropped = torch.dropout(probs, dropout_p, True) if dropout_p > 0 else probs
     return dropped @ v, probs
+
+
+class NoGradientError(LookupError):
+    """The value at a path has no gradient; the message says why."""
+
+
+def gradient_of(record: Any, path: Sequence[Any]) -> Any:
+    """The gradient of the value at ``path`` (``["locals", "attn"]``) of ``record``.
+
+    Raises :class:`NoGradientError` saying why there is none.
+    """
+    if not path:
+        raise NoGradientError("an empty path names no value")
+    head, rest = path[0], list(path[1:])
+    kind = getattr(record, "kind", "")
+    try:
+        if kind == "attention":
+            if list(path[:2]) != ["locals", "weights"]:
+                raise NoGradientError("only the attention weights of an SDPA call have a gradient")
+            value = record.grads
+            if value is None:
+                why = record.grad_status or "not captured with grads"
+                raise NoGradientError(f"no gradient for the weights: {why}")
+            rest = rest[1:]
+        elif kind == "hit":
+            if head != "locals" or not rest:
+                raise NoGradientError("only a hit's locals have gradients")
+            value = record.grads[rest[0]]
+            rest = rest[1:]
+        elif head == "return_value":
+            value = record.grads["return_value"]
+        elif head in ("args", "locals") and rest:
+            value = record.grads[head][rest[0]]
+            rest = rest[1:]
+        else:
+            raise NoGradientError(f"{head!r} values have no gradients")
+    except KeyError as exc:
+        raise NoGradientError(str(exc.args[0]) if exc.args else str(exc)) from None
+    for step in rest:
+        try:
+            value = value[step]
+        except (KeyError, IndexError, TypeError):
+            raise NoGradientError(f"the gradient has no item {step!r}") from None
+    if value is None:
+        raise NoGradientError("no backward pass has reached this item yet")
+    return value
+
+
+def layer_strip(records: Sequence[Any], path: Sequence[Any]) -> List[Dict[str, Any]]:
+    """One bar per record (a layer): the gradient's statistics at ``path`` and a flag
+    (``vanishing``, ``exploding``, ``nonfinite`` or ``""``), or why it has none."""
+    grads: List[Any] = []
+    reasons: List[str | None] = []
+    for record in records:
+        try:
+            grads.append(gradient_of(record, path))
+            reasons.append(None)
+        except NoGradientError as exc:
+            grads.append(None)
+            reasons.append(str(exc))
+    stats = gradient_stats(grads)
+    flags = flag_layers(stats)
+    out = []
+    for record, stat, flag, reason in zip(records, stats, flags, reasons, strict=True):
+        row = {"id": record.id, "flag": flag, **stat}
+        if reason is not None:
+            row["reason"] = reason
+        out.append(row)
+    return out
