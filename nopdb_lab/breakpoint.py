@@ -17,6 +17,7 @@ import traceback
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Type, Union
 
+from .analysis import gradients
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from .context import NoPdbContextManager
 from .tracing import events as ev
@@ -57,10 +58,14 @@ class BreakpointHit:
     ``thread``, ``errors`` (list of :class:`ActionError`), ``evals`` (each scheduled
     ``eval`` expression's text and its value at this hit; failures are in ``errors``),
     ``locals`` (a dict copy taken after the actions ran, when the breakpoint has
-    ``keep_locals=True``, else ``None``) and ``stack``.
+    ``keep_locals=True``, else ``None``), ``stack`` and, for a breakpoint with
+    ``grads``, ``grads`` (name → dL/d(value at the line); a missing one raises
+    ``KeyError`` saying why) and ``grad_status``.
     """
 
     kind = "hit"
+    grads: Dict[str, Any] = gradients.NO_GRADS
+    grad_status: Dict[str, str] | None = None
 
     def __init__(self, breakpoint: "Breakpoint", frame: FrameType) -> None:
         code = frame.f_code
@@ -138,6 +143,8 @@ class Breakpoint(NoPdbContextManager):
         hit_history: int = 10_000,
         check_line: bool = True,
         log_errors: bool = True,
+        grads: gradients.GradSpec = False,
+        follow_gradient_switch: bool = False,
     ) -> None:
         if line is None and scope.function is None:
             raise TypeError("A line must be given if no function is specified")
@@ -150,6 +157,10 @@ class Breakpoint(NoPdbContextManager):
         self.cond = cond
         self.keep_locals = keep_locals
         self.max_hits = max_hits
+        self.grad_spec = gradients.normalize_spec(grads)
+        # gutter breakpoints without names of their own keep every gradient while the
+        # panel's gradient switch is on
+        self._follow_switch = follow_gradient_switch
         self._cond_code = None if cond is None else compile_source(cond, "eval", "condition")
         self._todo_list: List[Action] = []
         self.hits: Deque[BreakpointHit] = collections.deque(maxlen=hit_history)
@@ -259,8 +270,17 @@ class Breakpoint(NoPdbContextManager):
         self.hit_count += 1
         for action in self._todo_list:
             action(frame, event, arg, hit)
-        if self.keep_locals:
-            hit.locals = read_locals(frame)
+        spec = self.grad_spec
+        if spec is False and self._follow_switch and gradients.gradient_capture_active():
+            spec = True
+        if self.keep_locals or spec is not False:
+            current = read_locals(frame)
+            if self.keep_locals:
+                hit.locals = current
+            if spec is not False:  # the values the line is about to use
+                collector = gradients.begin(hit, None)
+                gradients.watch_values(collector, spec, None, current)
+                gradients.finish(collector, spec, current)
         self._record(hit)
 
     def _record(self, hit: BreakpointHit) -> None:

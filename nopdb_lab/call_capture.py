@@ -14,6 +14,7 @@ from collections import OrderedDict
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Callable, Dict, List
 
+from .analysis import gradients
 from .call_info import CallInfo, next_id, qualified_name, raw_stack
 from .context import NoPdbContextManager
 from .tracing import events as ev
@@ -31,10 +32,17 @@ CAPTURE_EVENTS = frozenset({ev.CALL, ev.RETURN, ev.YIELD, ev.UNWIND})
 class BaseCallCapture:
     """Turns call/return events of matching frames into :class:`CallInfo` objects."""
 
-    def _init_capture(self, snapshot: Callable[[Any], Any] | None) -> None:
+    def _init_capture(
+        self,
+        snapshot: Callable[[Any], Any] | None,
+        grads: "frozenset[str] | bool" = False,
+        grad_device: Any = None,
+    ) -> None:
         self._pending: Dict[FrameType, CallInfo] = {}
         self._pending_lock = threading.Lock()
         self._snapshot = snapshot
+        self._grads = grads
+        self._grad_device = grad_device
 
     def _copy(self, value: Any) -> Any:
         return value if self._snapshot is None else self._snapshot(value)
@@ -51,8 +59,17 @@ class BaseCallCapture:
                 result.yields.append(self._copy(arg))
                 return
             del self._pending[frame]
-        result.locals = self._copy(read_locals(frame))
+        live_locals = read_locals(frame)
+        result.locals = self._copy(live_locals)
         result.globals = frame.f_globals
+        collector = getattr(result, "_grad_collector", None)
+        if collector is not None:  # hook the live tensors, not the snapshot copies
+            gradients.watch_values(collector, self._grads, "locals", live_locals)
+            if event == ev.RETURN:
+                gradients.watch_values(
+                    collector, self._grads, "return_value", {"return_value": arg}
+                )
+            gradients.finish(collector, self._grads, set(live_locals) | set(result.args or ()))
         if event == ev.RETURN:
             result.return_value = self._copy(arg)
         else:
@@ -84,6 +101,12 @@ class BaseCallCapture:
         result.args = OrderedDict(
             (name, self._copy(f_locals[name])) for name in names if name in f_locals
         )
+        if self._grads is not False:
+            collector = gradients.begin(
+                result, ("args", "locals", "return_value"), self._snapshot, self._grad_device
+            )
+            live_args = {name: f_locals[name] for name in names if name in f_locals}
+            gradients.watch_values(collector, self._grads, "args", live_args)
         with self._pending_lock:
             self._pending[frame] = result
 
@@ -104,10 +127,15 @@ class CallCapture(BaseCallCapture, NoPdbContextManager, CallInfo):
     """A :class:`CallInfo` describing the last matching call to finish; a context manager."""
 
     def __init__(
-        self, nopdb: "NoPdb", scope: Scope, snapshot: Callable[[Any], Any] | None = None
+        self,
+        nopdb: "NoPdb",
+        scope: Scope,
+        snapshot: Callable[[Any], Any] | None = None,
+        grads: "frozenset[str] | bool" = False,
+        grad_device: Any = None,
     ) -> None:
         CallInfo.__init__(self)
-        self._init_capture(snapshot)
+        self._init_capture(snapshot, grads, grad_device)
         self.scope = scope
         NoPdbContextManager.__init__(self, nopdb, _capture_handler(scope, self._callback))
 
@@ -119,10 +147,15 @@ class CallListCapture(BaseCallCapture, NoPdbContextManager, List[CallInfo]):
     """A list of :class:`CallInfo`, one per matching call, in the order they finished."""
 
     def __init__(
-        self, nopdb: "NoPdb", scope: Scope, snapshot: Callable[[Any], Any] | None = None
+        self,
+        nopdb: "NoPdb",
+        scope: Scope,
+        snapshot: Callable[[Any], Any] | None = None,
+        grads: "frozenset[str] | bool" = False,
+        grad_device: Any = None,
     ) -> None:
         list.__init__(self)
-        self._init_capture(snapshot)
+        self._init_capture(snapshot, grads, grad_device)
         self.scope = scope
         NoPdbContextManager.__init__(self, nopdb, _capture_handler(scope, self._callback))
 

@@ -14,6 +14,8 @@ import traceback
 from types import CodeType, FrameType
 from typing import Any, Dict, List, Tuple
 
+from .analysis.gradients import NO_GRADS
+
 _ids = itertools.count(1)
 _ids_lock = threading.Lock()
 
@@ -78,9 +80,16 @@ class CallInfo:
             (it still propagated to the caller).
         yields (list): values yielded, for generators and coroutines.
         thread (str): name of the thread that made the call.
+        grads (dict): with ``grads=`` given, the gradients that backward passes
+            brought: ``grads["args"][name]``, ``grads["locals"][name]``,
+            ``grads["return_value"]``; a missing one raises ``KeyError`` saying why.
+        grad_status (dict | None): ``"locals.attn"``-style path → ``"ok"`` or the
+            reason there is no gradient.
     """
 
     kind = "call"
+    grads: Dict[str, Any] = NO_GRADS
+    grad_status: Dict[str, str] | None = None
 
     def __init__(self) -> None:
         self.name: str | None = None

@@ -52,6 +52,11 @@ def record_nbytes(record: Any) -> int:
         total += sum(value_nbytes(v, seen) for v in mapping.values())
     total += value_nbytes(getattr(record, "return_value", None), seen)
     total += value_nbytes(getattr(record, "yields", None) or [], seen)
+    grads = getattr(record, "grads", None)  # gradients count like their values
+    if isinstance(grads, dict):
+        total += value_nbytes(dict(grads), seen)
+    elif grads is not None:
+        total += value_nbytes(grads, seen)
     return total
 
 
@@ -73,11 +78,13 @@ class CaptureStore:
         """Start keeping every finished capture and breakpoint hit."""
         if not self._enabled:
             observers.subscribe(self.add)
+            observers.subscribe_updates(self.refresh)
             self._enabled = True
 
     def disable(self) -> None:
         """Stop keeping new records (existing ones stay)."""
         observers.unsubscribe(self.add)
+        observers.unsubscribe_updates(self.refresh)
         self._enabled = False
 
     @property
@@ -93,6 +100,20 @@ class CaptureStore:
             self.nbytes += size
             eviction = self._evict_to_budget(keep=record.id)
         self._notify("added", record)
+        if eviction is not None:
+            self._report(eviction)
+
+    def refresh(self, record: Any) -> None:
+        """Re-count a kept record that changed (a gradient arrived), evicting the oldest
+        others beyond the budget, and tell listeners (``updated``)."""
+        size = record_nbytes(record)
+        with self._lock:
+            if self._records.get(record.id) is not record:
+                return  # not kept (deleted, evicted, or recorded before the store)
+            self.nbytes += size - self._sizes[record.id]
+            self._sizes[record.id] = size
+            eviction = self._evict_to_budget(keep=record.id)
+        self._notify("updated", record)
         if eviction is not None:
             self._report(eviction)
 
@@ -178,8 +199,8 @@ class CaptureStore:
 
     # -- listeners ------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
-        """``listener(kind, payload)`` for ``added`` (record), ``evicted`` (Eviction) and
-        ``deleted`` (list of ids)."""
+        """``listener(kind, payload)`` for ``added`` and ``updated`` (record), ``evicted``
+        (Eviction) and ``deleted`` (list of ids)."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:

@@ -15,6 +15,7 @@ from collections import OrderedDict
 from types import CodeType, FrameType, ModuleType
 from typing import Any, Callable, Dict, Iterable, List, Union
 
+from .analysis import gradients
 from .breakpoint import Breakpoint
 from .call_capture import CallCapture, CallListCapture
 from .snapshot import SnapshotSpec, make_snapshotter
@@ -150,6 +151,7 @@ class NoPdb:
         file: Union[str, "os.PathLike[str]"] | None = None,
         unwrap: bool = True,
         snapshot: SnapshotSpec = False,
+        grads: gradients.GradSpec = False,
     ) -> CallCapture:
         """Capture the last call to finish of a function.
 
@@ -162,12 +164,22 @@ class NoPdb:
             snapshot: keep references (``False``, NoPdb's behaviour), or copy tensors
                 and arrays at capture time (``True``: clone on their device; ``"cpu"``
                 or a device: copy there).
+            grads: keep the gradients that later backward passes bring to the captured
+                tensors: ``True`` for every tensor that requires grad among the
+                arguments, locals and return value, or a list of names (``"return"``
+                for the return value). They land in ``CallInfo.grads``, copied to the
+                ``snapshot`` device if one is given, and accumulate over several
+                backward passes as ``.grad`` does.
 
         Returns:
             A :class:`CallInfo` updated as calls finish; also a context manager.
         """
         return CallCapture(
-            self, Scope(function, module, file, unwrap=unwrap), make_snapshotter(snapshot)
+            self,
+            Scope(function, module, file, unwrap=unwrap),
+            make_snapshotter(snapshot),
+            gradients.normalize_spec(grads),
+            gradients.snapshot_device(snapshot),
         )
 
     def capture_calls(
@@ -178,13 +190,18 @@ class NoPdb:
         file: Union[str, "os.PathLike[str]"] | None = None,
         unwrap: bool = True,
         snapshot: SnapshotSpec = False,
+        grads: gradients.GradSpec = False,
     ) -> CallListCapture:
         """Capture every call of a function: a list of :class:`CallInfo`, in finishing order.
 
         Arguments as for :meth:`capture_call`.
         """
         return CallListCapture(
-            self, Scope(function, module, file, unwrap=unwrap), make_snapshotter(snapshot)
+            self,
+            Scope(function, module, file, unwrap=unwrap),
+            make_snapshotter(snapshot),
+            gradients.normalize_spec(grads),
+            gradients.snapshot_device(snapshot),
         )
 
     def breakpoint(
@@ -198,6 +215,7 @@ class NoPdb:
         unwrap: bool = True,
         keep_locals: bool = False,
         max_hits: int | None = None,
+        grads: gradients.GradSpec = False,
     ) -> Breakpoint:
         """Set a non-stopping breakpoint; schedule actions with ``eval``/``exec``/``debug``.
 
@@ -212,6 +230,9 @@ class NoPdb:
             cond: an expression; the breakpoint fires only where it is true.
             keep_locals: store a copy of the frame's locals on every hit.
             max_hits: stop firing after this many hits.
+            grads: names of locals (or ``True`` for every tensor local that requires
+                grad) whose value at the line gets its gradient on each hit
+                (``hit.grads[name]``), e.g. the scores before ``attn.softmax(-1)``.
         """
         return Breakpoint(
             self,
@@ -220,6 +241,7 @@ class NoPdb:
             cond=cond,
             keep_locals=keep_locals,
             max_hits=max_hits,
+            grads=grads,
         )
 
 

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List
 
 from ..call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from ..tracing import observers
+from . import gradients
 
 log = logging.getLogger("nopdb_lab")
 
@@ -44,6 +45,8 @@ class AttentionRecord:
     """
 
     kind = "attention"
+    _grad_collector: Any = None
+    _grad_note: str | None = None
 
     def __init__(
         self, weights: Any, frame: Any, module: str | None, module_class: str | None
@@ -65,6 +68,33 @@ class AttentionRecord:
         self.line = frame.f_lineno if frame is not None else 0
         self.raw_stack: RawStack = raw_stack(frame)
         self.errors: List[Any] = []
+        self._grads: Dict[str, Any] | None = None
+
+    @property
+    def grads(self) -> Any:
+        """dL/dP for the probabilities (same shape as ``weights``), or ``None`` when there
+        is none (``grad_status`` says why). Accumulates over backward passes."""
+        if self._grads is None:
+            return None
+        return dict.get(self._grads, "weights")
+
+    @property
+    def grad_status(self) -> str | None:
+        """``"ok"`` once dL/dP arrived, else why there is none (``None``: not asked)."""
+        if self._grad_collector is not None:
+            return self._grad_collector.status.get("weights")
+        return self._grad_note
+
+    @grad_status.setter
+    def grad_status(self, note: str | None) -> None:
+        self._grad_note = note
+
+    @property
+    def grad_values(self) -> Dict[str, Any]:
+        """``{"weights": dL/dP}`` once it arrived (what the capture browser shows)."""
+        if self._grads is None:
+            return {}
+        return dict(self._grads)
 
     @property
     def locals(self) -> Dict[str, Any]:
@@ -195,8 +225,14 @@ def _calling_module(frame: Any) -> tuple[str | None, str | None]:
     return None, cls
 
 
-def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) -> Any:
-    """A TorchFunctionMode that records every SDPA call (into ``records`` when given)."""
+def _interceptor(
+    records: List[AttentionRecord] | None, snapshot: str | None, grads: bool = False
+) -> Any:
+    """A TorchFunctionMode that records every SDPA call (into ``records`` when given).
+
+    With ``grads`` and autograd on, SDPA's output is computed through the probabilities
+    (the math path) so that their gradient exists; the record gets it after a backward.
+    """
     from torch.nn import functional
     from torch.overrides import TorchFunctionMode
 
@@ -205,9 +241,22 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
     class _Interceptor(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
             kwargs = kwargs or {}
+            if func is sdpa and grads and _needs_grad(args, kwargs):
+                result, probs = _sdpa_math(args, kwargs)
+                record = _record(args, kwargs, snapshot, probs=probs)
+                if records is not None:
+                    records.append(record)
+                return result
             result = func(*args, **kwargs)
             if func is sdpa:
                 record = _record(args, kwargs, snapshot)
+                if grads:
+                    record.grad_status = (
+                        gradients.no_grad_reason(
+                            __import__("torch"), args[0] if args else kwargs["query"]
+                        )
+                        or "no grad: it does not require grad"
+                    )
                 if records is not None:
                     records.append(record)
             return result
@@ -279,7 +328,7 @@ def _ipython() -> Any:
 
 def _enter_for_cell() -> None:
     if _session["enabled"]:
-        mode = _interceptor(None, None)
+        mode = _interceptor(None, None, gradients.gradient_capture_active())
         mode.__enter__()
         _session["cell_modes"].append(mode)
 
@@ -297,40 +346,79 @@ def _exit_after_cell() -> None:
             )
 
 
+def _needs_grad(args: Any, kwargs: Dict[str, Any]) -> bool:
+    import torch
+
+    call = dict(zip(_SDPA_PARAMS, args, strict=False))
+    call.update(kwargs)
+    return torch.is_grad_enabled() and any(
+        isinstance(call.get(n), torch.Tensor) and call[n].requires_grad
+        for n in ("query", "key", "value")
+    )
+
+
+def _sdpa_math(args: Any, kwargs: Dict[str, Any]) -> Any:
+    call = dict(zip(_SDPA_PARAMS, args, strict=False))
+    call.update(kwargs)
+    return gradients.sdpa_through_probabilities(
+        call["query"],
+        call["key"],
+        call["value"],
+        attn_mask=call.get("attn_mask"),
+        dropout_p=float(call.get("dropout_p") or 0.0),
+        is_causal=bool(call.get("is_causal", False)),
+        scale=call.get("scale"),
+        enable_gqa=bool(call.get("enable_gqa", False)),
+    )
+
+
 @contextmanager
-def capture_attention(snapshot: str | None = None) -> Iterator[List[AttentionRecord]]:
+def capture_attention(
+    snapshot: str | None = None, grads: bool = False
+) -> Iterator[List[AttentionRecord]]:
     """Record the attention probabilities of every SDPA call in the block, in call order.
 
     Yields a list that fills as the model runs. Each record also goes to the capture
     store (and so to the JupyterLab capture browser). ``snapshot="cpu"`` moves the
     weights to the CPU as they are recorded (frees GPU memory for long runs).
+
+    ``grads=True`` also keeps dL/dP, the gradient of the probabilities, in each
+    record's ``grads`` after a backward pass. For that, while autograd is on, the block's
+    SDPA outputs are computed through the probabilities (``softmax(q kᵀ·s + mask) @ v``,
+    PyTorch's math path): the outputs and their gradients equal SDPA's up to rounding,
+    and the backward pass keeps B·H·Nq·Nk probabilities per call, as eager attention does.
     """
     if snapshot not in (None, "cpu"):
         raise ValueError(f"snapshot must be None or 'cpu', not {snapshot!r}")
+    if not isinstance(grads, bool):
+        raise TypeError(f"grads must be True or False for capture_attention, got {grads!r}")
     records: List[AttentionRecord] = []
-    with _interceptor(records, snapshot):
+    with _interceptor(records, snapshot, grads):
         yield records
 
 
 _SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
 
 
-def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any) -> AttentionRecord:
+def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any, probs: Any = None) -> AttentionRecord:
     import sys
 
     import torch
 
     call = dict(zip(_SDPA_PARAMS, args, strict=False))
     call.update(kwargs)
-    with torch.no_grad():
-        weights = attention_probabilities(
-            call["query"],
-            call["key"],
-            attn_mask=call.get("attn_mask"),
-            is_causal=bool(call.get("is_causal", False)),
-            scale=call.get("scale"),
-            enable_gqa=bool(call.get("enable_gqa", False)),
-        )
+    if probs is not None:
+        weights = probs.detach().float()
+    else:
+        with torch.no_grad():
+            weights = attention_probabilities(
+                call["query"],
+                call["key"],
+                attn_mask=call.get("attn_mask"),
+                is_causal=bool(call.get("is_causal", False)),
+                scale=call.get("scale"),
+                enable_gqa=bool(call.get("enable_gqa", False)),
+            )
     if snapshot == "cpu":
         weights = weights.cpu()
     # the caller of F.scaled_dot_product_attention: skip this module's and torch's frames
@@ -347,5 +435,12 @@ def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any) -> AttentionRecord
     record.is_causal = bool(call.get("is_causal", False))
     record.masked = call.get("attn_mask") is not None
     record.kv_groups = q.shape[-3] // k.shape[-3] if q.dim() >= 3 and k.dim() >= 3 else 1
+    if probs is not None:
+        collector = gradients.GradientCollector(
+            record, None, None, "cpu" if snapshot == "cpu" else None
+        )
+        record._grads = collector.grads
+        record._grad_collector = collector
+        collector.watch(None, "weights", probs)
     observers.publish(record)
     return record

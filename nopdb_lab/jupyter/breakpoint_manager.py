@@ -57,6 +57,8 @@ class BreakpointSpec:
     exec: str = ""
     keep_locals: bool = True
     max_hits: int | None = None
+    #: names of locals whose gradient each hit keeps (empty: follow the panel's switch)
+    grads: List[str] = field(default_factory=list)
     instance: int | None = None
     #: Which front-end document set it (a notebook path): :meth:`BreakpointManager.sync`
     #: replaces only that owner's breakpoints when several notebooks share a kernel.
@@ -79,6 +81,8 @@ class BreakpointSpec:
             raise SpecError(f"breakpoint {spec.id}: line must be an integer, got {spec.line!r}")
         if not isinstance(spec.evals, list) or not all(isinstance(e, str) for e in spec.evals):
             raise SpecError(f"breakpoint {spec.id}: evals must be a list of strings")
+        if not isinstance(spec.grads, list) or not all(isinstance(g, str) for g in spec.grads):
+            raise SpecError(f"breakpoint {spec.id}: grads must be a list of local names")
         if spec.max_hits is not None and (
             isinstance(spec.max_hits, bool) or not isinstance(spec.max_hits, int)
         ):
@@ -352,6 +356,10 @@ class BreakpointManager:
         spec = managed.spec
         if spec.max_hits is not None and spec.max_hits < 1:
             raise _FieldError("max_hits", f"max hits must be at least 1, got {spec.max_hits}")
+        names = [g.strip() for g in spec.grads if g.strip()]
+        bad = [g for g in names if not g.isidentifier()]
+        if bad:
+            raise _FieldError("grads", f"not a local variable name: {', '.join(bad)}")
         try:
             tracer = Breakpoint(
                 self.nopdb,
@@ -360,6 +368,8 @@ class BreakpointManager:
                 cond=spec.condition if spec.condition.strip() else None,
                 keep_locals=spec.keep_locals,
                 max_hits=spec.max_hits,
+                grads=names or False,
+                follow_gradient_switch=True,
                 check_line=False,
                 log_errors=False,  # the capture browser shows them on each hit
             )

@@ -15,6 +15,7 @@ Observer = Callable[[Any], None]
 
 _lock = threading.Lock()
 _observers: Tuple[Observer, ...] = ()
+_update_observers: Tuple[Observer, ...] = ()
 log = logging.getLogger("nopdb_lab")
 
 
@@ -40,3 +41,29 @@ def publish(record: Any) -> None:
             observer(record)
         except Exception:
             log.exception("nopdb_lab: observer %r failed", observer)
+
+
+def subscribe_updates(observer: Observer) -> None:
+    """Call ``observer(record)`` when a finished record changes later (a gradient
+    arrived in a backward pass)."""
+    global _update_observers
+    with _lock:
+        if observer not in _update_observers:
+            _update_observers = _update_observers + (observer,)
+
+
+def unsubscribe_updates(observer: Observer) -> None:
+    """Stop notifying ``observer`` of updates."""
+    global _update_observers
+    with _lock:
+        _update_observers = tuple(o for o in _update_observers if o != observer)
+
+
+def publish_update(record: Any) -> None:
+    """Notify update observers; one that raises is logged, never propagated (this runs
+    inside the user's backward pass)."""
+    for observer in _update_observers:
+        try:
+            observer(record)
+        except Exception:
+            log.exception("nopdb_lab: update observer %r failed", observer)
