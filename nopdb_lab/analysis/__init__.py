@@ -1,0 +1,1 @@
+"""Analyses that need torch or numpy (attention, attribution, ...); never the Jupyter layer."""
