@@ -394,3 +394,6 @@ def test_attribution_errors_name_the_problem(image):
         attribute(p, at=Line(TokenModel.forward, "e = self.emb(ids)"))
     with pytest.raises(AttributionError, match="does not broadcast"):
         attribute(p, baseline=torch.zeros(5))
+    ids = probe("ids", lambda ids: TokenModel()(ids)[:, 0], ids=torch.tensor([[1, 2]]))
+    with pytest.raises(AttributionError, match="attribute at their embedding"):
+        attribute(ids)

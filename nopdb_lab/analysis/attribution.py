@@ -305,7 +305,10 @@ class _Evaluator:
                 out[name] = value
         return out
 
-    def run(self, k: int, transform: Callable[[Any], Any] | None = None) -> _Pass:
+    def run(
+        self, k: int, transform: Callable[[Any], Any] | None = None, grads: bool = True
+    ) -> _Pass:
+        """One pass; ``grads=False`` only evaluates (the outputs at the baseline)."""
         import torch
 
         inputs = self._repeat(k)
@@ -317,6 +320,12 @@ class _Evaluator:
                     f"{self.describe()} is a {type(value).__name__}"
                     f"{'' if not isinstance(value, torch.Tensor) else ' of ' + str(value.dtype)}"
                     "; attribution needs a floating-point tensor"
+                    + (
+                        " (for token ids, attribute at their embedding: "
+                        'at=nopdb_lab.Line(Model.forward, "x = self.embed(...)"))'
+                        if isinstance(self.target, str)
+                        else ""
+                    )
                 )
             if value.dim() == 0 or value.shape[0] != k * self.rows:
                 raise AttributionError(
@@ -349,16 +358,18 @@ class _Evaluator:
             raise AttributionError(
                 f"{self.describe()} ran {count} time(s); occurrence {self.index} does not exist"
             )
+        if not grads:
+            return _Pass(out.detach(), [w.detach() for w in watched], [])
         if not out.requires_grad:
             raise AttributionError(
                 f"the output of probe {self.probe.name!r} does not require grad (the objective "
                 "ran under torch.no_grad(), or detached its result)"
             )
-        grads = torch.autograd.grad(out.sum(), watched, allow_unused=True)
-        grads = [
-            torch.zeros_like(w) if g is None else g for w, g in zip(watched, grads, strict=True)
+        found = torch.autograd.grad(out.sum(), watched, allow_unused=True)
+        found = [
+            torch.zeros_like(w) if g is None else g for w, g in zip(watched, found, strict=True)
         ]
-        return _Pass(out.detach(), [w.detach() for w in watched], grads)
+        return _Pass(out.detach(), [w.detach() for w in watched], found)
 
     @contextmanager
     def _watch(self, inputs: Dict[str, Any], on_value: Callable[[Any, int], Any]) -> Iterator[list]:
@@ -643,7 +654,7 @@ def _integrated_gradients(
     chunks = _chunks(steps, rows, internal_batch_size)
     total = len(chunks) + 1
     # m(baseline): the baseline in the value's place
-    at_base = evaluator.run(1, lambda v: base)
+    at_base = evaluator.run(1, lambda v: base, grads=False)
     _report(progress, 1, total)
     summed = torch.zeros_like(value, dtype=torch.float64)
     for done, (start, stop) in enumerate(chunks, start=2):
