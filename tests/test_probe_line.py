@@ -19,7 +19,10 @@ def scaled_sum(values, factor):
 
 def two_steps(a):
     b = a + 1
-    c = b * 10
+    c = max(
+        b * 10,
+        -1000,
+    )
     return c + b
 
 
@@ -37,7 +40,7 @@ def test_a_replaced_local_changes_what_the_function_computes_next():
 
 
 def test_a_multiline_statement_is_read_once_after_its_last_line():
-    with tap_local(Line(two_steps, "c = (...)"), lambda value, i: -value) as seen:
+    with tap_local(Line(two_steps, "c = max(...)"), lambda value, i: -value) as seen:
         assert two_steps(1) == -18
     assert seen == [-20]
 
