@@ -70,7 +70,9 @@ class Edit:
             mask = torch.ones(after.shape, dtype=torch.bool, device=after.device)
         else:
             # NaN == NaN counts as unchanged: an untouched NaN is not an edit
-            same = (before == after) | (before.isnan() & after.isnan())
+            same = before == after
+            if after.is_floating_point() or after.is_complex():
+                same |= before.isnan() & after.isnan()
             mask = ~same
         self.mask = mask
         self.indices = mask.nonzero()

@@ -124,6 +124,21 @@ def test_integrated_gradients_at_an_embedding_local_equal_captums_layer_ig(store
     assert "'e' after line" in att.target
 
 
+def test_integrated_gradients_at_a_modules_output_equal_captums_layer_ig(image):
+    captum_attr = pytest.importorskip("captum.attr")
+    model = SmallCNN().eval()
+    p = probe("cnn", lambda x: model(x)[:, 0], x=image)
+    expected = captum_attr.LayerIntegratedGradients(model, model.conv).attribute(
+        image, baselines=torch.zeros_like(image), target=0, n_steps=16
+    )
+    # Captum scales between the layer's values at the input and at the baseline input;
+    # conv(0) is the bias, so pass that as the layer baseline here
+    bias = model.conv(torch.zeros_like(image)).detach()
+    att = attribute(p, at=model.conv, baseline=bias, steps=16)
+    assert att.map.shape == (2, 6, 8, 8)
+    torch.testing.assert_close(att.map, expected, atol=1e-4, rtol=0)
+
+
 def test_a_line_with_an_ellipsis_matches_a_multiline_statement():
     def forward(model, ids):
         e = model.emb(

@@ -61,7 +61,7 @@ from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 from .. import observers
 from ..call_info import RawStack, next_id, raw_stack, stack_summary
-from ..probe import Line, Probe, check_output, tap_local
+from ..probe import Line, Probe, tap_local
 
 METHODS = (
     "integrated_gradients",
@@ -346,8 +346,7 @@ class _Evaluator:
             return new
 
         with torch.enable_grad(), self._watch(inputs, on_value) as seen:
-            out = self.probe.objective(**inputs)
-        out = check_output(self.probe.name, out, k * self.rows)
+            out = self.probe.call(inputs)  # a ProbeError names the probe if it raises
         count = len(seen)
         if count == 0:
             raise AttributionError(
@@ -395,10 +394,6 @@ class _Evaluator:
                 yield seen
             finally:
                 handle.remove()
-
-    def occurrences(self) -> int:
-        """How many times the target is reached in one pass (1 for an input)."""
-        return 1
 
 
 @contextmanager
@@ -783,12 +778,10 @@ def _grad_rollout(
 
     maps: List[Any] = []
     with ExitStack() as stack:
-        if evaluator.target == _input_target_name(evaluator):  # no at=: every SDPA call
+        if isinstance(evaluator.target, str):  # no at=: every SDPA call
             stack.enter_context(_explicit_sdpa(maps))
             inputs = evaluator._repeat(1)
-            out = check_output(
-                evaluator.probe.name, evaluator.probe.objective(**inputs), evaluator.rows
-            )
+            out = evaluator.probe.call(inputs)
             if not maps:
                 raise AttributionError(
                     "no scaled_dot_product_attention call ran in the probe; for a model that "
@@ -828,7 +821,3 @@ def _grad_rollout(
         att.map = _upsample_to_input(grid, x)
     else:
         att.map = scores
-
-
-def _input_target_name(evaluator: _Evaluator) -> Any:
-    return evaluator.target if isinstance(evaluator.target, str) else object()
