@@ -158,8 +158,10 @@ class RunRecord:
         code = getattr(inspect.unwrap(objective), "__code__", None)
         self.id = next_id()
         self.time = time.time()
-        self.name = run.probe_name
-        self.qualname = f"probe {run.probe_name!r} run {run.number}"
+        # one group per probe in the capture browser (it groups by qualname), and runs of
+        # one probe share kind, qualname and file, so they stack (stacking.stack_captures)
+        self.name = f"run {run.number}"
+        self.qualname = f"probe {run.probe_name!r}"
         self.file = code.co_filename if code is not None else "<probe>"
         self.line = code.co_firstlineno if code is not None else 0
         self.thread = threading.current_thread().name

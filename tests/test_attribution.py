@@ -337,6 +337,23 @@ def test_a_rerun_after_an_edit_changes_exactly_the_edited_elements(image, store)
     assert probes["edit"] is p
 
 
+def test_runs_and_attributions_of_one_probe_stack_across_runs(image, store):
+    from nopdb_lab.stacking import stack_captures
+
+    model = SmallCNN().eval()
+    p = probe("stacked", lambda x: model(x)[:, 2], x=image)
+    first = attribute(p, "saliency")
+    p.inputs["x"][0, 0, 0, 0] = 5.0
+    second_run = p.rerun()
+    second = attribute(p, "saliency")
+    outputs = stack_captures(store, second_run.record.id, ["locals", "output"])
+    assert outputs.source_ids == [p.runs[0].record.id, second_run.record.id]
+    assert torch.equal(outputs.locals["stacked"][1], second_run.output)
+    maps = stack_captures(store, second.record.id, ["locals", "map"])
+    assert maps.source_ids == [first.record.id, second.record.id]
+    assert {store[i].name for i in maps.source_ids} == {"saliency run 1", "saliency run 2"}
+
+
 def test_captures_made_during_a_run_are_kept_with_it(image, store):
     import nopdb_lab
 

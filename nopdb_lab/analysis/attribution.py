@@ -125,13 +125,14 @@ class AttributionRecord:
 
     kind = "attribution"
 
-    def __init__(self, att: Attribution, stack: RawStack) -> None:
+    def __init__(self, att: Attribution, stack: RawStack, file: str, line: int) -> None:
         self.id = next_id()
         self.time = time.time()
-        self.name = att.method
-        self.qualname = f"{att.method} of probe {att.probe!r} run {att.run}"
-        last = stack[-1] if stack else ("<attribution>", 0, "")
-        self.file, self.line = last[0], last[1]
+        # grouped per probe and method, and attributions of several runs stack: the same
+        # kind, qualname and file (the objective's, as the probe's runs)
+        self.name = f"{att.method} run {att.run}"
+        self.qualname = f"probe {att.probe!r} {att.method}"
+        self.file, self.line = file, line
         self.thread = threading.current_thread().name
         self.errors: List[Any] = []
         self.raw_stack = stack
@@ -555,7 +556,13 @@ def attribute(
                     progress,
                 )
     att.seconds = time.perf_counter() - started
-    att.record = AttributionRecord(att, caller)
+    run_record = the_run.record
+    att.record = AttributionRecord(
+        att,
+        caller,
+        run_record.file if run_record is not None else "<probe>",
+        run_record.line if run_record is not None else 0,
+    )
     observers.publish(att.record)
     return att
 
