@@ -352,6 +352,9 @@ def test_runs_and_attributions_of_one_probe_stack_across_runs(image, store):
     maps = stack_captures(store, second.record.id, ["locals", "map"])
     assert maps.source_ids == [first.record.id, second.record.id]
     assert {store[i].name for i in maps.source_ids} == {"saliency run 1", "saliency run 2"}
+    again = attribute(p, "saliency", run=1)  # an earlier run's inputs, not the edited ones
+    torch.testing.assert_close(again.map, first.map)
+    assert again.run == 1
 
 
 def test_captures_made_during_a_run_are_kept_with_it(image, store):

@@ -624,6 +624,13 @@ def _baseline_tensor(value: Any, baseline: Any, blur_sigma: float | None) -> Tup
     raise AttributionError(f'baseline must be a number, a tensor or "blur", not {baseline!r}')
 
 
+def _accumulator(value: Any) -> Any:
+    """The dtype steps are summed in: float64, except where the device has none (MPS)."""
+    import torch
+
+    return torch.float32 if value.device.type == "mps" else torch.float64
+
+
 def _chunks(total_steps: int, rows: int, internal_batch_size: int | None) -> List[Tuple[int, int]]:
     """``[start, stop)`` step ranges of at most ``internal_batch_size`` rows each."""
     if internal_batch_size is None:
@@ -658,7 +665,8 @@ def _integrated_gradients(
     # m(baseline): the baseline in the value's place
     at_base = evaluator.run(1, lambda v: base, grads=False)
     _report(progress, 1, total)
-    summed = torch.zeros_like(value, dtype=torch.float64)
+    acc = _accumulator(value)
+    summed = torch.zeros_like(value, dtype=acc)
     for done, (start, stop) in enumerate(chunks, start=2):
         a = torch.tensor(alphas[start:stop], dtype=value.dtype, device=value.device)
         alpha_rows = a.repeat_interleave(rows).view(-1, *shape)
@@ -669,11 +677,11 @@ def _integrated_gradients(
             return b + alpha_rows * (v - b)
 
         step = evaluator.run(k, scaled)
-        w = torch.tensor(weights[start:stop], dtype=torch.float64, device=value.device)
-        grads = step.grads[0].to(torch.float64).view(k, rows, *value.shape[1:])
+        w = torch.tensor(weights[start:stop], dtype=acc, device=value.device)
+        grads = step.grads[0].to(acc).view(k, rows, *value.shape[1:])
         summed += (grads * w.view(-1, 1, *shape)).sum(dim=0)
         _report(progress, done, total)
-    att.map = (summed * diff.to(torch.float64)).to(value.dtype)
+    att.map = (summed * diff.to(acc)).to(value.dtype)
     att.baseline = base
     att.baseline_output = at_base.out
     expected = att.output - at_base.out
@@ -711,7 +719,8 @@ def _smoothgrad(
         (samples, *value.shape), generator=generator, dtype=value.dtype, device=value.device
     ) * std.unsqueeze(0)
     chunks = _chunks(samples, rows, internal_batch_size)
-    summed = torch.zeros_like(value, dtype=torch.float64)
+    acc = _accumulator(value)
+    summed = torch.zeros_like(value, dtype=acc)
     for done, (start, stop) in enumerate(chunks, start=1):
         k = stop - start
 
@@ -719,7 +728,7 @@ def _smoothgrad(
             return v + noise[start:stop].reshape(v.shape)
 
         step = evaluator.run(k, noisy)
-        summed += step.grads[0].to(torch.float64).view(k, *value.shape).sum(dim=0)
+        summed += step.grads[0].to(acc).view(k, *value.shape).sum(dim=0)
         _report(progress, done, len(chunks))
     att.map = (summed / samples).to(value.dtype)
     att.params.update(
