@@ -444,6 +444,13 @@ def _normalise(text: str) -> str:
     return re.sub(r"\s+", "", text)
 
 
+_COMPOUND = tuple(
+    getattr(ast, name)
+    for name in ("If", "For", "AsyncFor", "While", "With", "AsyncWith", "Try", "TryStar", "Match")
+    if hasattr(ast, name)
+)
+
+
 def _find_statement(code: CodeType, line: Union[int, str]) -> ast.stmt:
     statements = _function_statements(code)
     if isinstance(line, bool) or not isinstance(line, (int, str)):
@@ -459,8 +466,8 @@ def _find_statement(code: CodeType, line: Union[int, str]) -> ast.stmt:
     pattern = re.compile("^" + ".*".join(re.escape(p) for p in text.split("...")) + "$", re.S)
     matches = []
     for s in statements:
-        if isinstance(s, (ast.If, ast.For, ast.While, ast.With, ast.Try, ast.AsyncFor)):
-            continue  # compound: its own text includes its body
+        if isinstance(s, _COMPOUND):
+            continue  # its own text includes its body
         source = "".join(
             linecache.getline(code.co_filename, n) for n in range(s.lineno, s.end_lineno + 1)
         )
