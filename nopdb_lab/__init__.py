@@ -14,18 +14,38 @@ from .analysis.attention import (
     start_attention_capture,
     stop_attention_capture,
 )
+from .analysis.attribution import Attribution, AttributionError, attribute, gradient_rollout
+from .analysis.gradients import (
+    gradient_capture_active,
+    start_gradient_capture,
+    stop_gradient_capture,
+)
 from .breakpoint import ActionError, Breakpoint, BreakpointHit
 from .call_capture import CallCapture, CallListCapture
 from .call_info import CallInfo
 from .capture_store import CaptureStore, store
 from .get_local import get_local
 from .nopdb import Handle, NoPdb, breakpoint, capture_call, capture_calls, get_nopdb
+from .probe import Line, Probe, ProbeError, get_probe, probe, probes
 from .tracing.backends import backend_name
 from .tracing.scope import Scope
 
 __all__ = [
     "__version__",
     "ActionError",
+    "Attribution",
+    "AttributionError",
+    "Line",
+    "Probe",
+    "ProbeError",
+    "attribute",
+    "get_probe",
+    "gradient_capture_active",
+    "gradient_rollout",
+    "probe",
+    "probes",
+    "start_gradient_capture",
+    "stop_gradient_capture",
     "AttentionRecord",
     "Breakpoint",
     "BreakpointHit",
