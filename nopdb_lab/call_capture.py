@@ -12,18 +12,15 @@ import threading
 import time
 from collections import OrderedDict
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 from .call_info import CallInfo, next_id, qualified_name, raw_stack
-from .context import NoPdbContextManager
+from .context import HandlerHost, NoPdbContextManager
 from .tracing import events as ev
 from .tracing import observers
 from .tracing.dispatch import Handler
 from .tracing.frame_locals import read_locals
 from .tracing.scope import Scope
-
-if TYPE_CHECKING:
-    from .nopdb import NoPdb
 
 CAPTURE_EVENTS = frozenset({ev.CALL, ev.RETURN, ev.YIELD, ev.UNWIND})
 
@@ -104,7 +101,7 @@ class CallCapture(BaseCallCapture, NoPdbContextManager, CallInfo):
     """A :class:`CallInfo` describing the last matching call to finish; a context manager."""
 
     def __init__(
-        self, nopdb: "NoPdb", scope: Scope, snapshot: Callable[[Any], Any] | None = None
+        self, nopdb: HandlerHost, scope: Scope, snapshot: Callable[[Any], Any] | None = None
     ) -> None:
         CallInfo.__init__(self)
         self._init_capture(snapshot)
@@ -119,7 +116,7 @@ class CallListCapture(BaseCallCapture, NoPdbContextManager, List[CallInfo]):
     """A list of :class:`CallInfo`, one per matching call, in the order they finished."""
 
     def __init__(
-        self, nopdb: "NoPdb", scope: Scope, snapshot: Callable[[Any], Any] | None = None
+        self, nopdb: HandlerHost, scope: Scope, snapshot: Callable[[Any], Any] | None = None
     ) -> None:
         list.__init__(self)
         self._init_capture(snapshot)
