@@ -15,11 +15,11 @@ import threading
 import time
 import traceback
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, List, Type, Union
+from typing import Any, Callable, Deque, Dict, List, Type, Union
 
 from .analysis import gradients
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
-from .context import NoPdbContextManager
+from .context import HandlerHost, NoPdbContextManager
 from .tracing import events as ev
 from .tracing import lines as line_resolution
 from .tracing import observers
@@ -27,9 +27,6 @@ from .tracing.dispatch import Handler
 from .tracing.frame_locals import read_locals, write_locals
 from .tracing.nice_debugger import make_nice_debugger
 from .tracing.scope import Scope
-
-if TYPE_CHECKING:
-    from .nopdb import NoPdb
 
 log = logging.getLogger("nopdb_lab")
 Source = Union[str, bytes, CodeType]
@@ -133,7 +130,7 @@ class Breakpoint(NoPdbContextManager):
 
     def __init__(
         self,
-        nopdb: "NoPdb",
+        nopdb: HandlerHost,
         scope: Scope,
         line: Union[int, str] | None = None,
         cond: Source | None = None,

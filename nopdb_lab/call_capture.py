@@ -12,19 +12,16 @@ import threading
 import time
 from collections import OrderedDict
 from types import FrameType
-from typing import TYPE_CHECKING, Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 from .analysis import gradients
 from .call_info import CallInfo, next_id, qualified_name, raw_stack
-from .context import NoPdbContextManager
+from .context import HandlerHost, NoPdbContextManager
 from .tracing import events as ev
 from .tracing import observers
 from .tracing.dispatch import Handler
 from .tracing.frame_locals import read_locals
 from .tracing.scope import Scope
-
-if TYPE_CHECKING:
-    from .nopdb import NoPdb
 
 CAPTURE_EVENTS = frozenset({ev.CALL, ev.RETURN, ev.YIELD, ev.UNWIND})
 
@@ -128,7 +125,7 @@ class CallCapture(BaseCallCapture, NoPdbContextManager, CallInfo):
 
     def __init__(
         self,
-        nopdb: "NoPdb",
+        nopdb: HandlerHost,
         scope: Scope,
         snapshot: Callable[[Any], Any] | None = None,
         grads: "frozenset[str] | bool" = False,
@@ -148,7 +145,7 @@ class CallListCapture(BaseCallCapture, NoPdbContextManager, List[CallInfo]):
 
     def __init__(
         self,
-        nopdb: "NoPdb",
+        nopdb: HandlerHost,
         scope: Scope,
         snapshot: Callable[[Any], Any] | None = None,
         grads: "frozenset[str] | bool" = False,

@@ -2,14 +2,34 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .tracing.dispatch import Handler
 
-if TYPE_CHECKING:
-    from .nopdb import Handle, NoPdb
-
 T = TypeVar("T", bound="NoPdbContextManager")
+
+
+class Handle:
+    """Returned by :meth:`NoPdb.add_callback`; pass it to :meth:`NoPdb.remove_callback`."""
+
+
+class HandlerHost(Protocol):
+    """What a capture or breakpoint needs of its :class:`~nopdb_lab.NoPdb`.
+
+    A protocol rather than an import of ``nopdb``: ``nopdb`` builds captures and
+    breakpoints, so importing it back from here would make an import cycle.
+    """
+
+    @property
+    def started(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+    def remove_callback(self, handle: Handle) -> None: ...
+
+    def _ensure_started(self) -> None: ...
+
+    def _add_handler(self, handler: Handler) -> Handle: ...
 
 
 class NoPdbContextManager:
@@ -20,11 +40,11 @@ class NoPdbContextManager:
     not started) and disables itself on exit, also when the block raises.
     """
 
-    def __init__(self, nopdb: "NoPdb", handler: Handler) -> None:
+    def __init__(self, nopdb: HandlerHost, handler: Handler) -> None:
         self._nopdb = nopdb
         self._handler = handler
         self._was_started = False
-        self._handle: "Handle" | None = None
+        self._handle: Handle | None = None
         self.enable()
 
     def enable(self) -> None:

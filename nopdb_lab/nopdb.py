@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, Iterable, List, Union
 from .analysis import gradients
 from .breakpoint import Breakpoint
 from .call_capture import CallCapture, CallListCapture
+from .context import Handle
 from .snapshot import SnapshotSpec, make_snapshotter
 from .tracing import events as ev
 from .tracing.dispatch import DISPATCHER, Handler
@@ -26,10 +27,6 @@ from .tracing.scope import Scope
 __all__ = ["NoPdb", "Handle", "breakpoint", "capture_call", "capture_calls", "get_nopdb"]
 
 TraceFunc = Callable[[FrameType, str, Any], Any]
-
-
-class Handle:
-    """Returned by :meth:`NoPdb.add_callback`; pass it to :meth:`NoPdb.remove_callback`."""
 
 
 class _ThreadState(threading.local):

@@ -9,102 +9,43 @@ scope is a name or file pattern are matched lazily, the first time a code object
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import pathlib
 import threading
-from dataclasses import dataclass, field
-from types import CodeType, FrameType
-from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Tuple
+from types import CodeType
+from typing import Dict, List, Tuple
 
 from . import events as ev
-from .scope import Scope
+from .backends import create_backend
+from .plan import (
+    EMPTY_PLAN_HANDLERS,
+    Backend,
+    Callback,
+    CodePlan,
+    Handler,
+    LineResolver,
+    is_busy,
+    paused,
+    run_handlers,
+)
+
+__all__ = [
+    "DISPATCHER",
+    "Backend",
+    "Callback",
+    "CodePlan",
+    "Dispatcher",
+    "Handler",
+    "LineResolver",
+    "is_busy",
+    "paused",
+    "run_handlers",
+]
 
 log = logging.getLogger("nopdb_lab")
 
-Callback = Callable[[FrameType, str, Any], None]
-LineResolver = Callable[[CodeType], FrozenSet[int] | None]
-
-_PACKAGE_ROOT = str(pathlib.Path(__file__).resolve().parent)
-
-
-@dataclass(eq=False)
-class Handler:
-    """One callback, the events it wants and the scope it applies to.
-
-    ``lines`` resolves, per code object, the line numbers whose LINE events the handler
-    wants (``None``: every line).
-    """
-
-    scope: Scope
-    events: FrozenSet[str]
-    callback: Callback
-    lines: LineResolver | None = None
-    _line_cache: Dict[CodeType, FrozenSet[int] | None] = field(default_factory=dict)
-
-    def lines_for(self, code: CodeType) -> FrozenSet[int] | None:
-        if self.lines is None:
-            return None
-        try:
-            return self._line_cache[code]
-        except KeyError:
-            resolved = self._line_cache[code] = self.lines(code)
-            return resolved
-
-
-class CodePlan:
-    """What can happen in one code object: its handlers and the union of their needs."""
-
-    __slots__ = ("handlers", "events", "lines", "handler_lines")
-
-    def __init__(self, code: CodeType, handlers: Tuple[Handler, ...]) -> None:
-        handler_lines: List[FrozenSet[int] | None] = []
-        kept: List[Handler] = []
-        for h in handlers:
-            lines = h.lines_for(code) if ev.LINE in h.events else None
-            if ev.LINE in h.events and lines is not None and not lines and h.events <= {ev.LINE}:
-                continue  # a line breakpoint whose line is not in this code object
-            kept.append(h)
-            handler_lines.append(lines)
-        self.handlers: Tuple[Handler, ...] = tuple(kept)
-        self.handler_lines = tuple(handler_lines)
-        self.events: FrozenSet[str] = frozenset().union(*(h.events for h in kept))
-        if ev.LINE in self.events:
-            union: set[int] = set()
-            every = False
-            for h, lines in zip(kept, handler_lines, strict=True):
-                if ev.LINE in h.events:
-                    if lines is None:
-                        every = True
-                    else:
-                        union |= lines
-            self.lines: FrozenSet[int] | None = None if every else frozenset(union)
-        else:
-            self.lines = frozenset()
-
-
-EMPTY_PLAN_HANDLERS: Tuple[Handler, ...] = ()
-
-_busy = threading.local()
-
-
-def is_busy() -> bool:
-    """True while this thread runs a handler (tracing is paused for it)."""
-    return getattr(_busy, "depth", 0) > 0
-
-
-@contextlib.contextmanager
-def paused() -> Iterator[None]:
-    """Pause tracing in this thread, for nopdb_lab's own work (serving the front end).
-
-    Without it, a breakpoint in a library that the kernel itself uses (``json.dumps``
-    sends every message) would fire while its own hit is being reported.
-    """
-    _busy.depth = getattr(_busy, "depth", 0) + 1
-    try:
-        yield
-    finally:
-        _busy.depth -= 1
+# nopdb_lab/ itself: pattern scopes never match the package's own code
+_PACKAGE_ROOT = str(pathlib.Path(__file__).resolve().parent.parent)
 
 
 class Dispatcher:
@@ -117,7 +58,7 @@ class Dispatcher:
         self.patterns: Tuple[Handler, ...] = ()
         self.plans: Dict[CodeType, CodePlan] = {}
         self.wants_unwind = False
-        self._backend: Any = None
+        self._backend: Backend | None = None
 
     # -- registration -------------------------------------------------------------
     def adopt_current_thread(self) -> None:
@@ -184,38 +125,14 @@ class Dispatcher:
                 self.plans[code] = plan
             return plan
 
-    def backend(self) -> Any:
+    def backend(self) -> Backend:
         if self._backend is None:
-            from .backends import create_backend
-
             self._backend = create_backend()
         return self._backend
 
     @property
     def live_handlers(self) -> Tuple[Handler, ...]:
         return tuple(self._live.values())
-
-
-def run_handlers(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None:
-    """Call every handler of ``plan`` that wants ``event`` in ``frame``.
-
-    A handler that raises is logged and skipped: the traced program never sees it.
-    """
-    _busy.depth = getattr(_busy, "depth", 0) + 1
-    try:
-        lineno = frame.f_lineno if event == ev.LINE else 0
-        for handler, lines in zip(plan.handlers, plan.handler_lines, strict=True):
-            if event not in handler.events:
-                continue
-            if event == ev.LINE and lines is not None and lineno not in lines:
-                continue
-            try:
-                if handler.scope.match_instance(frame):
-                    handler.callback(frame, event, arg)
-            except Exception:  # never break the traced program
-                log.exception("nopdb_lab: a %s handler for %s failed", event, handler.scope)
-    finally:
-        _busy.depth -= 1
 
 
 DISPATCHER = Dispatcher()

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..plan import Backend
 
 
 def backend_name() -> str:
@@ -23,7 +26,7 @@ def backend_name() -> str:
     return "monitoring" if sys.version_info >= (3, 12) else "settrace"
 
 
-def create_backend() -> Any:
+def create_backend() -> Backend:
     """Instantiate the backend named by :func:`backend_name`."""
     if backend_name() == "monitoring":
         from .monitoring import MonitoringBackend

@@ -15,7 +15,7 @@ from types import CodeType
 from typing import Any, Dict
 
 from .. import events as ev
-from ..dispatch import Dispatcher, is_busy, run_handlers
+from ..plan import PlanSource, is_busy, run_handlers
 
 TOOL_NAME = "nopdb_lab"
 #: tool ids tried in order: 3 and 4 are unassigned by PEP 669, then the rest
@@ -32,7 +32,7 @@ class MonitoringBackend:
         self.E = self.mon.events
         self.tool_id: int | None = None
         self._instrumented: Dict[CodeType, int] = {}
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: PlanSource | None = None
         self._disabled_since_apply = False
 
     # -- lifecycle ----------------------------------------------------------------
@@ -82,7 +82,7 @@ class MonitoringBackend:
         self.tool_id = None
         self._dispatcher = None
 
-    def apply(self, dispatcher: Dispatcher) -> None:
+    def apply(self, dispatcher: PlanSource) -> None:
         """Instrument according to the dispatcher's current plans."""
         tool_id = self._acquire()
         self._dispatcher = dispatcher

@@ -20,7 +20,7 @@ from types import CodeType, FrameType
 from typing import Any, Callable
 
 from .. import events as ev
-from ..dispatch import CodePlan, Dispatcher, is_busy, run_handlers
+from ..plan import CodePlan, PlanSource, is_busy, run_handlers
 
 TraceFunc = Callable[[FrameType, str, Any], Any]
 
@@ -111,7 +111,7 @@ class SettraceBackend:
     name = "sys.settrace"
 
     def __init__(self) -> None:
-        self._dispatcher: Dispatcher | None = None
+        self._dispatcher: PlanSource | None = None
         self._installed = False
         self._chained: TraceFunc | None = None
         self._previous_thread_hook: TraceFunc | None = None
@@ -159,7 +159,7 @@ class SettraceBackend:
         return previous if previous is not None else FrameTracer(plan)
 
     # -- lifecycle ----------------------------------------------------------------
-    def apply(self, dispatcher: Dispatcher) -> None:
+    def apply(self, dispatcher: PlanSource) -> None:
         self._dispatcher = dispatcher
         if self._installed:
             if sys.gettrace() is not self.trace_global:
