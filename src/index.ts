@@ -40,20 +40,20 @@ import {
   GutterTargets
 } from './breakpoints/gutter';
 import { BreakpointModel, BreakpointPlace } from './breakpoints/model';
-import { BrowserModel, IBrowserActions } from './browserModel';
+import { BrowserModel, IBrowserActions } from './captures/browserModel';
 import {
   BreakpointsView,
   IBreakpointActions
-} from './components/BreakpointsPanel';
-import { AttentionToggle } from './components/AttentionToggle';
-import { BrowserHeader } from './components/BrowserHeader';
-import { CaptureDetailsView } from './components/CaptureDetails';
-import { CaptureListView } from './components/CaptureList';
+} from './breakpoints/BreakpointsPanel';
+import { AttentionToggle } from './captures/AttentionToggle';
+import { BrowserHeader } from './captures/BrowserHeader';
+import { CaptureDetailsView } from './captures/CaptureDetails';
+import { CaptureListView } from './captures/CaptureListView';
 import { HeatmapWidget } from './heatmap/HeatmapView';
-import { probeIcon } from './icons';
-import { KernelBridge } from './kernelBridge';
-import { DEFAULT_INSTALL_COMMAND, fetchServerInfo } from './serverInfo';
-import { createSourceView, revealLine } from './sourceView';
+import { probeIcon } from './ui/icons';
+import { KernelBridge } from './kernel/bridge';
+import { DEFAULT_INSTALL_COMMAND, fetchServerInfo } from './kernel/serverInfo';
+import { createSourceView, revealLine } from './sources/sourceView';
 
 /** Command ids. */
 export namespace CommandIDs {

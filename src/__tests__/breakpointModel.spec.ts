@@ -2,9 +2,9 @@ import { NotebookModel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 
 import { BreakpointModel, METADATA_KEY } from '../breakpoints/model';
-import { ProtocolClient } from '../client';
-import { BridgeState } from '../kernelBridge';
-import { IBreakpointSpec, IBreakpointState } from '../protocol';
+import { ProtocolClient } from '../kernel/client';
+import { BridgeState } from '../kernel/bridge';
+import { IBreakpointSpec, IBreakpointState } from '../kernel/protocol';
 
 const CELL = 'def f(x):\n    y = x + 1\n    return y\n';
 

@@ -1,5 +1,5 @@
-import { ProtocolClient, ProtocolError } from '../client';
-import { ProtocolEvent } from '../protocol';
+import { ProtocolClient, ProtocolError } from '../kernel/client';
+import { ProtocolEvent } from '../kernel/protocol';
 
 /** A transport that records what the client sends. */
 function recorder() {

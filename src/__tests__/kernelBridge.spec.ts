@@ -1,7 +1,7 @@
 import { Signal } from '@lumino/signaling';
 
-import { KernelBridge } from '../kernelBridge';
-import { BOOTSTRAP_CODE, COMM_TARGET, ICaptureBrief } from '../protocol';
+import { KernelBridge } from '../kernel/bridge';
+import { BOOTSTRAP_CODE, COMM_TARGET, ICaptureBrief } from '../kernel/protocol';
 
 function brief(id: number): ICaptureBrief {
   return {

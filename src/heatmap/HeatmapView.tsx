@@ -9,9 +9,9 @@
 import * as React from 'react';
 import { ReactWidget } from '@jupyterlab/ui-components';
 
-import { KernelBridge } from '../kernelBridge';
-import { formatNumber } from '../format';
-import { PathStep } from '../protocol';
+import { KernelBridge } from '../kernel/bridge';
+import { formatNumber } from '../ui/format';
+import { PathStep } from '../kernel/protocol';
 import {
   ColormapName,
   COLORMAPS,

@@ -8,7 +8,7 @@ import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CaptureListModel } from './captureList';
+import { CaptureListModel } from '../captures/captureList';
 import { ProtocolClient, ProtocolError } from './client';
 import {
   BOOTSTRAP_CODE,

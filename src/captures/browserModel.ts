@@ -4,9 +4,9 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IHeatmapSource } from './heatmap/HeatmapView';
-import { BridgeState, KernelBridge } from './kernelBridge';
-import { PathStep } from './protocol';
+import { IHeatmapSource } from '../heatmap/HeatmapView';
+import { BridgeState, KernelBridge } from '../kernel/bridge';
+import { PathStep } from '../kernel/protocol';
 
 /** Things the panel asks the application to do. */
 export interface IBrowserActions {

@@ -5,8 +5,8 @@
 import * as React from 'react';
 import { ReactWidget } from '@jupyterlab/ui-components';
 
-import { BrowserModel } from '../browserModel';
-import { formatBytes } from '../format';
+import { BrowserModel } from './browserModel';
+import { formatBytes } from '../ui/format';
 
 export class BrowserHeader extends ReactWidget {
   constructor(private readonly _model: BrowserModel) {

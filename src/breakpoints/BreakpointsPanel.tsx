@@ -12,11 +12,11 @@ import {
   searchIcon
 } from '@jupyterlab/ui-components';
 
-import { BrowserModel } from '../browserModel';
-import { BreakpointModel, IBreakpoint } from '../breakpoints/model';
-import { basename } from '../format';
-import { KernelBridge } from '../kernelBridge';
-import { IBreakpointState } from '../protocol';
+import { BrowserModel } from '../captures/browserModel';
+import { BreakpointModel, IBreakpoint } from './model';
+import { basename } from '../ui/format';
+import { KernelBridge } from '../kernel/bridge';
+import { IBreakpointState } from '../kernel/protocol';
 
 /** Things the section asks the application to do. */
 export interface IBreakpointActions {

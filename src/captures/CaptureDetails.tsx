@@ -17,17 +17,17 @@ import {
   tableRowsIcon
 } from '@jupyterlab/ui-components';
 
-import { BrowserModel, IBrowserActions } from '../browserModel';
+import { BrowserModel, IBrowserActions } from './browserModel';
 import {
   formatShape,
   formatStats,
   formatSummary,
   isExpandable,
   isTensorLike
-} from '../format';
-import { KernelBridge } from '../kernelBridge';
-import { ICaptureDetail, IChild, ISummary, PathStep } from '../protocol';
-import { basename, formatTime } from '../format';
+} from '../ui/format';
+import { KernelBridge } from '../kernel/bridge';
+import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
+import { basename, formatTime } from '../ui/format';
 
 interface IValueProps {
   bridge: KernelBridge;
