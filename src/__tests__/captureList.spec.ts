@@ -1,4 +1,8 @@
-import { CaptureListModel, matcher, EMPTY_FILTER } from '../captures/captureList';
+import {
+  CaptureListModel,
+  matcher,
+  EMPTY_FILTER
+} from '../captures/captureList';
 import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
 
 function brief(

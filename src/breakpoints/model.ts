@@ -10,7 +10,11 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { ProtocolClient } from '../kernel/client';
 import { BridgeState } from '../kernel/bridge';
-import { IBreakpointSpec, IBreakpointState, ProtocolEvent } from '../kernel/protocol';
+import {
+  IBreakpointSpec,
+  IBreakpointState,
+  ProtocolEvent
+} from '../kernel/protocol';
 import { mapLine, TextDelta } from './lineMapping';
 
 /** The notebook metadata key. */
