@@ -1,12 +1,43 @@
 /**
- * Types of the nopdb-lab kernel protocol, version 1 (see docs/protocol.md).
+ * Types of the nopdb-lab kernel protocol (see docs/protocol.md).
  *
- * The kernel side lives in `nopdb_lab/kernel_service.py`; both sides must agree on
+ * The kernel side lives in `nopdb_lab/jupyter/`; both sides must agree on the major
  * `PROTOCOL_VERSION` and on the comm target name.
  */
 
-/** The protocol version this front end speaks. */
-export const PROTOCOL_VERSION = 1;
+/**
+ * The protocol version this front end speaks (semantic versioning: a kernel with
+ * another major version cannot be talked to). Kernels before 2.0.0 sent the integer 1.
+ */
+export const PROTOCOL_VERSION = '2.0.0';
+
+/** The major version of a protocol version as either side sends it (1 for the old integer). */
+export function protocolMajor(version: unknown): number | null {
+  if (typeof version === 'number' && Number.isInteger(version)) {
+    return version;
+  }
+  if (typeof version === 'string') {
+    const match = /^(\d+)\.\d+\.\d+/.exec(version);
+    return match ? Number(match[1]) : null;
+  }
+  return null;
+}
+
+/**
+ * How a kernel's protocol version compares with this front end's: `null` when they can
+ * talk (same major), `older`/`newer` when the kernel's major is lower/higher, `unknown`
+ * when it is not a version at all.
+ */
+export function compareProtocol(
+  kernelVersion: unknown
+): 'older' | 'newer' | 'unknown' | null {
+  const theirs = protocolMajor(kernelVersion);
+  const ours = protocolMajor(PROTOCOL_VERSION)!;
+  if (theirs === null) {
+    return 'unknown';
+  }
+  return theirs === ours ? null : theirs < ours ? 'older' : 'newer';
+}
 
 /** The comm target the kernel service registers. */
 export const COMM_TARGET = 'nopdb_lab';
@@ -97,7 +128,8 @@ export type PathStep = string | number;
 
 /** The result of `hello`. */
 export interface IHello {
-  protocol: number;
+  /** The kernel's protocol version: a semver string (an integer before 2.0.0). */
+  protocol: string | number;
   version: string;
   backend: string;
   python: string;
@@ -232,7 +264,7 @@ export type ProtocolEvent =
 
 /** A message as it arrives from the kernel (`data` of a comm message). */
 export interface IIncoming {
-  v?: number;
+  v?: string | number;
   re?: string;
   ok?: boolean;
   result?: unknown;
