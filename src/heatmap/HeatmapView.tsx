@@ -60,15 +60,13 @@ function MapCanvas(props: {
   cols: number;
   style: React.CSSProperties;
   label?: string;
-  canvasRef?: React.RefObject<HTMLCanvasElement>;
   onHover: (r: number, c: number) => void;
   onLeave: () => void;
   onMouseDown?: (event: React.MouseEvent) => void;
   onMouseUp?: () => void;
   onDrag?: (event: React.MouseEvent) => boolean;
 }): React.ReactElement {
-  const own = React.useRef<HTMLCanvasElement>(null);
-  const ref = props.canvasRef ?? own;
+  const ref = React.useRef<HTMLCanvasElement>(null);
   React.useEffect(() => {
     const canvas = ref.current;
     if (!canvas) {
@@ -571,7 +569,10 @@ function exportPng(model: HeatmapModel): void {
   link.click();
 }
 
-/** The viewer as a widget (wrapped in a MainAreaWidget by the plugin). */
+/**
+ * The viewer as a widget (wrapped in a MainAreaWidget by the plugin): the views below
+ * each re-render on their model signal only (a hover does not repaint the maps).
+ */
 export class HeatmapWidget extends ReactWidget {
   constructor(readonly model: HeatmapModel) {
     super();
