@@ -2,9 +2,13 @@ import { NotebookModel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 
 import { BreakpointModel, METADATA_KEY } from '../breakpoints/model';
-import { ProtocolClient } from '../client';
-import { BridgeState } from '../kernelBridge';
-import { IBreakpointSpec, IBreakpointState } from '../protocol';
+import { ProtocolClient } from '../kernel/client';
+import { BridgeState } from '../kernel/bridge';
+import {
+  IBreakpointSpec,
+  IBreakpointState,
+  PROTOCOL_VERSION
+} from '../kernel/protocol';
 
 const CELL = 'def f(x):\n    y = x + 1\n    return y\n';
 
@@ -23,7 +27,10 @@ class FakeConnection {
         this.requests.push(data.op);
         const result = this._answer(data.op, data.args);
         void Promise.resolve().then(() =>
-          client.handleMessage({ v: 1, re: data.id, ok: true, result }, [])
+          client.handleMessage(
+            { v: PROTOCOL_VERSION, re: data.id, ok: true, result },
+            []
+          )
         );
       }
     });
@@ -31,7 +38,7 @@ class FakeConnection {
     this.state = {
       status: 'ready',
       hello: {
-        protocol: 1,
+        protocol: PROTOCOL_VERSION,
         version: '0',
         backend: 'x',
         python: '3',
@@ -50,7 +57,11 @@ class FakeConnection {
 
   push(states: IBreakpointState[]): void {
     this.client!.handleMessage(
-      { v: 1, event: 'breakpoints_changed', breakpoints: states },
+      {
+        v: PROTOCOL_VERSION,
+        event: 'breakpoints_changed',
+        breakpoints: states
+      },
       []
     );
   }

@@ -1,5 +1,9 @@
-import { CaptureListModel, matcher, EMPTY_FILTER } from '../captureList';
-import { CaptureKind, ICaptureBrief } from '../protocol';
+import {
+  CaptureListModel,
+  matcher,
+  EMPTY_FILTER
+} from '../captures/captureList';
+import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
 
 function brief(
   id: number,

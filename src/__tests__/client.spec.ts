@@ -1,5 +1,5 @@
-import { ProtocolClient, ProtocolError } from '../client';
-import { ProtocolEvent } from '../protocol';
+import { ProtocolClient, ProtocolError } from '../kernel/client';
+import { PROTOCOL_VERSION, ProtocolEvent } from '../kernel/protocol';
 
 /** A transport that records what the client sends. */
 function recorder() {
@@ -17,17 +17,26 @@ describe('ProtocolClient', () => {
     const first = client.request('get', { id: 3 });
     const second = client.request('list', {});
     expect(sent.map(m => m.op)).toEqual(['get', 'list']);
-    expect(sent[0]).toMatchObject({ v: 1, op: 'get', args: { id: 3 } });
+    expect(sent[0]).toMatchObject({
+      v: PROTOCOL_VERSION,
+      op: 'get',
+      args: { id: 3 }
+    });
     expect(sent[0].id).not.toEqual(sent[1].id);
 
     // answers may come in any order
     client.handleMessage({
-      v: 1,
+      v: PROTOCOL_VERSION,
       re: sent[1].id,
       ok: true,
       result: { captures: [] }
     });
-    client.handleMessage({ v: 1, re: sent[0].id, ok: true, result: { id: 3 } });
+    client.handleMessage({
+      v: PROTOCOL_VERSION,
+      re: sent[0].id,
+      ok: true,
+      result: { id: 3 }
+    });
     await expect(second).resolves.toMatchObject({ result: { captures: [] } });
     await expect(first).resolves.toMatchObject({ result: { id: 3 } });
     expect(client.pendingCount).toBe(0);
@@ -38,7 +47,7 @@ describe('ProtocolClient', () => {
     const client = new ProtocolClient(transport);
     const pending = client.request('get', { id: 99 });
     client.handleMessage({
-      v: 1,
+      v: PROTOCOL_VERSION,
       re: sent[0].id,
       ok: false,
       error: { type: 'KeyError', message: 'capture 99 is not in the store' }
@@ -60,7 +69,7 @@ describe('ProtocolClient', () => {
     padded.set(new Uint8Array(backing.buffer), 4);
     client.handleMessage(
       {
-        v: 1,
+        v: PROTOCOL_VERSION,
         re: sent[0].id,
         ok: true,
         result: { shape: [4], dtype: 'float32' }
@@ -78,9 +87,15 @@ describe('ProtocolClient', () => {
     const client = new ProtocolClient(transport);
     const events: ProtocolEvent[] = [];
     client.eventReceived.connect((_, e) => events.push(e));
-    client.handleMessage({ v: 1, event: 'captures_deleted', ids: [1, 2] });
-    client.handleMessage({ v: 1, event: 'something_new' });
-    expect(events).toEqual([{ v: 1, event: 'captures_deleted', ids: [1, 2] }]);
+    client.handleMessage({
+      v: PROTOCOL_VERSION,
+      event: 'captures_deleted',
+      ids: [1, 2]
+    });
+    client.handleMessage({ v: PROTOCOL_VERSION, event: 'something_new' });
+    expect(events).toEqual([
+      { v: PROTOCOL_VERSION, event: 'captures_deleted', ids: [1, 2] }
+    ]);
   });
 
   it('rejects pending and later requests once disposed', async () => {

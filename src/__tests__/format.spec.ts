@@ -4,7 +4,7 @@ import {
   formatNumber,
   formatSummary,
   isExpandable
-} from '../format';
+} from '../ui/format';
 
 describe('format', () => {
   it('describes a tensor with shape, device and stats, and flags NaN/Inf', () => {

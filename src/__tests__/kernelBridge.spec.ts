@@ -1,7 +1,12 @@
 import { Signal } from '@lumino/signaling';
 
-import { KernelBridge } from '../kernelBridge';
-import { BOOTSTRAP_CODE, COMM_TARGET, ICaptureBrief } from '../protocol';
+import { KernelBridge } from '../kernel/bridge';
+import {
+  BOOTSTRAP_CODE,
+  COMM_TARGET,
+  ICaptureBrief,
+  PROTOCOL_VERSION
+} from '../kernel/protocol';
 
 function brief(id: number): ICaptureBrief {
   return {
@@ -38,7 +43,10 @@ class FakeComm {
     );
   }
   push(data: any): void {
-    this.onMsg({ content: { data: { v: 1, ...data } }, buffers: [] });
+    this.onMsg({
+      content: { data: { v: this._kernel.protocol, ...data } },
+      buffers: []
+    });
   }
   close(): void {
     this.closed = true;
@@ -53,7 +61,10 @@ class FakeKernel {
   isDisposed = false;
   language = 'python';
   importError: string | null = null;
-  protocol = 1;
+  /** The protocol version the kernel speaks (an old kernel: the integer 1). */
+  protocol: string | number = PROTOCOL_VERSION;
+  /** Whether the kernel refuses requests of another version (kernels before 2.0.0). */
+  strictVersion = false;
   store: ICaptureBrief[] = [];
   executed: { code: string; silent: boolean }[] = [];
   comms: FakeComm[] = [];
@@ -84,10 +95,21 @@ class FakeKernel {
   attentionCapture = false;
 
   answer(data: any): any {
+    if (this.strictVersion && data.v !== this.protocol) {
+      return {
+        v: this.protocol,
+        re: data.id,
+        ok: false,
+        error: {
+          type: 'ProtocolError',
+          message: `protocol version '${data.v}' is not supported (this kernel speaks ${this.protocol}); update nopdb-lab`
+        }
+      };
+    }
     if (data.op === 'attention_capture') {
       this.attentionCapture = data.args.enabled;
       return {
-        v: 1,
+        v: this.protocol,
         re: data.id,
         ok: true,
         result: { enabled: this.attentionCapture }
@@ -104,7 +126,7 @@ class FakeKernel {
             store: { count: 0, nbytes: 0, budget: 1 << 30 }
           }
         : { captures: this.store };
-    return { v: 1, re: data.id, ok: true, result };
+    return { v: this.protocol, re: data.id, ok: true, result };
   }
 
   setStatus(status: string): void {
@@ -176,11 +198,43 @@ describe('KernelBridge', () => {
 
   it('refuses a kernel speaking another protocol, naming both versions', async () => {
     const kernel = new FakeKernel();
-    kernel.protocol = 2;
+    kernel.protocol = 1; // a kernel-side nopdb-lab from before protocol 2.0.0
     const bridge = new KernelBridge(sessionWith(kernel) as any, options);
     await until(bridge, 'missing');
-    expect((bridge.state as any).message).toContain('protocol 2');
     expect((bridge.state as any).message).toContain('protocol 1');
+    expect((bridge.state as any).message).toContain(
+      `protocol ${PROTOCOL_VERSION}`
+    );
+    expect((bridge.state as any).message).toContain('older');
+  });
+
+  it('refuses an old kernel that rejects the request version itself', async () => {
+    const kernel = new FakeKernel();
+    kernel.protocol = 1;
+    kernel.strictVersion = true;
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'missing');
+    expect((bridge.state as any).message).toContain('(protocol 1)');
+    expect((bridge.state as any).installCommand).toBe(
+      '%pip install -e /src/nopdb-lab'
+    );
+  });
+
+  it('asks to update the extension for a kernel of a newer major version', async () => {
+    const kernel = new FakeKernel();
+    kernel.protocol = '3.0.0';
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'unsupported');
+    expect((bridge.state as any).message).toContain('protocol 3.0.0');
+    expect((bridge.state as any).message).toContain('update the extension');
+  });
+
+  it('talks to a kernel of the same major version and another minor', async () => {
+    const kernel = new FakeKernel();
+    const [major] = PROTOCOL_VERSION.split('.');
+    kernel.protocol = `${major}.99.0`;
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'ready');
   });
 
   it('leaves non-Python kernels alone', async () => {

@@ -21,7 +21,7 @@ import {
 } from '@codemirror/view';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IBreakpointState } from '../protocol';
+import { IBreakpointState } from '../kernel/protocol';
 import { BreakpointModel, BreakpointPlace, IBreakpoint } from './model';
 
 /** One marker: a breakpoint and what the kernel says about it. */

@@ -8,9 +8,13 @@ import { UUID } from '@lumino/coreutils';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ProtocolClient } from '../client';
-import { BridgeState } from '../kernelBridge';
-import { IBreakpointSpec, IBreakpointState, ProtocolEvent } from '../protocol';
+import { ProtocolClient } from '../kernel/client';
+import { BridgeState } from '../kernel/bridge';
+import {
+  IBreakpointSpec,
+  IBreakpointState,
+  ProtocolEvent
+} from '../kernel/protocol';
 import { mapLine, TextDelta } from './lineMapping';
 
 /** The notebook metadata key. */

@@ -9,32 +9,19 @@
 import * as React from 'react';
 import { ReactWidget } from '@jupyterlab/ui-components';
 
-import { KernelBridge } from '../kernelBridge';
-import { formatNumber } from '../format';
-import { PathStep } from '../protocol';
+import { formatNumber } from '../ui/format';
+import { ExpressionInput } from '../ui/ExpressionInput';
+import { useSignal } from '../ui/useSignal';
 import {
   ColormapName,
   COLORMAPS,
-  lookupTable,
   Normalisation,
-  normalise,
   paint,
   Scale
 } from './colormap';
-import { IOverlayImage, PatchOverlay } from './PatchOverlay';
-import { patchLayout } from './patches';
-import { DimMode, gridPosition, heatmapRequest } from './request';
-
-/** What the viewer shows: one value of one capture. */
-export interface IHeatmapSource {
-  bridge: KernelBridge;
-  captureId: number;
-  path: PathStep[];
-  expression: string;
-  shape: number[];
-  /** Signed data opens with the diverging colormap. */
-  signed: boolean;
-}
+import { HeatmapModel } from './model';
+import { PatchOverlay } from './PatchOverlay';
+import { DimMode } from './request';
 
 /** A labelled select; options are `[value, text, disabled?]`. */
 function Choice(props: {
@@ -63,26 +50,6 @@ function Choice(props: {
   );
 }
 
-interface ISlice {
-  grid: number[] | null;
-  rows: number;
-  cols: number;
-  rowStep: number;
-  colStep: number;
-  reduce: string | null;
-  values: Float32Array;
-  nan: number;
-  inf: number;
-}
-
-interface IHover {
-  g: number;
-  r: number;
-  c: number;
-}
-
-const MAX_SIZE = 512;
-const GRID_MAX_SIZE = 128;
 const VIEW_PX = 560;
 const GRID_PX = 150;
 
@@ -93,15 +60,13 @@ function MapCanvas(props: {
   cols: number;
   style: React.CSSProperties;
   label?: string;
-  canvasRef?: React.RefObject<HTMLCanvasElement>;
   onHover: (r: number, c: number) => void;
   onLeave: () => void;
   onMouseDown?: (event: React.MouseEvent) => void;
   onMouseUp?: () => void;
   onDrag?: (event: React.MouseEvent) => boolean;
 }): React.ReactElement {
-  const own = React.useRef<HTMLCanvasElement>(null);
-  const ref = props.canvasRef ?? own;
+  const ref = React.useRef<HTMLCanvasElement>(null);
   React.useEffect(() => {
     const canvas = ref.current;
     if (!canvas) {
@@ -178,117 +143,337 @@ function AxisLabels(props: {
   );
 }
 
-function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
-  const ndim = source.shape.length;
-  const [rowsDim, setRowsDim] = React.useState(ndim - 2);
-  const [colsDim, setColsDim] = React.useState(ndim - 1);
-  const [index, setIndex] = React.useState<number[]>(() =>
-    source.shape.map(() => 0)
+/** Dimensions, colours, pooling, zoom reset and PNG export. */
+function Controls({ model }: { model: HeatmapModel }): React.ReactElement {
+  useSignal(model.stateChanged);
+  const shape = model.source.shape;
+  const dims = shape.map((_, d) => d);
+  const label = (dim: number) => `dim ${dim} (${shape[dim]})`;
+  return (
+    <div className="jp-NopdbLab-heatmapControls">
+      <code className="jp-NopdbLab-heatmapExpression">
+        {model.source.expression}
+      </code>
+      <Choice
+        label="rows"
+        aria="Rows dimension"
+        value={String(model.rowsDim)}
+        options={dims.map(d => [String(d), label(d), d === model.colsDim])}
+        onChange={v => model.setRowsDim(Number(v))}
+      />
+      <Choice
+        label="columns"
+        aria="Columns dimension"
+        value={String(model.colsDim)}
+        options={dims.map(d => [String(d), label(d), d === model.rowsDim])}
+        onChange={v => model.setColsDim(Number(v))}
+      />
+      <Choice
+        label="colormap"
+        aria="Colormap"
+        value={model.colormap}
+        options={Object.keys(COLORMAPS).map(name => [name, name])}
+        onChange={v => model.setColormap(v as ColormapName)}
+      />
+      <Choice
+        label="scale"
+        aria="Scale"
+        value={model.scale}
+        options={[
+          ['linear', 'linear'],
+          ['log', 'log']
+        ]}
+        onChange={v => model.setScale(v as Scale)}
+      />
+      <Choice
+        label="normalise"
+        aria="Normalisation"
+        value={model.normalisation}
+        options={[
+          ['global', 'whole map'],
+          ['row', 'each row']
+        ]}
+        onChange={v => model.setNormalisation(v as Normalisation)}
+      />
+      <Choice
+        label="pooling"
+        aria="Pooling"
+        value={model.reduce}
+        options={[
+          ['max', 'max'],
+          ['mean', 'mean']
+        ]}
+        onChange={v => model.setReduce(v as 'max' | 'mean')}
+      />
+      <button className="jp-mod-styled" onClick={() => model.resetZoom()}>
+        Reset zoom
+      </button>
+      <button
+        className="jp-mod-styled jp-mod-accept"
+        onClick={() => exportPng(model)}
+      >
+        Export PNG
+      </button>
+    </div>
   );
-  const [modes, setModes] = React.useState<DimMode[]>(() =>
-    source.shape.map(() => 'index')
+}
+
+/** One control per other dimension: its mode, and its slider in `index` mode. */
+function DimSliders({ model }: { model: HeatmapModel }): React.ReactElement {
+  useSignal(model.stateChanged);
+  const shape = model.source.shape;
+  return (
+    <div className="jp-NopdbLab-heatmapSliders">
+      {shape.map((size, dim) =>
+        dim === model.rowsDim || dim === model.colsDim ? null : (
+          <div key={dim} className="jp-NopdbLab-heatmapDim">
+            <Choice
+              label={`dim ${dim} (${size})`}
+              aria={`Show dim ${dim}`}
+              value={model.modes[dim]}
+              options={[
+                ['index', 'one index'],
+                ['mean', 'mean'],
+                ['grid', 'grid']
+              ]}
+              onChange={v => model.setMode(dim, v as DimMode)}
+            />
+            {model.modes[dim] === 'index' ? (
+              <label>
+                {model.index[dim]}
+                <input
+                  type="range"
+                  aria-label={`Index of dim ${dim}`}
+                  min={0}
+                  max={size - 1}
+                  value={model.index[dim]}
+                  onChange={e => model.setIndex(dim, Number(e.target.value))}
+                />
+              </label>
+            ) : null}
+          </div>
+        )
+      )}
+    </div>
   );
-  const [colormap, setColormap] = React.useState<ColormapName>(
-    source.signed ? 'RdBu' : 'viridis'
+}
+
+/** The labels and image-overlay expressions. */
+function Expressions({ model }: { model: HeatmapModel }): React.ReactElement {
+  useSignal(model.stateChanged);
+  const labelsError = model.labelsError ?? model.labelMismatch;
+  return (
+    <>
+      <div className="jp-NopdbLab-heatmapLabels">
+        <ExpressionInput
+          prefix="labels"
+          ariaLabel="Labels expression"
+          placeholder="Python, e.g. tokenizer.convert_ids_to_tokens(ids[0])"
+          button="Apply"
+          onSubmit={value => void model.applyLabels(value)}
+        />
+        {labelsError ? (
+          <span className="jp-NopdbLab-error">{labelsError}</span>
+        ) : null}
+      </div>
+      <div className="jp-NopdbLab-heatmapLabels">
+        <ExpressionInput
+          prefix="image"
+          ariaLabel="Image expression"
+          placeholder="Python: the input image (tensor C×H×W, array or PIL)"
+          button="Overlay"
+          onSubmit={value => void model.applyImage(value)}
+        />
+        {model.image ? (
+          <label>
+            opacity
+            <input
+              type="range"
+              aria-label="Overlay opacity"
+              min={0}
+              max={1}
+              step={0.05}
+              value={model.opacity}
+              onChange={e => model.setOpacity(Number(e.target.value))}
+            />
+          </label>
+        ) : null}
+        {model.imageError ? (
+          <span className="jp-NopdbLab-error">{model.imageError}</span>
+        ) : null}
+      </div>
+    </>
   );
-  const [scale, setScale] = React.useState<Scale>('linear');
-  const [normalisation, setNormalisation] =
-    React.useState<Normalisation>('global');
-  const [reduce, setReduce] = React.useState<'max' | 'mean'>('max');
-  const [slice, setSlice] = React.useState<ISlice | null>(null);
-  const [error, setError] = React.useState<string | null>(null);
-  const [hover, setHover] = React.useState<IHover | null>(null);
-  const [zoom, setZoom] = React.useState({ k: 1, x: 0, y: 0 });
-  const [labelsExpression, setLabelsExpression] = React.useState('');
-  const [labels, setLabels] = React.useState<string[] | null>(null);
-  const [labelsError, setLabelsError] = React.useState<string | null>(null);
-  const [imageExpression, setImageExpression] = React.useState('');
-  const [image, setImage] = React.useState<IOverlayImage | null>(null);
-  const [imageError, setImageError] = React.useState<string | null>(null);
-  const [query, setQuery] = React.useState(0);
-  const [opacity, setOpacity] = React.useState(0.6);
-  const mainCanvas = React.useRef<HTMLCanvasElement>(null);
-  const colorbar = React.useRef<HTMLCanvasElement>(null);
-  const requested = React.useRef(0);
-  const started = React.useRef(0);
+}
+
+/** The request's error, or what the slice is (grid, pooling, NaN/Inf, zoom). */
+function Status({ model }: { model: HeatmapModel }): React.ReactElement {
+  useSignal(model.stateChanged);
+  useSignal(model.zoomChanged);
+  const slice = model.slice;
+  const grid = slice?.grid ?? null;
+  const zoom = model.zoom;
+  return (
+    <>
+      {model.error ? (
+        <div className="jp-NopdbLab-error">{model.error}</div>
+      ) : null}
+      {slice ? (
+        <div className="jp-NopdbLab-heatmapStatus">
+          {grid ? `${grid.join(' × ')} = ${model.mapCount} maps of ` : ''}
+          {slice.rows}×{slice.cols}
+          {slice.reduce
+            ? ` (${slice.reduce}-pooled from ${slice.rows * slice.rowStep}×` +
+              `${slice.cols * slice.colStep} over ${slice.rowStep}×${slice.colStep} blocks)`
+            : ''}
+          {slice.nan ? ` · ${slice.nan} NaN (grey)` : ''}
+          {slice.inf ? ` · ${slice.inf} ±Inf (grey)` : ''}
+          {zoom.k > 1 && !grid ? ` · zoom ${zoom.k.toFixed(1)}×` : ''}
+        </div>
+      ) : null}
+    </>
+  );
+}
+
+/** CSS size of a map whose longest side is `px`, keeping its aspect ratio. */
+function fit(model: HeatmapModel, px: string): React.CSSProperties {
+  const slice = model.slice;
+  const longest = Math.max(slice?.rows ?? 1, slice?.cols ?? 1);
+  return {
+    width: `calc(${px} * ${(slice?.cols ?? 0) / longest})`,
+    aspectRatio: `${slice?.cols ?? 1} / ${slice?.rows ?? 1}`
+  };
+}
+
+/** The maps: one zoomable map with axis labels, or a grid of small maps. */
+function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
+  useSignal(model.paintedChanged);
+  useSignal(model.zoomChanged);
+  useSignal(model.stateChanged);
   const drag = React.useRef<{ x: number; y: number } | null>(null);
-
-  // fetch whenever what is shown changes
-  React.useEffect(() => {
-    const client = source.bridge.client;
-    if (!client) {
-      setError('The kernel is not connected.');
-      return;
+  const slice = model.slice;
+  const painted = model.painted;
+  const grid = slice?.grid ?? null;
+  const zoom = model.zoom;
+  if (slice && painted && grid) {
+    return (
+      <div
+        className="jp-NopdbLab-heatmapGrid"
+        style={{
+          gridTemplateColumns: `repeat(${grid.length === 2 ? grid[1] : 'auto-fill'}, ${
+            grid.length === 2
+              ? 'max-content'
+              : `minmax(${GRID_PX}px, max-content)`
+          })`
+        }}
+      >
+        {painted.pixels.map((pixels, g) => (
+          <figure key={g} className="jp-NopdbLab-heatmapTile">
+            <MapCanvas
+              pixels={pixels}
+              rows={slice.rows}
+              cols={slice.cols}
+              label={model.gridLabel(g)}
+              style={fit(model, `${GRID_PX}px`)}
+              onHover={(r, c) => model.setHover({ g, r, c })}
+              onLeave={() => model.setHover(null)}
+            />
+            <figcaption>{model.gridLabel(g)}</figcaption>
+          </figure>
+        ))}
+      </div>
+    );
+  }
+  const onDrag = (event: React.MouseEvent) => {
+    if (!drag.current) {
+      return false;
     }
-    started.current = performance.now();
-    const ticket = ++requested.current;
-    const request = heatmapRequest(
-      source.shape,
-      rowsDim,
-      colsDim,
-      index,
-      modes
-    );
-    client
-      .request('heatmap', {
-        id: source.captureId,
-        path: source.path,
-        rows_dim: rowsDim,
-        cols_dim: colsDim,
-        ...request,
-        max_size: request.grid_dims.length ? GRID_MAX_SIZE : MAX_SIZE,
-        reduce
-      })
-      .then(({ result, buffers }) => {
-        if (ticket !== requested.current) {
-          return; // a newer request is on its way
-        }
-        const view = buffers[0];
-        setSlice({
-          grid: result.grid,
-          rows: result.rows,
-          cols: result.cols,
-          rowStep: result.row_step,
-          colStep: result.col_step,
-          reduce: result.reduce,
-          values: new Float32Array(
-            view.buffer.slice(
-              view.byteOffset,
-              view.byteOffset + view.byteLength
-            )
-          ),
-          nan: result.nan,
-          inf: result.inf
-        });
-        setError(null);
-      })
-      .catch(err => ticket === requested.current && setError(err.message));
-  }, [source, rowsDim, colsDim, index, modes, reduce]);
+    const dx = event.clientX - drag.current.x;
+    const dy = event.clientY - drag.current.y;
+    drag.current = { x: event.clientX, y: event.clientY };
+    model.pan(dx, dy);
+    return true;
+  };
+  return (
+    <div
+      className="jp-NopdbLab-heatmapViewport"
+      style={{ width: `min(${VIEW_PX}px, 100%)` }}
+      onWheel={event => {
+        const box = event.currentTarget.getBoundingClientRect();
+        model.zoomAt(
+          event.clientX - box.left,
+          event.clientY - box.top,
+          event.deltaY
+        );
+      }}
+    >
+      {slice && painted ? (
+        <AxisLabels
+          rows={slice.rowStep === 1 && zoom.k === 1 ? model.rowLabels : null}
+          cols={slice.colStep === 1 && zoom.k === 1 ? model.colLabels : null}
+        >
+          <MapCanvas
+            pixels={painted.pixels[0]}
+            rows={slice.rows}
+            cols={slice.cols}
+            style={{
+              ...fit(model, '100%'),
+              transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
+            }}
+            onHover={(r, c) => model.setHover({ g: 0, r, c })}
+            onLeave={() => {
+              model.setHover(null);
+              drag.current = null;
+            }}
+            onMouseDown={e => (drag.current = { x: e.clientX, y: e.clientY })}
+            onMouseUp={() => (drag.current = null)}
+            onDrag={onDrag}
+          />
+        </AxisLabels>
+      ) : null}
+    </div>
+  );
+}
 
-  // colours: all maps of a grid share one normalisation (rows stay rows)
-  const painted = React.useMemo(() => {
-    if (!slice) {
-      return null;
-    }
-    const maps = (slice.grid ?? [1]).reduce((a, b) => a * b, 1);
-    const { positions, range } = normalise(
-      slice.values,
-      maps * slice.rows,
-      slice.cols,
-      {
-        scale,
-        normalisation,
-        diverging: colormap === 'RdBu'
-      }
-    );
-    const table = lookupTable(colormap);
-    const size = slice.rows * slice.cols;
-    const pixels = Array.from({ length: maps }, (_, g) =>
-      paint(positions.subarray(g * size, (g + 1) * size), table)
-    );
-    return { pixels, range, table };
-  }, [slice, scale, normalisation, colormap]);
+/** The image with the attention of one query token over its patches. */
+function Overlay({
+  model
+}: {
+  model: HeatmapModel;
+}): React.ReactElement | null {
+  useSignal(model.stateChanged);
+  useSignal(model.paintedChanged);
+  const slice = model.slice;
+  const painted = model.painted;
+  const image = model.image;
+  if (!image || !slice || !painted) {
+    return null;
+  }
+  const layout = model.patchLayout;
+  return layout ? (
+    <PatchOverlay
+      image={image}
+      values={slice.values}
+      tokens={slice.rows}
+      layout={layout}
+      query={model.query}
+      opacity={model.opacity}
+      table={painted.table}
+      onPick={query => model.setQuery(query)}
+    />
+  ) : (
+    <div className="jp-NopdbLab-more">
+      The patch overlay needs one unpooled square attention map whose tokens are
+      a square grid of patches after at most 4 prefix tokens (CLS, registers).
+    </div>
+  );
+}
 
+/** The colour bar with its range. */
+function ColourBar({ model }: { model: HeatmapModel }): React.ReactElement {
+  useSignal(model.paintedChanged);
+  const colorbar = React.useRef<HTMLCanvasElement>(null);
+  const painted = model.painted;
   React.useEffect(() => {
     if (!painted || !colorbar.current) {
       return;
@@ -306,451 +491,112 @@ function Viewer({ source }: { source: IHeatmapSource }): React.ReactElement {
     requestAnimationFrame(() => {
       if (host) {
         const now = performance.now();
-        host.dataset.paintMs = (now - started.current).toFixed(1);
+        host.dataset.paintMs = (now - model.requestStartedAt).toFixed(1);
         host.dataset.paintedAt = now.toFixed(1); // for benchmarks/heatmap_viewer.sh
         host.dataset.paints = String(Number(host.dataset.paints ?? 0) + 1);
       }
     });
   }, [painted]);
-
-  const applyLabels = async () => {
-    const client = source.bridge.client;
-    if (!labelsExpression.trim()) {
-      setLabels(null);
-      setLabelsError(null);
-      return;
-    }
-    try {
-      const response = await client!.request('labels', {
-        expression: labelsExpression
-      });
-      setLabels(response.result.labels);
-      setLabelsError(null);
-    } catch (err) {
-      setLabelsError((err as Error).message);
-    }
-  };
-  const applyImage = async () => {
-    if (!imageExpression.trim()) {
-      setImage(null);
-      setImageError(null);
-      return;
-    }
-    try {
-      const response = await source.bridge.client!.request('image', {
-        expression: imageExpression
-      });
-      const view = response.buffers[0];
-      setImage({
-        width: response.result.width,
-        height: response.result.height,
-        rgb: new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
-      });
-      setImageError(null);
-    } catch (err) {
-      setImageError((err as Error).message);
-    }
-  };
-  const layout =
-    slice && !slice.grid && slice.rows === slice.cols && slice.rowStep === 1
-      ? patchLayout(slice.rows)
-      : null;
-  // labels name an axis whose length they match (attention maps: both)
-  const rowLabels =
-    labels && labels.length === source.shape[rowsDim] ? labels : null;
-  const colLabels =
-    labels && labels.length === source.shape[colsDim] ? labels : null;
-  const labelMismatch =
-    labels && !rowLabels && !colLabels
-      ? `${labels.length} labels, but rows have ${source.shape[rowsDim]} and columns ` +
-        `${source.shape[colsDim]}`
-      : null;
-  const name = (names: string[] | null, i: number, step: number) =>
-    names && step === 1 ? ` ${JSON.stringify(names[i])}` : '';
-  const grid = slice?.grid ?? null;
-  const gridDims = heatmapRequest(
-    source.shape,
-    rowsDim,
-    colsDim,
-    index,
-    modes
-  ).grid_dims;
-  const gridLabel = (g: number) =>
-    gridPosition(g, grid ?? [1])
-      .map((i, k) => `dim ${gridDims[k]} = ${i}`)
-      .join(', ');
-  const mapCount = (grid ?? [1]).reduce((a, b) => a * b, 1);
-  const hovered =
-    slice && hover
-      ? slice.values[(hover.g * slice.rows + hover.r) * slice.cols + hover.c]
-      : undefined;
-  const sourceIndex = (i: number, step: number) =>
-    step > 1 ? `${i * step}–${i * step + step - 1}` : `${i}`;
-  const label = (dim: number) => `dim ${dim} (${source.shape[dim]})`;
-  const dims = source.shape.map((_, d) => d);
-  const setMode = (dim: number, mode: DimMode) =>
-    setModes(modes.map((m, d) => (d === dim ? mode : m)));
-
-  const onDrag = (event: React.MouseEvent) => {
-    if (!drag.current) {
-      return false;
-    }
-    const dx = event.clientX - drag.current.x;
-    const dy = event.clientY - drag.current.y;
-    drag.current = { x: event.clientX, y: event.clientY };
-    setZoom(z => ({ ...z, x: z.x + dx, y: z.y + dy }));
-    return true;
-  };
-  const onWheel = (event: React.WheelEvent<HTMLDivElement>) => {
-    const box = event.currentTarget.getBoundingClientRect();
-    const px = event.clientX - box.left;
-    const py = event.clientY - box.top;
-    setZoom(z => {
-      const k = Math.min(
-        64,
-        Math.max(1, z.k * Math.pow(1.2, -event.deltaY / 100))
-      );
-      // keep the point under the cursor in place
-      return {
-        k,
-        x: px - ((px - z.x) * k) / z.k,
-        y: py - ((py - z.y) * k) / z.k
-      };
-    });
-  };
-  const exportPng = () => {
-    if (!slice || !painted) {
-      return;
-    }
-    const maps = painted.pixels.length;
-    const across = Math.ceil(Math.sqrt(maps));
-    const down = Math.ceil(maps / across);
-    const up = Math.max(
-      1,
-      Math.ceil(512 / (Math.max(slice.rows, slice.cols) * across))
-    );
-    const gap = maps > 1 ? 2 : 0;
-    const out = document.createElement('canvas');
-    out.width = across * (slice.cols * up + gap);
-    out.height = down * (slice.rows * up + gap);
-    const context = out.getContext('2d')!;
-    context.imageSmoothingEnabled = false;
-    painted.pixels.forEach((pixels, g) => {
-      const tile = document.createElement('canvas');
-      tile.width = slice.cols;
-      tile.height = slice.rows;
-      tile
-        .getContext('2d')!
-        .putImageData(new ImageData(pixels, slice.cols, slice.rows), 0, 0);
-      const x = (g % across) * (slice.cols * up + gap);
-      const y = Math.floor(g / across) * (slice.rows * up + gap);
-      context.drawImage(tile, x, y, slice.cols * up, slice.rows * up);
-    });
-    const link = document.createElement('a');
-    link.download = `${source.expression.replace(/[^A-Za-z0-9_.-]+/g, '_')}.png`;
-    link.href = out.toDataURL('image/png');
-    link.click();
-  };
   const low = painted?.range.low;
   const high = painted?.range.high;
   const bound = Math.max(Math.abs(low ?? 0), Math.abs(high ?? 0));
   const shown = (v: number | undefined) =>
-    v === undefined ? '–' : formatNumber(scale === 'log' ? Math.pow(10, v) : v);
-  const longest = Math.max(slice?.rows ?? 1, slice?.cols ?? 1);
-  const fit = (px: string): React.CSSProperties => ({
-    width: `calc(${px} * ${(slice?.cols ?? 0) / longest})`,
-    aspectRatio: `${slice?.cols ?? 1} / ${slice?.rows ?? 1}`
-  });
-
+    v === undefined
+      ? '–'
+      : formatNumber(model.scale === 'log' ? Math.pow(10, v) : v);
+  const diverging = model.colormap === 'RdBu';
   return (
-    <div className="jp-NopdbLab-heatmap">
-      <div className="jp-NopdbLab-heatmapControls">
-        <code className="jp-NopdbLab-heatmapExpression">
-          {source.expression}
-        </code>
-        <Choice
-          label="rows"
-          aria="Rows dimension"
-          value={String(rowsDim)}
-          options={dims.map(d => [String(d), label(d), d === colsDim])}
-          onChange={v => setRowsDim(Number(v))}
-        />
-        <Choice
-          label="columns"
-          aria="Columns dimension"
-          value={String(colsDim)}
-          options={dims.map(d => [String(d), label(d), d === rowsDim])}
-          onChange={v => setColsDim(Number(v))}
-        />
-        <Choice
-          label="colormap"
-          aria="Colormap"
-          value={colormap}
-          options={Object.keys(COLORMAPS).map(name => [name, name])}
-          onChange={v => setColormap(v as ColormapName)}
-        />
-        <Choice
-          label="scale"
-          aria="Scale"
-          value={scale}
-          options={[
-            ['linear', 'linear'],
-            ['log', 'log']
-          ]}
-          onChange={v => setScale(v as Scale)}
-        />
-        <Choice
-          label="normalise"
-          aria="Normalisation"
-          value={normalisation}
-          options={[
-            ['global', 'whole map'],
-            ['row', 'each row']
-          ]}
-          onChange={v => setNormalisation(v as Normalisation)}
-        />
-        <Choice
-          label="pooling"
-          aria="Pooling"
-          value={reduce}
-          options={[
-            ['max', 'max'],
-            ['mean', 'mean']
-          ]}
-          onChange={v => setReduce(v as 'max' | 'mean')}
-        />
-        <button
-          className="jp-mod-styled"
-          onClick={() => setZoom({ k: 1, x: 0, y: 0 })}
-        >
-          Reset zoom
-        </button>
-        <button className="jp-mod-styled jp-mod-accept" onClick={exportPng}>
-          Export PNG
-        </button>
+    <>
+      <div className="jp-NopdbLab-colorbar">
+        <span>{diverging ? shown(-bound) : shown(low)}</span>
+        <canvas ref={colorbar} aria-label="Colour bar" />
+        <span>{diverging ? shown(bound) : shown(high)}</span>
       </div>
-      <div className="jp-NopdbLab-heatmapSliders">
-        {source.shape.map((size, dim) =>
-          dim === rowsDim || dim === colsDim ? null : (
-            <div key={dim} className="jp-NopdbLab-heatmapDim">
-              <Choice
-                label={label(dim)}
-                aria={`Show dim ${dim}`}
-                value={modes[dim]}
-                options={[
-                  ['index', 'one index'],
-                  ['mean', 'mean'],
-                  ['grid', 'grid']
-                ]}
-                onChange={v => setMode(dim, v as DimMode)}
-              />
-              {modes[dim] === 'index' ? (
-                <label>
-                  {index[dim]}
-                  <input
-                    type="range"
-                    aria-label={`Index of dim ${dim}`}
-                    min={0}
-                    max={size - 1}
-                    value={index[dim]}
-                    onChange={e =>
-                      setIndex(
-                        index.map((v, d) =>
-                          d === dim ? Number(e.target.value) : v
-                        )
-                      )
-                    }
-                  />
-                </label>
-              ) : null}
-            </div>
-          )
-        )}
-      </div>
-      <div className="jp-NopdbLab-heatmapLabels">
-        <label>
-          labels{' '}
-          <input
-            className="jp-mod-styled"
-            aria-label="Labels expression"
-            placeholder="Python, e.g. tokenizer.convert_ids_to_tokens(ids[0])"
-            value={labelsExpression}
-            onChange={e => setLabelsExpression(e.target.value)}
-            onKeyDown={e => e.key === 'Enter' && void applyLabels()}
-          />
-        </label>
-        <button className="jp-mod-styled" onClick={() => void applyLabels()}>
-          Apply
-        </button>
-        {labelsError || labelMismatch ? (
-          <span className="jp-NopdbLab-error">
-            {labelsError ?? labelMismatch}
-          </span>
-        ) : null}
-      </div>
-      <div className="jp-NopdbLab-heatmapLabels">
-        <label>
-          image{' '}
-          <input
-            className="jp-mod-styled"
-            aria-label="Image expression"
-            placeholder="Python: the input image (tensor C×H×W, array or PIL)"
-            value={imageExpression}
-            onChange={e => setImageExpression(e.target.value)}
-            onKeyDown={e => e.key === 'Enter' && void applyImage()}
-          />
-        </label>
-        <button className="jp-mod-styled" onClick={() => void applyImage()}>
-          Overlay
-        </button>
-        {image ? (
-          <label>
-            opacity
-            <input
-              type="range"
-              aria-label="Overlay opacity"
-              min={0}
-              max={1}
-              step={0.05}
-              value={opacity}
-              onChange={e => setOpacity(Number(e.target.value))}
-            />
-          </label>
-        ) : null}
-        {imageError ? (
-          <span className="jp-NopdbLab-error">{imageError}</span>
-        ) : null}
-      </div>
-      {error ? <div className="jp-NopdbLab-error">{error}</div> : null}
-      {slice ? (
-        <div className="jp-NopdbLab-heatmapStatus">
-          {grid ? `${grid.join(' × ')} = ${mapCount} maps of ` : ''}
-          {slice.rows}×{slice.cols}
-          {slice.reduce
-            ? ` (${slice.reduce}-pooled from ${slice.rows * slice.rowStep}×` +
-              `${slice.cols * slice.colStep} over ${slice.rowStep}×${slice.colStep} blocks)`
-            : ''}
-          {slice.nan ? ` · ${slice.nan} NaN (grey)` : ''}
-          {slice.inf ? ` · ${slice.inf} ±Inf (grey)` : ''}
-          {zoom.k > 1 && !grid ? ` · zoom ${zoom.k.toFixed(1)}×` : ''}
+      {model.normalisation === 'row' ? (
+        <div className="jp-NopdbLab-more">
+          colours span each row's own range
         </div>
       ) : null}
-      <div className="jp-NopdbLab-heatmapBody">
-        {slice && painted && grid ? (
-          <div
-            className="jp-NopdbLab-heatmapGrid"
-            style={{
-              gridTemplateColumns: `repeat(${grid.length === 2 ? grid[1] : 'auto-fill'}, ${
-                grid.length === 2
-                  ? 'max-content'
-                  : `minmax(${GRID_PX}px, max-content)`
-              })`
-            }}
-          >
-            {painted.pixels.map((pixels, g) => (
-              <figure key={g} className="jp-NopdbLab-heatmapTile">
-                <MapCanvas
-                  pixels={pixels}
-                  rows={slice.rows}
-                  cols={slice.cols}
-                  label={gridLabel(g)}
-                  style={fit(`${GRID_PX}px`)}
-                  onHover={(r, c) => setHover({ g, r, c })}
-                  onLeave={() => setHover(null)}
-                />
-                <figcaption>{gridLabel(g)}</figcaption>
-              </figure>
-            ))}
-          </div>
-        ) : (
-          <div
-            className="jp-NopdbLab-heatmapViewport"
-            style={{ width: `min(${VIEW_PX}px, 100%)` }}
-            onWheel={onWheel}
-          >
-            {slice && painted ? (
-              <AxisLabels
-                rows={slice.rowStep === 1 && zoom.k === 1 ? rowLabels : null}
-                cols={slice.colStep === 1 && zoom.k === 1 ? colLabels : null}
-              >
-                <MapCanvas
-                  canvasRef={mainCanvas}
-                  pixels={painted.pixels[0]}
-                  rows={slice.rows}
-                  cols={slice.cols}
-                  style={{
-                    ...fit('100%'),
-                    transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
-                  }}
-                  onHover={(r, c) => setHover({ g: 0, r, c })}
-                  onLeave={() => {
-                    setHover(null);
-                    drag.current = null;
-                  }}
-                  onMouseDown={e =>
-                    (drag.current = { x: e.clientX, y: e.clientY })
-                  }
-                  onMouseUp={() => (drag.current = null)}
-                  onDrag={onDrag}
-                />
-              </AxisLabels>
-            ) : null}
-          </div>
-        )}
-        {image && slice && painted ? (
-          layout ? (
-            <PatchOverlay
-              image={image}
-              values={slice.values}
-              tokens={slice.rows}
-              layout={layout}
-              query={Math.min(query, slice.rows - 1)}
-              opacity={opacity}
-              table={painted.table}
-              onPick={setQuery}
-            />
-          ) : (
-            <div className="jp-NopdbLab-more">
-              The patch overlay needs one unpooled square attention map whose
-              tokens are a square grid of patches after at most 4 prefix tokens
-              (CLS, registers).
-            </div>
-          )
-        ) : null}
-        <div className="jp-NopdbLab-heatmapSide">
-          <div className="jp-NopdbLab-colorbar">
-            <span>{colormap === 'RdBu' ? shown(-bound) : shown(low)}</span>
-            <canvas ref={colorbar} aria-label="Colour bar" />
-            <span>{colormap === 'RdBu' ? shown(bound) : shown(high)}</span>
-          </div>
-          {normalisation === 'row' ? (
-            <div className="jp-NopdbLab-more">
-              colours span each row's own range
-            </div>
-          ) : null}
-          <div className="jp-NopdbLab-heatmapTooltip" role="status">
-            {slice && hover && hovered !== undefined
-              ? `${grid ? `${gridLabel(hover.g)}, ` : ''}` +
-                `row ${sourceIndex(hover.r, slice.rowStep)}` +
-                `${name(rowLabels, hover.r, slice.rowStep)}, column ` +
-                `${sourceIndex(hover.c, slice.colStep)}` +
-                `${name(colLabels, hover.c, slice.colStep)}: ${hovered}`
-              : 'Hover the map to read a value.'}
-          </div>
-        </div>
-      </div>
+    </>
+  );
+}
+
+/** The hovered cell's exact value (re-renders on hover only). */
+function HoverReadout({ model }: { model: HeatmapModel }): React.ReactElement {
+  useSignal(model.hoverChanged);
+  useSignal(model.paintedChanged);
+  return (
+    <div className="jp-NopdbLab-heatmapTooltip" role="status">
+      {model.hoverText}
     </div>
   );
 }
 
-/** The viewer as a widget (wrapped in a MainAreaWidget by the plugin). */
+/** Save every map (a grid as tiles) as one PNG, upscaled to about 512 px. */
+function exportPng(model: HeatmapModel): void {
+  const slice = model.slice;
+  const painted = model.painted;
+  if (!slice || !painted) {
+    return;
+  }
+  const maps = painted.pixels.length;
+  const across = Math.ceil(Math.sqrt(maps));
+  const down = Math.ceil(maps / across);
+  const up = Math.max(
+    1,
+    Math.ceil(512 / (Math.max(slice.rows, slice.cols) * across))
+  );
+  const gap = maps > 1 ? 2 : 0;
+  const out = document.createElement('canvas');
+  out.width = across * (slice.cols * up + gap);
+  out.height = down * (slice.rows * up + gap);
+  const context = out.getContext('2d')!;
+  context.imageSmoothingEnabled = false;
+  painted.pixels.forEach((pixels, g) => {
+    const tile = document.createElement('canvas');
+    tile.width = slice.cols;
+    tile.height = slice.rows;
+    tile
+      .getContext('2d')!
+      .putImageData(new ImageData(pixels, slice.cols, slice.rows), 0, 0);
+    const x = (g % across) * (slice.cols * up + gap);
+    const y = Math.floor(g / across) * (slice.rows * up + gap);
+    context.drawImage(tile, x, y, slice.cols * up, slice.rows * up);
+  });
+  const link = document.createElement('a');
+  link.download = `${model.source.expression.replace(/[^A-Za-z0-9_.-]+/g, '_')}.png`;
+  link.href = out.toDataURL('image/png');
+  link.click();
+}
+
+/**
+ * The viewer as a widget (wrapped in a MainAreaWidget by the plugin): the views below
+ * each re-render on their model signal only (a hover does not repaint the maps).
+ */
 export class HeatmapWidget extends ReactWidget {
-  constructor(readonly source: IHeatmapSource) {
+  constructor(readonly model: HeatmapModel) {
     super();
     this.addClass('jp-NopdbLab-heatmapWidget');
+    void model.fetch();
   }
 
   protected render(): React.ReactElement {
-    return <Viewer source={this.source} />;
+    const model = this.model;
+    return (
+      <div className="jp-NopdbLab-heatmap">
+        <Controls model={model} />
+        <DimSliders model={model} />
+        <Expressions model={model} />
+        <Status model={model} />
+        <div className="jp-NopdbLab-heatmapBody">
+          <Maps model={model} />
+          <Overlay model={model} />
+          <div className="jp-NopdbLab-heatmapSide">
+            <ColourBar model={model} />
+            <HoverReadout model={model} />
+          </div>
+        </div>
+      </div>
+    );
   }
 }

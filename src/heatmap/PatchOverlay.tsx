@@ -5,7 +5,7 @@
  */
 import * as React from 'react';
 
-import { formatNumber } from '../format';
+import { formatNumber } from '../ui/format';
 import { normalise, paint } from './colormap';
 import { IPatchLayout, patchAt, patchRow } from './patches';
 

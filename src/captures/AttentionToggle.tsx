@@ -6,7 +6,7 @@ import * as React from 'react';
 import { Notification } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
 
-import { BrowserModel } from '../browserModel';
+import { BrowserModel } from './browserModel';
 
 export class AttentionToggle extends ReactWidget {
   constructor(private readonly _model: BrowserModel) {

@@ -4,7 +4,7 @@
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CaptureKind, ICaptureBrief } from './protocol';
+import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
 
 /** What the list shows. Empty fields match everything. */
 export interface ICaptureFilter {

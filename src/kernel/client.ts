@@ -87,11 +87,22 @@ export class ProtocolClient implements IDisposable {
     });
   }
 
+  /**
+   * The protocol version of the last message the kernel sent (`v`), if any: an old
+   * kernel that refuses this front end's requests still says which version it speaks.
+   */
+  get peerVersion(): string | number | undefined {
+    return this._peerVersion;
+  }
+
   /** Feed one incoming message (the `data` of a comm message) and its buffers. */
   handleMessage(
     data: IIncoming,
     buffers: (ArrayBuffer | ArrayBufferView)[] = []
   ): void {
+    if (data.v !== undefined) {
+      this._peerVersion = data.v;
+    }
     if (typeof data.re === 'string') {
       const pending = this._pending.get(data.re);
       if (!pending) {
@@ -141,6 +152,7 @@ export class ProtocolClient implements IDisposable {
   }
 
   private _counter = 0;
+  private _peerVersion: string | number | undefined = undefined;
   private _isDisposed = false;
   private readonly _pending = new Map<string, IPending>();
   private readonly _eventReceived = new Signal<this, ProtocolEvent>(this);

@@ -4,12 +4,18 @@
  */
 import * as React from 'react';
 import { ReactWidget } from '@jupyterlab/ui-components';
+import { CommandRegistry } from '@lumino/commands';
 
-import { BrowserModel } from '../browserModel';
-import { formatBytes } from '../format';
+import { CommandIDs } from '../commands';
+
+import { BrowserModel } from './browserModel';
+import { formatBytes } from '../ui/format';
 
 export class BrowserHeader extends ReactWidget {
-  constructor(private readonly _model: BrowserModel) {
+  constructor(
+    private readonly _model: BrowserModel,
+    private readonly _commands: CommandRegistry
+  ) {
     super();
     this.addClass('jp-NopdbLab-header');
     _model.changed.connect(() => this.update(), this);
@@ -17,6 +23,7 @@ export class BrowserHeader extends ReactWidget {
 
   protected render(): React.ReactElement {
     const model = this._model;
+    const commands = this._commands;
     const bridge = model.bridge;
     if (!bridge) {
       return (
@@ -72,7 +79,11 @@ export class BrowserHeader extends ReactWidget {
               <code>{state.installCommand}</code>
               <button
                 className="jp-mod-styled"
-                onClick={() => model.actions.copy(state.installCommand)}
+                onClick={() =>
+                  void commands.execute(CommandIDs.copyExpression, {
+                    expression: state.installCommand
+                  })
+                }
               >
                 Copy
               </button>

@@ -8,13 +8,14 @@ import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { CaptureListModel } from './captureList';
+import { CaptureListModel } from '../captures/captureList';
 import { ProtocolClient, ProtocolError } from './client';
 import {
   BOOTSTRAP_CODE,
   COMM_TARGET,
   IHello,
   IIncoming,
+  compareProtocol,
   PROTOCOL_VERSION,
   ProtocolEvent
 } from './protocol';
@@ -258,19 +259,21 @@ export class KernelBridge implements IDisposable {
         return;
       }
       const client = this._openComm(kernel);
-      const hello = (await client.request('hello', {})).result;
+      let hello: IHello;
+      try {
+        hello = (await client.request('hello', {})).result;
+      } catch (error) {
+        // a kernel of another major version may refuse the request itself; its
+        // answer still carries the version it speaks
+        if (stale() || !this._refuseVersion(client.peerVersion)) {
+          throw error;
+        }
+        return;
+      }
       if (stale()) {
         return;
       }
-      if (hello.protocol !== PROTOCOL_VERSION) {
-        this._teardown();
-        this._setState({
-          status: 'missing',
-          message:
-            `The kernel has nopdb-lab ${hello.version} (protocol ${hello.protocol}); ` +
-            `this JupyterLab speaks protocol ${PROTOCOL_VERSION}.`,
-          installCommand: this._options.installCommand()
-        });
+      if (this._refuseVersion(hello.protocol, hello.version)) {
         return;
       }
       const listed = (await client.request('list', {})).result;
@@ -294,6 +297,45 @@ export class KernelBridge implements IDisposable {
         message: `Connecting failed: ${message}`
       });
     }
+  }
+
+  /**
+   * If the kernel speaks another major protocol version, stop and say which side to
+   * update (true); false when the versions can talk.
+   */
+  private _refuseVersion(
+    protocol: string | number | undefined,
+    packageVersion?: string
+  ): boolean {
+    if (protocol === undefined) {
+      return false;
+    }
+    const comparison = compareProtocol(protocol);
+    if (comparison === null) {
+      return false;
+    }
+    this._teardown();
+    const kernelSide =
+      `The kernel has nopdb-lab${packageVersion ? ` ${packageVersion}` : ''} ` +
+      `(protocol ${protocol}); this JupyterLab speaks protocol ${PROTOCOL_VERSION}.`;
+    if (comparison === 'newer') {
+      this._setState({
+        status: 'unsupported',
+        message:
+          `${kernelSide} The kernel's nopdb-lab is newer than this JupyterLab ` +
+          "extension: update the extension in JupyterLab's environment (pip install -U " +
+          'nopdb-lab) and reload the page, or install the matching version in the kernel.'
+      });
+    } else {
+      this._setState({
+        status: 'missing',
+        message: `${kernelSide} The kernel's nopdb-lab is ${
+          comparison === 'older' ? 'older than' : 'incompatible with'
+        } this JupyterLab extension: update it in the kernel's environment.`,
+        installCommand: this._options.installCommand()
+      });
+    }
+    return true;
   }
 
   private _openComm(kernel: Kernel.IKernelConnection): ProtocolClient {

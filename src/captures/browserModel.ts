@@ -1,36 +1,16 @@
 /**
  * What the capture browser shows: the bridge of the notebook it follows and the selected
- * capture. Widgets re-render on `changed`.
+ * capture, and the browser's requests to the kernel (views make none). Widgets re-render
+ * on `changed`.
  */
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IHeatmapSource } from './heatmap/HeatmapView';
-import { BridgeState, KernelBridge } from './kernelBridge';
-import { PathStep } from './protocol';
-
-/** Things the panel asks the application to do. */
-export interface IBrowserActions {
-  /** Open a file's source, read-only, at a line (the kernel provides the text). */
-  openSource(bridge: KernelBridge, file: string, line: number): void;
-  /** Insert a new code cell below the active one, holding `code`. */
-  insertBelow(code: string): void;
-  /** Open a captured tensor or array (2 or more dims) as a heatmap. */
-  openHeatmap(source: IHeatmapSource): void;
-  /**
-   * Stack this value across every capture of the same function (the layers) into a new
-   * capture, with attention rollout when the values are attention maps, and select it.
-   */
-  stackAcross(bridge: KernelBridge, captureId: number, path: PathStep[]): void;
-  /** Copy text to the clipboard. */
-  copy(text: string): void;
-  /** Ask before clearing every capture. */
-  confirmClear(count: number): Promise<boolean>;
-}
+import { BridgeState, KernelBridge } from '../kernel/bridge';
+import { ProtocolClient } from '../kernel/client';
+import { ICaptureDetail, IChild, PathStep } from '../kernel/protocol';
 
 /** The followed notebook's bridge and the selection. */
 export class BrowserModel {
-  constructor(readonly actions: IBrowserActions) {}
-
   get changed(): ISignal<this, void> {
     return this._changed;
   }
@@ -73,6 +53,48 @@ export class BrowserModel {
       this._selectedId = id;
       this._emit();
     }
+  }
+
+  /** The details of a capture of the followed notebook. */
+  async detail(id: number): Promise<ICaptureDetail> {
+    return (await this._client().request('get', { id })).result;
+  }
+
+  /** The items of a container value, summarised by the kernel. */
+  async children(id: number, path: PathStep[]): Promise<IChild[]> {
+    const response = await this._client().request('value', { id, path });
+    return response.result.children ?? [];
+  }
+
+  /** Delete a capture from the kernel's store (and unselect it). */
+  async deleteCapture(id: number): Promise<void> {
+    if (this._selectedId === id) {
+      this.select(null);
+    }
+    await this._client().request('delete', { id });
+  }
+
+  /** Delete every capture of the followed notebook. */
+  async clear(): Promise<void> {
+    await this._client().request('clear', {});
+  }
+
+  /**
+   * Stack a value across every capture of the same function (the layers) into a new
+   * capture, with attention rollout when the values are attention maps, and select it.
+   */
+  async stackAcross(id: number, path: PathStep[]): Promise<number> {
+    const response = await this._client().request('stack', { id, path });
+    this.select(response.result.id);
+    return response.result.id;
+  }
+
+  private _client(): ProtocolClient {
+    const client = this._bridge?.client;
+    if (!client) {
+      throw new Error("the notebook's kernel is not connected");
+    }
+    return client;
   }
 
   private _onStateChanged(_: KernelBridge, state: BridgeState): void {

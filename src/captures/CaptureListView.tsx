@@ -6,10 +6,10 @@ import * as React from 'react';
 import { List, RowComponentProps } from 'react-window';
 import { ReactWidget } from '@jupyterlab/ui-components';
 
-import { BrowserModel } from '../browserModel';
-import { CaptureListModel } from '../captureList';
-import { basename, formatBytes, formatTime } from '../format';
-import { CaptureKind, ICaptureBrief } from '../protocol';
+import { BrowserModel } from './browserModel';
+import { CaptureListModel } from './captureList';
+import { basename, formatBytes, formatTime } from '../ui/format';
+import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
 
 const ROW_HEIGHT = 44;
 

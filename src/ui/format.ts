@@ -1,5 +1,5 @@
 /** Short human-readable text for summaries, sizes and times shown in the panel. */
-import { ISummary } from './protocol';
+import { ISummary } from '../kernel/protocol';
 
 /** Whether a summary describes a tensor or an array (with shape and stats). */
 export function isTensorLike(summary: ISummary): boolean {

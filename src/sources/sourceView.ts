@@ -12,7 +12,7 @@ import { CodeMirrorEditor } from '@jupyterlab/codemirror';
 import { fileIcon } from '@jupyterlab/ui-components';
 import { EditorView } from '@codemirror/view';
 
-import { basename } from './format';
+import { basename } from '../ui/format';
 
 let sourceViews = 0;
 

@@ -17,25 +17,33 @@ import {
   tableRowsIcon
 } from '@jupyterlab/ui-components';
 
-import { BrowserModel, IBrowserActions } from '../browserModel';
+import { CommandRegistry } from '@lumino/commands';
+
+import { CommandIDs } from '../commands';
+import { BrowserModel } from './browserModel';
 import {
   formatShape,
   formatStats,
   formatSummary,
   isExpandable,
   isTensorLike
-} from '../format';
-import { KernelBridge } from '../kernelBridge';
-import { ICaptureDetail, IChild, ISummary, PathStep } from '../protocol';
-import { basename, formatTime } from '../format';
+} from '../ui/format';
+import { KernelBridge } from '../kernel/bridge';
+import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
+import { basename, formatTime } from '../ui/format';
+
+/** What the views act through: the browser model (requests) and the commands. */
+interface IDetailsEnv {
+  model: BrowserModel;
+  commands: CommandRegistry;
+}
 
 interface IValueProps {
-  bridge: KernelBridge;
   captureId: number;
   name: string;
   path: PathStep[];
   summary: ISummary;
-  actions: IBrowserActions;
+  env: IDetailsEnv;
   depth: number;
 }
 
@@ -65,7 +73,7 @@ function IconButton(props: {
 
 /** One value: name, summary, expand toggle for containers, copy/insert actions. */
 function ValueRow(props: IValueProps): React.ReactElement {
-  const { bridge, captureId, name, path, summary, actions, depth } = props;
+  const { captureId, name, path, summary, env, depth } = props;
   const [open, setOpen] = React.useState(false);
   const [children, setChildren] = React.useState<IChild[] | null>(null);
   const [error, setError] = React.useState<string | null>(null);
@@ -77,11 +85,7 @@ function ValueRow(props: IValueProps): React.ReactElement {
     }
     if (!open && children === null) {
       try {
-        const response = await bridge.client!.request('value', {
-          id: captureId,
-          path
-        });
-        setChildren(response.result.children ?? []);
+        setChildren(await env.model.children(captureId, path));
         setError(null);
       } catch (err) {
         setError((err as Error).message);
@@ -122,8 +126,7 @@ function ValueRow(props: IValueProps): React.ReactElement {
                 label="Open as heatmap"
                 title={`Open ${expression} as a heatmap`}
                 onClick={() =>
-                  actions.openHeatmap({
-                    bridge,
+                  void env.commands.execute(CommandIDs.openHeatmap, {
                     captureId,
                     path,
                     expression,
@@ -138,20 +141,33 @@ function ValueRow(props: IValueProps): React.ReactElement {
                 icon={duplicateIcon}
                 label="Stack across captures"
                 title={`Stack ${path[0]}['${path[1]}'] over every capture of this function (layers)`}
-                onClick={() => actions.stackAcross(bridge, captureId, path)}
+                onClick={() =>
+                  void env.commands.execute(CommandIDs.stackAcross, {
+                    captureId,
+                    path
+                  })
+                }
               />
             ) : null}
             <IconButton
               icon={copyIcon}
               label="Copy expression"
               title={`Copy ${expression}`}
-              onClick={() => actions.copy(expression)}
+              onClick={() =>
+                void env.commands.execute(CommandIDs.copyExpression, {
+                  expression
+                })
+              }
             />
             <IconButton
               icon={addIcon}
               label="Insert in a cell below"
               title={`Insert ${expression} in a new cell below`}
-              onClick={() => actions.insertBelow(expression)}
+              onClick={() =>
+                void env.commands.execute(CommandIDs.insertCell, {
+                  code: expression
+                })
+              }
             />
           </span>
         ) : null}
@@ -205,8 +221,7 @@ function Values(props: {
   root: 'args' | 'locals' | 'evals';
   values: Record<string, ISummary>;
   detail: ICaptureDetail;
-  bridge: KernelBridge;
-  actions: IBrowserActions;
+  env: IDetailsEnv;
 }): React.ReactElement {
   const names = Object.keys(props.values);
   if (!names.length) {
@@ -217,12 +232,11 @@ function Values(props: {
       {names.map(name => (
         <ValueRow
           key={name}
-          bridge={props.bridge}
           captureId={props.detail.id}
           name={name}
           path={[props.root, name]}
           summary={props.values[name]}
-          actions={props.actions}
+          env={props.env}
           depth={0}
         />
       ))}
@@ -239,20 +253,16 @@ type Loaded =
 function Details(props: {
   bridge: KernelBridge;
   id: number;
-  actions: IBrowserActions;
-  onDeleted: () => void;
+  env: IDetailsEnv;
 }): React.ReactElement {
-  const { bridge, id, actions } = props;
+  const { bridge, id, env } = props;
   const [loaded, setLoaded] = React.useState<Loaded>({ status: 'loading' });
   React.useEffect(() => {
     let live = true;
     setLoaded({ status: 'loading' });
-    bridge
-      .client!.request('get', { id })
-      .then(
-        response =>
-          live && setLoaded({ status: 'loaded', detail: response.result })
-      )
+    env.model
+      .detail(id)
+      .then(detail => live && setLoaded({ status: 'loaded', detail }))
       .catch(
         error => live && setLoaded({ status: 'failed', message: error.message })
       );
@@ -297,7 +307,12 @@ function Details(props: {
           label="Open source"
           title={`Open ${detail.file}:${detail.line} (read-only, with breakpoints)`}
           size="16px"
-          onClick={() => actions.openSource(bridge, detail.file, detail.line)}
+          onClick={() =>
+            void env.commands.execute(CommandIDs.openSource, {
+              file: detail.file,
+              line: detail.line
+            })
+          }
         />
         <IconButton
           icon={deleteIcon}
@@ -305,8 +320,9 @@ function Details(props: {
           title="Delete this capture"
           size="16px"
           onClick={() => {
-            void bridge.client?.request('delete', { id: detail.id });
-            props.onDeleted();
+            void env.commands.execute(CommandIDs.deleteCapture, {
+              captureId: detail.id
+            });
           }}
         />
       </div>
@@ -316,8 +332,7 @@ function Details(props: {
             root="args"
             values={detail.args ?? {}}
             detail={detail}
-            bridge={bridge}
-            actions={actions}
+            env={env}
           />
         </Section>
       ) : null}
@@ -327,8 +342,7 @@ function Details(props: {
             root="evals"
             values={detail.evals ?? {}}
             detail={detail}
-            bridge={bridge}
-            actions={actions}
+            env={env}
           />
         </Section>
       ) : null}
@@ -337,8 +351,7 @@ function Details(props: {
           root="locals"
           values={detail.locals}
           detail={detail}
-          bridge={bridge}
-          actions={actions}
+          env={env}
         />
       </Section>
       {detail.kind === 'call' && detail.exception ? (
@@ -349,12 +362,11 @@ function Details(props: {
       {detail.kind === 'call' && !detail.exception && detail.return_value ? (
         <Section title="Return value">
           <ValueRow
-            bridge={bridge}
             captureId={detail.id}
             name="return"
             path={['return_value']}
             summary={detail.return_value}
-            actions={actions}
+            env={env}
             depth={0}
           />
         </Section>
@@ -376,7 +388,10 @@ function Details(props: {
                 className="jp-NopdbLab-frame"
                 title={`Open ${frame.file}:${frame.line} (read-only)`}
                 onClick={() =>
-                  actions.openSource(bridge, frame.file, frame.line)
+                  void env.commands.execute(CommandIDs.openSource, {
+                    file: frame.file,
+                    line: frame.line
+                  })
                 }
               >
                 <span className="jp-NopdbLab-frameName">{frame.name}</span>{' '}
@@ -394,7 +409,10 @@ function Details(props: {
 
 /** The details section of the browser. */
 export class CaptureDetailsView extends ReactWidget {
-  constructor(private readonly _model: BrowserModel) {
+  constructor(
+    private readonly _model: BrowserModel,
+    private readonly _commands: CommandRegistry
+  ) {
     super();
     this.addClass('jp-NopdbLab-detailsView');
     this.title.label = 'Details';
@@ -417,8 +435,7 @@ export class CaptureDetailsView extends ReactWidget {
         key={id}
         bridge={bridge}
         id={id}
-        actions={model.actions}
-        onDeleted={() => model.select(null)}
+        env={{ model, commands: this._commands }}
       />
     );
   }

@@ -12,22 +12,21 @@ import {
   searchIcon
 } from '@jupyterlab/ui-components';
 
-import { BrowserModel } from '../browserModel';
-import { BreakpointModel, IBreakpoint } from '../breakpoints/model';
-import { basename } from '../format';
-import { KernelBridge } from '../kernelBridge';
-import { IBreakpointState } from '../protocol';
+import { CommandRegistry } from '@lumino/commands';
 
-/** Things the section asks the application to do. */
-export interface IBreakpointActions {
+import { BrowserModel } from '../captures/browserModel';
+import { CommandIDs } from '../commands';
+import { ExpressionInput } from '../ui/ExpressionInput';
+import { BreakpointModel, IBreakpoint } from './model';
+import { basename } from '../ui/format';
+import { KernelBridge } from '../kernel/bridge';
+import { IBreakpointState } from '../kernel/protocol';
+
+/** What the section needs: each notebook's breakpoints, and the commands it runs. */
+export interface IBreakpointsEnv {
   /** The breakpoints of the notebook a bridge belongs to. */
   breakpointsOf(bridge: KernelBridge): BreakpointModel | null;
-  /** Show where a breakpoint is: its cell line, or its file in a source view. */
-  reveal(bridge: KernelBridge, bp: IBreakpoint): void;
-  /** Open the source of a dotted name; rejects with the kernel's message. */
-  openByName(bridge: KernelBridge, name: string): Promise<void>;
-  /** Ask before removing every breakpoint. */
-  confirmRemoveAll(count: number): Promise<boolean>;
+  commands: CommandRegistry;
 }
 
 /** Where a breakpoint is, for people: "Cell 3, line 9" or "functional.py:2150". */
@@ -37,56 +36,46 @@ export function placeLabel(model: BreakpointModel, bp: IBreakpoint): string {
     : `${basename(bp.file ?? '')}:${bp.line}`;
 }
 
-function OpenByName(props: {
-  bridge: KernelBridge;
-  actions: IBreakpointActions;
-}): React.ReactElement {
-  const [name, setName] = React.useState('');
+function OpenByName(props: { env: IBreakpointsEnv }): React.ReactElement {
   const [error, setError] = React.useState('');
   const [busy, setBusy] = React.useState(false);
-  const open = () => {
-    if (!name.trim()) {
+  const open = (name: string) => {
+    if (!name) {
       setError('Type a dotted name, e.g. torch.nn.functional');
       return;
     }
     setBusy(true);
-    props.actions
-      .openByName(props.bridge, name.trim())
+    props.env.commands
+      .execute(CommandIDs.openByName, { name })
       .then(() => setError(''))
       .catch((e: Error) => setError(e.message))
       .finally(() => setBusy(false));
   };
   return (
-    <form
-      className="jp-NopdbLab-openByName"
-      onSubmit={event => {
-        event.preventDefault();
-        open();
-      }}
-    >
+    <div className="jp-NopdbLab-openByName">
       <div className="jp-NopdbLab-row">
-        <input
-          className="jp-NopdbLab-input"
-          aria-label="Open source by name"
+        <ExpressionInput
+          inputClassName="jp-NopdbLab-input"
+          ariaLabel="Open source by name"
           placeholder="Open source: torch.nn.functional, model.encoder…"
-          value={name}
-          onChange={event => setName(event.target.value)}
+          trim
+          busy={busy}
+          buttonClassName="jp-NopdbLab-textButton"
+          buttonTitle="Open the source read-only, with the breakpoint gutter"
+          button={
+            <>
+              <searchIcon.react tag="span" width="14px" height="14px" /> Open
+            </>
+          }
+          onSubmit={open}
         />
-        <button
-          type="submit"
-          className="jp-NopdbLab-textButton"
-          disabled={busy}
-          title="Open the source read-only, with the breakpoint gutter"
-        >
-          <searchIcon.react tag="span" width="14px" height="14px" /> Open
-        </button>
       </div>
       {error ? (
         <div className="jp-NopdbLab-error" role="alert">
           {error}
         </div>
       ) : null}
-    </form>
+    </div>
   );
 }
 
@@ -299,35 +288,20 @@ function Editor(props: {
 function AddExpression(props: {
   onAdd: (value: string) => void;
 }): React.ReactElement {
-  const [value, setValue] = React.useState('');
-  const add = () => {
-    if (value.trim()) {
-      props.onAdd(value.trim());
-      setValue('');
-    }
-  };
   return (
     <div className="jp-NopdbLab-row">
-      <input
-        className="jp-NopdbLab-input"
-        aria-label="New expression"
+      <ExpressionInput
+        inputClassName="jp-NopdbLab-input"
+        ariaLabel="New expression"
         placeholder="add an expression, e.g. attn.shape"
-        value={value}
-        onChange={event => setValue(event.target.value)}
-        onKeyDown={event => {
-          if (event.key === 'Enter') {
-            add();
-          }
-        }}
+        trim
+        clearOnSubmit
+        buttonClassName="jp-NopdbLab-iconButton"
+        buttonAria="Add expression"
+        buttonTitle="Add this expression"
+        button={<addIcon.react tag="span" width="14px" height="14px" />}
+        onSubmit={value => value && props.onAdd(value)}
       />
-      <button
-        className="jp-NopdbLab-iconButton"
-        aria-label="Add expression"
-        title="Add this expression"
-        onClick={add}
-      >
-        <addIcon.react tag="span" width="14px" height="14px" />
-      </button>
     </div>
   );
 }
@@ -403,9 +377,9 @@ function Row(props: {
 function Breakpoints(props: {
   bridge: KernelBridge;
   model: BreakpointModel;
-  actions: IBreakpointActions;
+  env: IBreakpointsEnv;
 }): React.ReactElement {
-  const { bridge, model, actions } = props;
+  const { bridge, model, env } = props;
   const [selected, setSelected] = React.useState<string | null>(null);
   const [, setTick] = React.useState(0);
   React.useEffect(() => {
@@ -421,7 +395,7 @@ function Breakpoints(props: {
   const current = list.find(bp => bp.id === selected) ?? null;
   return (
     <div className="jp-NopdbLab-breakpoints">
-      <OpenByName bridge={bridge} actions={actions} />
+      <OpenByName env={env} />
       <div className="jp-NopdbLab-row jp-NopdbLab-bpToolbar">
         <span className="jp-NopdbLab-captureRow-meta">
           {list.length
@@ -432,9 +406,7 @@ function Breakpoints(props: {
           <button
             className="jp-NopdbLab-textButton"
             onClick={() =>
-              void actions
-                .confirmRemoveAll(list.length)
-                .then(ok => ok && model.removeAll())
+              void env.commands.execute(CommandIDs.removeAllBreakpoints)
             }
           >
             Remove all
@@ -449,7 +421,11 @@ function Breakpoints(props: {
             bp={bp}
             selected={bp.id === selected}
             onSelect={() => setSelected(bp.id === selected ? null : bp.id)}
-            onReveal={() => actions.reveal(bridge, bp)}
+            onReveal={() =>
+              void env.commands.execute(CommandIDs.revealBreakpoint, {
+                id: bp.id
+              })
+            }
           />
         ))}
       </ul>
@@ -464,7 +440,7 @@ function Breakpoints(props: {
 export class BreakpointsView extends ReactWidget {
   constructor(
     private readonly _model: BrowserModel,
-    private readonly _actions: IBreakpointActions
+    private readonly _env: IBreakpointsEnv
   ) {
     super();
     this.addClass('jp-NopdbLab-breakpointsView');
@@ -474,7 +450,7 @@ export class BreakpointsView extends ReactWidget {
 
   protected render(): React.ReactElement {
     const bridge = this._model.bridge;
-    const model = bridge ? this._actions.breakpointsOf(bridge) : null;
+    const model = bridge ? this._env.breakpointsOf(bridge) : null;
     if (!bridge || !model || bridge.state.status !== 'ready') {
       return (
         <div className="jp-NopdbLab-empty">
@@ -482,8 +458,6 @@ export class BreakpointsView extends ReactWidget {
         </div>
       );
     }
-    return (
-      <Breakpoints bridge={bridge} model={model} actions={this._actions} />
-    );
+    return <Breakpoints bridge={bridge} model={model} env={this._env} />;
   }
 }
