@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import pathlib
-from functools import cache
 from typing import Any, Dict, Tuple
 
 from ..records import ProtocolError
@@ -24,6 +23,8 @@ PIP_HINT = "%pip install -U nopdb-lab"
 
 class VersionMismatchError(ProtocolError):
     """The front end speaks another major version of the protocol than this kernel."""
+
+    field = "v"
 
 
 def major(version: Any) -> int | None:
@@ -39,42 +40,95 @@ def check_version(client: Any) -> None:
     if major(client) != major(PROTOCOL_VERSION):
         raise VersionMismatchError(
             f"the kernel's nopdb_lab speaks protocol {PROTOCOL_VERSION}, this front end "
-            f"{client!r}: run `{PIP_HINT}` in the notebook and restart the kernel, or update "
-            "the JupyterLab extension (the same nopdb-lab version on both sides)"
+            f"speaks {client!r}: run `{PIP_HINT}` in the notebook and restart the kernel, "
+            "or update the JupyterLab extension (the same nopdb-lab version on both sides)"
         )
 
 
-@cache
-def _validator(definition: str) -> Any:
-    import jsonschema
-
-    return jsonschema.Draft202012Validator({**SCHEMA, "$ref": f"#/$defs/{definition}"})
-
-
-def field_of(error: Any) -> str:
-    """The request field a validation error is about, as a dotted path (``args.enabled``)."""
-    path = list(error.absolute_path)
-    if error.validator == "required":
-        missing = error.message.split("'")[1] if "'" in error.message else ""
-        path.append(missing)
-    elif error.validator == "additionalProperties" and "'" in error.message:
-        path.append(error.message.split("'")[1])
-    return ".".join(str(p) for p in path if p != "")
+def _resolve(schema: Dict[str, Any]) -> Dict[str, Any]:
+    while "$ref" in schema:
+        schema = SCHEMA["$defs"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
 
 
-def schema_error(instance: Any, definition: str) -> Tuple[str, str] | None:
-    """The first (field, message) by which ``instance`` fails ``$defs/definition``."""
-    import jsonschema
+_TYPES: Dict[str, Tuple[type, ...]] = {
+    "object": (dict,),
+    "array": (list,),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "null": (type(None),),
+}
 
-    errors = sorted(
-        _validator(definition).iter_errors(instance),
-        key=lambda e: (-len(list(e.absolute_path)), str(e.message)),
-    )
-    if not errors:
-        return None
-    best = jsonschema.exceptions.best_match(errors)
-    assert best is not None
-    return field_of(best), best.message
+
+def _type_ok(value: Any, name: str) -> bool:
+    if name in ("integer", "number") and isinstance(value, bool):
+        return False  # JSON's true is not a number
+    return isinstance(value, _TYPES[name])
+
+
+def schema_error(instance: Any, schema: Dict[str, Any], path: str = "") -> Tuple[str, str] | None:
+    """The first (field, message) by which ``instance`` fails ``schema``, else None.
+
+    A small validator for the keywords ``protocol.schema.json`` uses (type, properties,
+    required, additionalProperties, items, enum, const, minimum, anyOf/oneOf, $ref), so
+    that a kernel without the ``jsonschema`` package still validates every request; the
+    tests check the kernel's messages with ``jsonschema`` itself.
+    """
+    schema = _resolve(schema)
+    where = path or "request"
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            problems = [schema_error(instance, option, path) for option in schema[key]]
+            found = [p for p in problems if p]
+            if len(found) == len(problems):
+                return max(found, key=lambda p: len(p[0]))
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_type_ok(instance, n) for n in names):
+            return path, f"{where} must be {' or '.join(names)}, not {json.dumps(instance)}"
+    if "const" in schema and instance != schema["const"]:
+        return path, f"{where} must be {json.dumps(schema['const'])}"
+    if "enum" in schema and instance not in schema["enum"]:
+        options = ", ".join(json.dumps(o) for o in schema["enum"])
+        return path, f"{where} must be one of {options}, not {json.dumps(instance)}"
+    minimum = schema.get("minimum")
+    if minimum is not None and _type_ok(instance, "number") and instance < minimum:
+        return path, f"{where} must be at least {minimum}"
+    if isinstance(instance, dict):
+        return _object_error(instance, schema, path)
+    if isinstance(instance, list) and "items" in schema:
+        for i, item in enumerate(instance):
+            problem = schema_error(item, schema["items"], f"{path}.{i}" if path else str(i))
+            if problem:
+                return problem
+    return None
+
+
+def _object_error(
+    instance: Dict[str, Any], schema: Dict[str, Any], path: str
+) -> Tuple[str, str] | None:
+    def sub(key: str) -> str:
+        return f"{path}.{key}" if path else key
+
+    properties = schema.get("properties", {})
+    for key in schema.get("required", []):
+        if key not in instance:
+            return sub(key), f"{sub(key)} is missing"
+    extra = schema.get("additionalProperties", True)
+    for key, value in instance.items():
+        problem: Tuple[str, str] | None = None
+        if key in properties:
+            problem = schema_error(value, properties[key], sub(key))
+        elif extra is False:
+            allowed = ", ".join(properties) or "nothing"
+            return sub(key), f"{sub(key)} is not expected here (allowed: {allowed})"
+        elif isinstance(extra, dict):
+            problem = schema_error(value, extra, sub(key))
+        if problem:
+            return problem
+    return None
 
 
 class RequestError(ProtocolError):
@@ -97,10 +151,10 @@ def validate_request(data: Any) -> Tuple[str, Dict[str, Any]]:
     definition = _request_definition(op)
     if definition is None:
         raise RequestError(f"unknown request {op!r}", "op")
-    problem = schema_error(data, definition)
+    problem = schema_error(data, {"$ref": f"#/$defs/{definition}"})
     if problem is not None:
         field, message = problem
-        raise RequestError(f"{field or 'request'}: {message}", field)
+        raise RequestError(message, field)
     return op, dict(data.get("args") or {})
 
 
