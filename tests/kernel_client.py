@@ -4,6 +4,8 @@ import uuid
 
 from jupyter_client import manager
 
+from nopdb_lab.jupyter.protocol import PROTOCOL_VERSION
+
 
 class Client:
     """Plays the front end: opens the comm and sends protocol requests."""
@@ -43,7 +45,7 @@ class Client:
 
     def request(self, op, **args):
         rid = uuid.uuid4().hex
-        data = {"v": 1, "id": rid, "op": op, "args": args}
+        data = {"v": PROTOCOL_VERSION, "id": rid, "op": op, "args": args}
         self._send("comm_msg", {"comm_id": self.comm_id, "data": data})
         for _ in range(200):
             msg = self.kc.get_iopub_msg(timeout=20)

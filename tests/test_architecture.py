@@ -103,7 +103,7 @@ def test_the_checker_sees_every_layer_and_function_local_imports() -> None:
     for layer in ("nopdb_lab.tracing", "nopdb_lab.analysis", "nopdb_lab.jupyter"):
         assert any(in_layer(m, layer) for m in g), f"no module in {layer}"
     # the front end's bootstrap imports the kernel service from inside start()
-    assert "nopdb_lab.jupyter.kernel_service" in {t for t, _ in g["nopdb_lab.jupyter"]}
+    assert "nopdb_lab.jupyter.service" in {t for t, _ in g["nopdb_lab.jupyter"]}
 
 
 def test_tracing_is_a_leaf() -> None:

@@ -94,7 +94,7 @@ def test_snapshot_cpu_and_bad_snapshot():
 
 
 def test_records_are_captures_in_the_store():
-    from nopdb_lab.jupyter.kernel_service import brief, detail
+    from nopdb_lab.jupyter.wire import brief, detail
 
     store = CaptureStore()
     store.enable()

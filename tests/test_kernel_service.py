@@ -7,6 +7,8 @@ import pytest
 pytest.importorskip("ipykernel")
 pytest.importorskip("jupyter_client.manager")
 
+from nopdb_lab.jupyter.protocol import PROTOCOL_VERSION  # noqa: E402
+
 from .kernel_client import Client  # noqa: E402
 
 
@@ -19,7 +21,7 @@ def client():
 
 def test_hello_reports_protocol_and_backend(client):
     data, _ = client.request("hello")
-    assert data["ok"] and data["result"]["protocol"] == 1
+    assert data["ok"] and data["result"]["protocol"] == PROTOCOL_VERSION
     assert data["result"]["backend"] in ("monitoring", "settrace")
 
 
@@ -182,7 +184,7 @@ def test_ten_thousand_captures_arrive_in_few_messages_in_order(client):
 
 
 def test_merging_keeps_additions_and_removals_in_order():
-    from nopdb_lab.jupyter.kernel_service import merge_events
+    from nopdb_lab.jupyter.batching import merge_events
 
     def added(*ids):
         return {"event": "captures_added", "captures": [{"id": i} for i in ids]}

@@ -13,7 +13,7 @@ import pytest
 pytest.importorskip("jupyter_server")
 
 from nopdb_lab.jupyter import server_extension  # noqa: E402
-from nopdb_lab.jupyter.kernel_service import PROTOCOL_VERSION  # noqa: E402
+from nopdb_lab.jupyter.protocol import PROTOCOL_VERSION  # noqa: E402
 
 TOKEN = "nopdb-lab-test-token"
 

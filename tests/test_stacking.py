@@ -8,7 +8,7 @@ import nopdb_lab  # noqa: E402
 from examples.vit import Attention, vit_tiny  # noqa: E402
 from nopdb_lab.analysis.stacking import stack_captures  # noqa: E402
 from nopdb_lab.capture_store import CaptureStore  # noqa: E402
-from nopdb_lab.jupyter.kernel_service import brief  # noqa: E402
+from nopdb_lab.jupyter.wire import brief  # noqa: E402
 from nopdb_lab.records import ProtocolError  # noqa: E402
 
 

@@ -13,6 +13,6 @@ def start() -> str:
     Imported on call so that loading the server extension (which lives in this package)
     in the Jupyter server process does not load the kernel-side service.
     """
-    from .kernel_service import start as start_service
+    from .service import start as start_service
 
     return start_service()

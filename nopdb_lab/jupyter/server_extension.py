@@ -43,7 +43,7 @@ def install_command() -> str:
 
 def server_info() -> Dict[str, Any]:
     """What ``GET /nopdb-lab/info`` answers."""
-    from .kernel_service import PROTOCOL_VERSION
+    from .protocol import PROTOCOL_VERSION
 
     return {
         "version": __version__,

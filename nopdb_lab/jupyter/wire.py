@@ -1,0 +1,133 @@
+"""Wire encoding: records, values and tensors as the protocol's JSON and binary buffers."""
+
+from __future__ import annotations
+
+import linecache
+import sys
+from typing import Any, Callable, Dict, List, Tuple
+
+from ..analysis.summary import is_array, is_tensor, summarize
+from ..capture_store import CaptureStore
+from ..records import ProtocolError
+
+MAX_TENSOR_BYTES = 64 << 20
+
+#: The kernel's breakpoint manager's id lookup, set by the service when it starts
+#: (a hit's ``breakpoint`` field names the front-end breakpoint that fired).
+breakpoint_id: Callable[[Any], str | None] | None = None
+
+
+def brief(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
+    """One row of the capture list."""
+    out: Dict[str, Any] = {
+        "id": record.id,
+        "kind": record.kind,
+        "name": record.name,
+        "qualname": record.qualname,
+        "file": record.file,
+        "thread": record.thread,
+        "nbytes": record_store.size_of(record.id),
+    }
+    if record.kind != "call":  # a breakpoint hit, or an attention record
+        out.update(time=record.time, line=record.line, errors=len(record.errors))
+        if record.kind == "hit" and breakpoint_id is not None:
+            out["breakpoint"] = breakpoint_id(record.breakpoint)
+    else:
+        out.update(
+            time=record.start_time,
+            line=record.lineno,
+            end_time=record.end_time,
+            exception=None if record.exception is None else repr(record.exception),
+        )
+    return out
+
+
+def detail(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
+    """Everything the capture view shows: summaries of every value, the stack, errors.
+
+    Each summary also carries ``expression``: Python that reaches the value.
+    """
+    root = f"nopdb_lab.store[{record.id}]"
+    out = brief(record, record_store)
+    out["locals"] = _summaries(record.locals, f"{root}.locals")
+    out["stack"] = [{"file": f, "line": n, "name": name} for f, n, name in record.raw_stack]
+    if record.kind != "call":
+        out["errors"] = [{"action": e.action, "message": e.message} for e in record.errors]
+        if record.kind == "hit":
+            out["evals"] = _summaries(record.evals, f"{root}.evals")
+    else:
+        out["args"] = _summaries(record.args, f"{root}.args")
+        out["return_value"] = {
+            **summarize(record.return_value),
+            "expression": f"{root}.return_value",
+        }
+    return out
+
+
+def _summaries(values: Dict[str, Any] | None, expression: str) -> Dict[str, Any]:
+    return {
+        k: {**summarize(v), "expression": f"{expression}[{k!r}]"} for k, v in (values or {}).items()
+    }
+
+
+def children(value: Any, expression: str) -> List[Dict[str, Any]] | None:
+    """Summaries of a container's items (lazy expansion, at most 200), with expressions.
+
+    Only keys that JSON carries as themselves (str, int) are listed by key; other dict
+    keys are shown by position.
+    """
+    if isinstance(value, dict):
+        items = list(value.items())[:200]
+    elif isinstance(value, (list, tuple)):
+        items = list(enumerate(value))[:200]
+    else:
+        return None
+    out = []
+    for key, item in items:
+        summary = summarize(item)
+        if isinstance(key, (str, int)) and not isinstance(key, bool):
+            summary["expression"] = f"{expression}[{key!r}]"
+        else:
+            key = repr(key)
+        out.append({"key": key, "summary": summary})
+    return out
+
+
+def source_text(file: str) -> str:
+    """The source of ``file`` as the kernel sees it (also notebook cells, via linecache)."""
+    lines = linecache.getlines(file)
+    if not lines and file.startswith("<frozen ") and file.endswith(">"):
+        # frozen stdlib modules (runpy, importlib._bootstrap) name no file in their code
+        # but their module knows the file it was frozen from (when the stdlib is on disk)
+        module = sys.modules.get(file[len("<frozen ") : -1])
+        origin = getattr(module, "__file__", None)
+        lines = linecache.getlines(origin) if isinstance(origin, str) else []
+    if not lines:
+        raise ProtocolError(f"no source available for {file!r}")
+    return "".join(lines)
+
+
+def tensor_payload(value: Any, index: List[int], dtype: str) -> Tuple[Dict[str, Any], bytes]:
+    """Meta and raw bytes of ``value[index]`` as float32/float16/uint8 (C order)."""
+    import numpy as np
+
+    if dtype not in ("float32", "float16", "uint8"):
+        raise ProtocolError(f"dtype must be float32, float16 or uint8, not {dtype!r}")
+    if is_tensor(value):
+        t = value.detach()
+        for i in index:
+            t = t[i]
+        if t.dtype.is_complex:
+            raise ProtocolError("complex tensors cannot be sent; take .abs() or .real first")
+        array = t.to("cpu").float().numpy() if dtype != "uint8" else t.to("cpu").numpy()
+    elif is_array(value):
+        array = value[tuple(index)] if index else value
+    else:
+        raise ProtocolError(f"the value is a {type(value).__name__}, not a tensor or array")
+    out = np.ascontiguousarray(array, dtype=np.dtype(dtype))
+    if out.nbytes > MAX_TENSOR_BYTES:
+        raise ProtocolError(
+            f"slice of shape {list(out.shape)} is {out.nbytes / 1e6:.0f} MB; "
+            f"index leading dimensions to stay under {MAX_TENSOR_BYTES >> 20} MB"
+        )
+    return {"shape": list(out.shape), "dtype": dtype}, out.tobytes()
