@@ -13,6 +13,7 @@ import contextlib
 import logging
 import pathlib
 import threading
+import weakref
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Tuple
@@ -41,6 +42,9 @@ class Handler:
     callback: Callback
     lines: LineResolver | None = None
     _line_cache: Dict[CodeType, FrozenSet[int] | None] = field(default_factory=dict)
+    #: set by the dispatcher: a handler removed while a frame it planned for still runs
+    #: is skipped at once (backends keep per-frame plans)
+    live: bool = False
 
     def lines_for(self, code: CodeType) -> FrozenSet[int] | None:
         if self.lines is None:
@@ -50,6 +54,25 @@ class Handler:
         except KeyError:
             resolved = self._line_cache[code] = self.lines(code)
             return resolved
+
+
+def weak_callback(method: Callback) -> Callback:
+    """A handler callback that calls a bound method without keeping its object alive.
+
+    A capture or breakpoint holds its handler, and a handler holding the object back
+    would make a reference cycle: the capture and everything it captured (GPU tensors
+    included) would then be freed only when the cyclic garbage collector runs. While
+    the object is enabled its NoPdb keeps it alive; once it is disabled and the user
+    drops it, it is freed at once.
+    """
+    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+
+    def call(frame: FrameType, event: str, arg: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(frame, event, arg)
+
+    return call
 
 
 class CodePlan:
@@ -118,6 +141,9 @@ class Dispatcher:
         self.plans: Dict[CodeType, CodePlan] = {}
         self.wants_unwind = False
         self._backend: Any = None
+        #: bumped whenever the live set changes; backends holding per-frame plans
+        #: compare it to drop plans that went stale
+        self.generation = 0
 
     # -- registration -------------------------------------------------------------
     def adopt_current_thread(self) -> None:
@@ -131,6 +157,8 @@ class Dispatcher:
         """Add or remove a handler from the live set and re-instrument."""
         with self._lock:
             was_live = id(handler) in self._live
+            # before re-instrumenting: a removed handler fires no more after this line
+            handler.live = live
             if live:
                 self._live[id(handler)] = handler
             else:
@@ -143,10 +171,12 @@ class Dispatcher:
                     self._live[id(handler)] = handler
                 else:
                     self._live.pop(id(handler), None)
+                handler.live = was_live
                 self._rebuild()
                 raise
 
     def _rebuild(self) -> None:
+        self.generation += 1
         by_code: Dict[CodeType, List[Handler]] = {}
         patterns: List[Handler] = []
         for h in self._live.values():
@@ -205,7 +235,7 @@ def run_handlers(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None
     try:
         lineno = frame.f_lineno if event == ev.LINE else 0
         for handler, lines in zip(plan.handlers, plan.handler_lines, strict=True):
-            if event not in handler.events:
+            if event not in handler.events or not handler.live:
                 continue
             if event == ev.LINE and lines is not None and lineno not in lines:
                 continue

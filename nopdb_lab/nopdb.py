@@ -50,6 +50,9 @@ class NoPdb:
     def __init__(self) -> None:
         self._started = False
         self._callbacks: Dict[Handle, Handler] = OrderedDict()
+        # captures and breakpoints registered here, kept alive while they are enabled
+        # (their handlers refer to them weakly, see dispatch.weak_callback)
+        self._owners: Dict[Handle, Any] = {}
 
     @property
     def started(self) -> bool:
@@ -93,9 +96,11 @@ class NoPdb:
         self.stop()
 
     # -- low-level callbacks -----------------------------------------------------------
-    def _add_handler(self, handler: Handler) -> Handle:
+    def _add_handler(self, handler: Handler, owner: Any = None) -> Handle:
         handle = Handle()
         self._callbacks[handle] = handler
+        if owner is not None:
+            self._owners[handle] = owner
         if self._started:
             DISPATCHER.set_live(handler, True)
         return handle
@@ -138,6 +143,7 @@ class NoPdb:
     def remove_callback(self, handle: Handle) -> None:
         """Remove a callback added with :meth:`add_callback`."""
         handler = self._callbacks.pop(handle)
+        self._owners.pop(handle, None)
         if self._started:
             DISPATCHER.set_live(handler, False)
 
