@@ -177,15 +177,14 @@ class _InterruptWatch:
 
     def _on_sigint(self, signum: int, frame: Any) -> Any:
         _interrupts.signalled = True
-        return self._previous(signum, frame)
+        previous = self._previous or signal.default_int_handler
+        return previous(signum, frame)
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self._previous is not None:
-            try:
-                if signal.getsignal(signal.SIGINT) is self._handler:
-                    signal.signal(signal.SIGINT, self._previous)
-            finally:
-                self._previous = self._handler = None
+        # ``_previous`` is kept: a tool that saved our handler while the actions ran
+        # (pdb does, for a ``debug`` action) and puts it back later still chains through
+        if self._previous is not None and signal.getsignal(signal.SIGINT) is self._handler:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def _reraise_user_interrupt(exc: BaseException) -> None:
@@ -290,8 +289,7 @@ class Breakpoint(NoPdbContextManager):
         """
         if variables is not None and not isinstance(variables, collections.abc.Mapping):
             raise TypeError(
-                "eval: variables must be a dict of names to values, got "
-                f"{type(variables).__name__}"
+                f"eval: variables must be a dict of names to values, got {type(variables).__name__}"
             )
         code = compile_source(expression, "eval", "eval expression")
         label = f"eval {_label(expression)}"
@@ -323,8 +321,7 @@ class Breakpoint(NoPdbContextManager):
         """
         if variables is not None and not isinstance(variables, collections.abc.Mapping):
             raise TypeError(
-                "exec: variables must be a dict of names to values, got "
-                f"{type(variables).__name__}"
+                f"exec: variables must be a dict of names to values, got {type(variables).__name__}"
             )
         compiled = compile_source(code, "exec", "exec code")
         label = f"exec {_label(code)}"

@@ -56,6 +56,7 @@ class Eviction:
 #: bytes counted for a record's own bookkeeping (its object, id, times, stack link, names)
 RECORD_OVERHEAD = 1024
 
+
 def record_nbytes(record: Any) -> int:
     """An estimate of the bytes a capture or hit keeps alive: its values (tensor and array
     buffers whole, each storage counted once; Python objects by their size, containers
@@ -86,7 +87,9 @@ def _release(record: Any) -> None:
 class CaptureStore:
     """Captures and hits by id, oldest evicted first beyond ``budget`` bytes."""
 
-    def __init__(self, budget: int = DEFAULT_BUDGET, max_records: int = DEFAULT_MAX_RECORDS) -> None:
+    def __init__(
+        self, budget: int = DEFAULT_BUDGET, max_records: int = DEFAULT_MAX_RECORDS
+    ) -> None:
         self.max_records = max_records
         self._lock = threading.RLock()
         self._records: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
@@ -148,9 +151,7 @@ class CaptureStore:
             ids.append(oldest)
         if not ids:
             return None
-        eviction = Eviction(
-            ids=ids, nbytes=freed, budget=self.budget, max_records=self.max_records
-        )
+        eviction = Eviction(ids=ids, nbytes=freed, budget=self.budget, max_records=self.max_records)
         self.evictions.append(eviction)
         return eviction
 

@@ -34,7 +34,9 @@ def _check_device(spec: Any) -> Any:
     try:
         torch.empty(0, device=device)
     except Exception as exc:  # e.g. 'cuda' on a machine without a GPU
-        raise ValueError(f"snapshot={spec!r}: this process cannot use that device ({exc})") from None
+        raise ValueError(
+            f"snapshot={spec!r}: this process cannot use that device ({exc})"
+        ) from None
     return device
 
 

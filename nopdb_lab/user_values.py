@@ -14,7 +14,6 @@ from typing import Any, Callable, Dict, List, Tuple, TypeVar
 
 from .summary import is_array, is_tensor
 
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -40,8 +39,7 @@ def evaluate(expression: str, namespace: Dict[str, Any]) -> Any:
         # in a cell IPython survives sys.exit(); an expression the UI evaluates must
         # not end the kernel either
         raise ExpressionError(
-            f"{expression} raised {type(exc).__name__} ({exc}); it is not allowed to "
-            "end the kernel"
+            f"{expression} raised {type(exc).__name__} ({exc}); it is not allowed to end the kernel"
         ) from None
     except KeyboardInterrupt:
         # the stop button while a slow expression runs: answer, rather than let the

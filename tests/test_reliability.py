@@ -50,7 +50,7 @@ def store():
 
 
 def keeps_a_block(i):
-    block = np.full(250_000, float(i))  # 2 MB
+    block = np.full(250_000, float(i))  # noqa: F841 - 2 MB the breakpoint keeps
     return i
 
 
