@@ -69,23 +69,26 @@ class FrameTracer:
         self.exception_lasti = -1
         self.lines_forced = False
 
-    def _current_plan(self, frame: FrameType) -> CodePlan | None:
-        dispatcher = self.backend._dispatcher
+    def _refresh(self, frame: FrameType, dispatcher: Dispatcher | None) -> CodePlan | None:
+        """The frame's current plan after the live set changed (``None``: untargeted)."""
         if dispatcher is None:
             return None
-        if dispatcher.generation != self.generation:
-            code = frame.f_code
-            plan = dispatcher.plans.get(code)
-            if plan is None and dispatcher.patterns:
-                plan = dispatcher.classify(code)
-            if plan is None or not plan.handlers:
-                return None
-            self.plan = plan
-            self.generation = dispatcher.generation
-        return self.plan
+        code = frame.f_code
+        plan = dispatcher.plans.get(code)
+        if plan is None and dispatcher.patterns:
+            plan = dispatcher.classify(code)
+        if plan is None or not plan.handlers:
+            return None
+        self.plan = plan
+        self.generation = dispatcher.generation
+        return plan
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
-        plan = self._current_plan(frame)
+        dispatcher = self.backend._dispatcher
+        if dispatcher is not None and dispatcher.generation == self.generation:
+            plan: CodePlan | None = self.plan
+        else:
+            plan = self._refresh(frame, dispatcher)
         if plan is None:
             if self.lines_forced:
                 frame.f_trace_lines = False
@@ -176,19 +179,31 @@ class SettraceBackend:
         backend = self
 
         def trace_global(frame: FrameType, event: str, arg: Any) -> Any:
-            prior = frame.f_trace  # before the other tool's call may replace it
+            # hot path: runs for every Python call in the thread; keep it inline
             if chained is not None:
+                prior = frame.f_trace  # before the other tool's call may replace it
                 theirs = chained(frame, event, arg)
                 if sys.gettrace() is chained:  # coverage's C tracer re-installed itself
                     sys.settrace(trace_global)
             else:
-                theirs = None
-            if backend._dispatcher is None:
+                prior = theirs = None
+            dispatcher = backend._dispatcher
+            if dispatcher is None:
                 # Tracing was stopped while this thread still had us installed.
                 if sys.gettrace() is trace_global:
                     sys.settrace(chained)
                 return theirs
-            return backend._call_event(frame, prior, theirs)
+            code = frame.f_code
+            plan = dispatcher.plans.get(code)
+            if plan is None:
+                if not dispatcher.patterns:
+                    return theirs
+                plan = dispatcher.classify(code)
+            if not plan.handlers:
+                return theirs
+            if chained is None:
+                prior = frame.f_trace
+            return backend._targeted(frame, prior, plan, dispatcher.generation, theirs)
 
         trace_global._nopdb_lab_global = True  # type: ignore[attr-defined]
         trace_global.chained = chained  # type: ignore[attr-defined]
@@ -224,7 +239,18 @@ class SettraceBackend:
             plan = dispatcher.classify(code)
         if not plan.handlers:
             return theirs
-        ours = self._enter(frame, prior, plan, dispatcher.generation, theirs is not None)
+        return self._targeted(frame, prior, plan, dispatcher.generation, theirs)
+
+    def _targeted(
+        self,
+        frame: FrameType,
+        prior: Any,
+        plan: CodePlan,
+        generation: int,
+        theirs: TraceFunc | None,
+    ) -> Any:
+        """A 'call' event in a frame some handler targets."""
+        ours = self._enter(frame, prior, plan, generation, theirs is not None)
         if ours is None:
             return theirs
         if theirs is None:
