@@ -71,6 +71,23 @@ def record_nbytes(record: Any) -> int:
     total += value_nbytes(getattr(record, "yields", None) or [], seen)
     for error in getattr(record, "errors", None) or ():
         total += sys.getsizeof(getattr(error, "traceback", "")) + 256
+    total += _traceback_nbytes(getattr(record, "exception", None), seen)
+    return total
+
+
+def _traceback_nbytes(exception: Any, seen: set[int], max_frames: int = 100) -> int:
+    """What a captured call's exception keeps alive through its traceback: the locals of
+    the frames it passed through (the program's exception: it is kept as it is)."""
+    total = 0
+    tb = getattr(exception, "__traceback__", None)
+    while tb is not None and max_frames > 0:
+        try:
+            values = list(tb.tb_frame.f_locals.values())
+        except Exception:
+            values = []
+        total += 512 + sum(value_nbytes(v, seen) for v in values)
+        tb = tb.tb_next
+        max_frames -= 1
     return total
 
 

@@ -130,6 +130,41 @@ def test_a_dropped_tensor_is_freed_at_once(no_gc):
     assert ref() is None
 
 
+def test_captured_gpu_memory_is_freed_when_the_capture_is_dropped(no_gc):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    before = torch.cuda.memory_allocated()
+    x = torch.ones(1 << 20, device="cuda")
+    with nopdb.capture_call(captured_value, snapshot="cuda") as call:
+        captured_value(x)
+    del x
+    assert torch.cuda.memory_allocated() > before  # the capture's copy
+    del call
+    assert torch.cuda.memory_allocated() == before
+
+
+def fails_deep(n):
+    block = np.ones(n)  # noqa: F841 - kept alive by the exception's traceback
+    raise ValueError("deep")
+
+
+def fails(n):
+    return fails_deep(n)
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 12),
+    reason="before 3.12 an exception gets its __traceback__ only once caught, after the "
+    "record was sized",
+)
+def test_a_captured_exception_counts_what_its_traceback_keeps(store):
+    with nopdb.capture_calls(fails) as calls:
+        with pytest.raises(ValueError):
+            fails(100_000)
+    assert store.size_of(calls[0].id) > 800_000
+
+
 def small(x):
     y = [x] * 3
     return y
