@@ -31,6 +31,31 @@ _YIELD_OPS = frozenset(dis.opmap[n] for n in ("YIELD_VALUE",) if n in dis.opmap)
 _YIELD_FROM = dis.opmap.get("YIELD_FROM", -1)  # 3.10 suspends on YIELD_FROM for await
 
 
+class _ThreadState(threading.local):
+    #: this thread's global trace function of ours that CPython removed because an
+    #: exception (a real Ctrl-C during an action) escaped a trace function
+    lost: Any = None
+
+
+_thread_state = _ThreadState()
+
+
+def _run(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None:
+    """run_handlers, noting our global trace function if an exception escapes.
+
+    CPython removes a thread's trace function when an exception leaves it, and with it
+    the tool we chain to (coverage). Only a real Ctrl-C gets out of a handler; the
+    backend puts the chain back when tracing changes or ends (see ``_install_here``).
+    """
+    try:
+        run_handlers(frame, event, arg, plan)
+    except BaseException:
+        current = sys.gettrace()
+        if _is_ours(current):
+            _thread_state.lost = current
+        raise
+
+
 def _exit_kind(frame: FrameType, exception_lasti: int) -> str:
     """Whether a 'return' event is a real return, a yield, or an exception unwinding.
 
@@ -103,7 +128,7 @@ class FrameTracer:
                     self.lines_forced = False
             if plan.lines is None or frame.f_lineno in plan.lines:
                 if not is_busy():
-                    run_handlers(frame, ev.LINE, None, plan)
+                    _run(frame, ev.LINE, None, plan)
         elif event == "exception":
             self.exception = arg[1]
             self.exception_lasti = frame.f_lasti
@@ -119,7 +144,7 @@ class FrameTracer:
             self.exception = None
             self.exception_lasti = -1
             if kind in plan.events and not is_busy():
-                run_handlers(frame, kind, arg, plan)
+                _run(frame, kind, arg, plan)
         return self
 
 
@@ -264,7 +289,7 @@ class SettraceBackend:
         resumed = previous is not None
         event = ev.RESUME if resumed else ev.CALL
         if event in plan.events and not is_busy():
-            run_handlers(frame, event, None, plan)
+            _run(frame, event, None, plan)
         if plan.events <= {ev.CALL, ev.RESUME} and not code_is_generator(frame.f_code):
             return None
         # Line events cost; ask for them only if we or a chained tool need them.
@@ -300,6 +325,9 @@ class SettraceBackend:
 
     def _install_here(self) -> None:
         current = sys.gettrace()
+        lost, _thread_state.lost = _thread_state.lost, None
+        if current is None and lost is not None:
+            current = lost.chained  # CPython dropped our chain on a Ctrl-C: restore it
         if not _is_ours(current):
             # Another tool traces this thread (or took over after we started): chain to it.
             sys.settrace(self._make_global(current))
@@ -309,6 +337,9 @@ class SettraceBackend:
             return
         self._dispatcher = None
         current = sys.gettrace()
+        lost, _thread_state.lost = _thread_state.lost, None
+        if current is None and lost is not None:
+            current = lost  # CPython dropped our chain on a Ctrl-C: give back what it held
         if _is_ours(current):
             sys.settrace(getattr(current, "chained", None))
         if threading.gettrace() is self.thread_hook:
