@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import bdb
 import collections
+import collections.abc
 import logging
 import pdb
+import signal
 import threading
 import time
 import traceback
+import weakref
 from types import CodeType, FrameType
-from typing import Any, Callable, Deque, Dict, List, Type, Union
+from typing import Any, Callable, Deque, Dict, List, Tuple, Type, Union
 
 from .analysis import gradients
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
@@ -26,6 +29,7 @@ from .tracing import observers
 from .tracing.dispatch import Handler
 from .tracing.frame_locals import read_locals, write_locals
 from .tracing.nice_debugger import make_nice_debugger
+from .tracing.plan import weak_callback
 from .tracing.scope import Scope
 
 log = logging.getLogger("nopdb_lab")
@@ -33,19 +37,42 @@ Source = Union[str, bytes, CodeType]
 
 
 class ActionError:
-    """An exception raised by a breakpoint's condition or action at one hit."""
+    """An exception raised by a breakpoint's condition or action at one hit.
+
+    Keeps the error's text (``message``, ``traceback``) and where it happened
+    (``stack``, a :class:`traceback.StackSummary`), not live frames: ``exception`` is the
+    exception object with its traceback and chained exceptions cleared, so an error
+    cannot keep the traced frame and all its locals alive.
+    """
 
     def __init__(self, action: str, exception: BaseException) -> None:
         self.action = action
+        self.traceback = "".join(
+            traceback.format_exception(type(exception), exception, exception.__traceback__)
+        )
+        self.stack = traceback.extract_tb(exception.__traceback__)
+        self.message = f"{type(exception).__name__}: {exception}"
+        # the exception was raised by the action's own code: nobody else holds it
+        exception.__traceback__ = None
+        exception.__context__ = None
+        exception.__cause__ = None
         self.exception = exception
-        self.traceback = "".join(traceback.format_exception_only(type(exception), exception))
-
-    @property
-    def message(self) -> str:
-        return f"{type(self.exception).__name__}: {self.exception}"
 
     def __repr__(self) -> str:
         return f"<ActionError in {self.action}: {self.message}>"
+
+
+class Evicted:
+    """Stands in a ``bp.eval`` result list for a value dropped with its hit from the
+    capture store (to keep the store's memory budget)."""
+
+    __slots__ = ("hit_id",)
+
+    def __init__(self, hit_id: int) -> None:
+        self.hit_id = hit_id
+
+    def __repr__(self) -> str:
+        return f"<evicted with hit {self.hit_id} from the capture store (memory budget)>"
 
 
 class BreakpointHit:
@@ -55,9 +82,14 @@ class BreakpointHit:
     ``thread``, ``errors`` (list of :class:`ActionError`), ``evals`` (each scheduled
     ``eval`` expression's text and its value at this hit; failures are in ``errors``),
     ``locals`` (a dict copy taken after the actions ran, when the breakpoint has
-    ``keep_locals=True``, else ``None``), ``stack`` and, for a breakpoint with
-    ``grads``, ``grads`` (name → dL/d(value at the line); a missing one raises
-    ``KeyError`` saying why) and ``grad_status``.
+    ``keep_locals=True``, else ``None``), ``stack``, ``breakpoint`` (``None`` once the
+    breakpoint object is gone: a hit does not keep its breakpoint alive) and, for a
+    breakpoint with ``grads``, ``grads`` (name → dL/d(value at the line); a missing one
+    raises ``KeyError`` saying why) and ``grad_status``.
+
+    When the capture store evicts or deletes the hit, ``locals`` and ``evals`` are
+    dropped (``evicted`` becomes true) and the hit's entries in ``bp.eval`` result
+    lists become :class:`Evicted` markers: the store's budget bounds them too.
     """
 
     kind = "hit"
@@ -68,7 +100,7 @@ class BreakpointHit:
         code = frame.f_code
         self.id = next_id()
         self.time = time.time()
-        self.breakpoint = breakpoint
+        self._breakpoint = weakref.ref(breakpoint)
         self.name = code.co_name
         self.qualname = qualified_name(code, frame)
         self.file = code.co_filename
@@ -78,14 +110,90 @@ class BreakpointHit:
         self.evals: Dict[str, Any] = {}
         self.locals: Dict[str, Any] | None = None
         self.raw_stack: RawStack = raw_stack(frame)
+        self.evicted = False
+        # (result list, index) of this hit's values in ``bp.eval`` lists
+        self._results: List[Tuple[list, int]] = []
+
+    @property
+    def breakpoint(self) -> "Breakpoint | None":
+        return self._breakpoint()
 
     @property
     def stack(self) -> traceback.StackSummary:
         return stack_summary(self.raw_stack)
 
+    def release_values(self) -> None:
+        """Drop the values this hit keeps (called by the capture store on eviction)."""
+        self.locals = None
+        self.evals = {}
+        for results, index in self._results:
+            if index < len(results) and not isinstance(results[index], ActionError):
+                results[index] = Evicted(self.id)
+        self._results = []
+        self.evicted = True
+
     def __repr__(self) -> str:
         errors = f", errors={self.errors!r}" if self.errors else ""
-        return f"BreakpointHit(id={self.id}, {self.qualname} line {self.line}{errors})"
+        evicted = ", evicted" if self.evicted else ""
+        return f"BreakpointHit(id={self.id}, {self.qualname} line {self.line}{errors}{evicted})"
+
+
+class _InterruptState(threading.local):
+    signalled = False
+
+
+_interrupts = _InterruptState()
+
+
+class _InterruptWatch:
+    """Tells a real Ctrl-C from a ``KeyboardInterrupt`` that action code raised itself.
+
+    A hit's condition and actions must never end the program: any exception they raise,
+    ``SystemExit``, ``KeyboardInterrupt`` and ``GeneratorExit`` included, is recorded on
+    the hit. But a user who presses Ctrl-C (or a kernel's stop button) while a slow
+    condition or action runs means to interrupt the program. Python runs signal
+    handlers in the main thread only, so there, while the hit's code runs, SIGINT's
+    Python handler is wrapped to note that the signal arrived before the previous
+    handler runs as usual; a ``KeyboardInterrupt`` is let through only if it did. In
+    other threads a ``KeyboardInterrupt`` can only come from the action's own code.
+    """
+
+    __slots__ = ("_previous", "_handler")
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._handler: Any = None
+
+    def __enter__(self) -> "_InterruptWatch":
+        _interrupts.signalled = False
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        try:
+            previous = signal.getsignal(signal.SIGINT)
+            if callable(previous):
+                self._handler = self._on_sigint
+                signal.signal(signal.SIGINT, self._handler)
+                self._previous = previous
+        except (ValueError, OSError):  # not the main interpreter: leave signals alone
+            pass
+        return self
+
+    def _on_sigint(self, signum: int, frame: Any) -> Any:
+        _interrupts.signalled = True
+        previous = self._previous or signal.default_int_handler
+        return previous(signum, frame)
+
+    def __exit__(self, *exc_info: Any) -> None:
+        # ``_previous`` is kept: a tool that saved our handler while the actions ran
+        # (pdb does, for a ``debug`` action) and puts it back later still chains through
+        if self._previous is not None and signal.getsignal(signal.SIGINT) is self._handler:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _reraise_user_interrupt(exc: BaseException) -> None:
+    """Re-raise ``exc`` if it is the user's Ctrl-C, not something the action raised."""
+    if isinstance(exc, KeyboardInterrupt) and _interrupts.signalled:
+        raise exc
 
 
 def compile_source(source: Source, mode: str, what: str) -> CodeType:
@@ -147,8 +255,12 @@ class Breakpoint(NoPdbContextManager):
             raise TypeError("A line must be given if no function is specified")
         if all(x is None for x in (scope.module, scope.file, scope.function)):
             raise TypeError("A module, file or function must be specified")
+        if max_hits is not None and (isinstance(max_hits, bool) or not isinstance(max_hits, int)):
+            raise TypeError(f"max_hits must be a positive integer or None, got {max_hits!r}")
         if max_hits is not None and max_hits < 1:
-            raise ValueError(f"max_hits must be a positive number, got {max_hits}")
+            raise ValueError(f"max_hits must be a positive integer, got {max_hits}")
+        if isinstance(hit_history, bool) or not isinstance(hit_history, int) or hit_history < 0:
+            raise ValueError(f"hit_history must be a non-negative integer, got {hit_history!r}")
         self.scope = scope
         self.line = line
         self.cond = cond
@@ -173,7 +285,7 @@ class Breakpoint(NoPdbContextManager):
         handler = Handler(
             scope=scope,
             events=frozenset({ev.CALL}) if line is None else frozenset({ev.LINE}),
-            callback=self._callback,
+            callback=weak_callback(self._callback),
             lines=resolver,
         )
         NoPdbContextManager.__init__(self, nopdb, handler)
@@ -184,6 +296,10 @@ class Breakpoint(NoPdbContextManager):
 
         If evaluating raises at a hit, that hit's entry is an :class:`ActionError`.
         """
+        if variables is not None and not isinstance(variables, collections.abc.Mapping):
+            raise TypeError(
+                f"eval: variables must be a dict of names to values, got {type(variables).__name__}"
+            )
         code = compile_source(expression, "eval", "eval expression")
         label = f"eval {_label(expression)}"
         text = _text(expression)
@@ -194,8 +310,10 @@ class Breakpoint(NoPdbContextManager):
             try:
                 value = eval(code, dict(frame.f_globals), f_locals)
                 results.append(value)
+                hit._results.append((results, len(results) - 1))
                 hit.evals[text] = value
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit etc. too: never end the program
+                _reraise_user_interrupt(exc)
                 error = ActionError(label, exc)
                 hit.errors.append(error)
                 results.append(error)
@@ -210,6 +328,10 @@ class Breakpoint(NoPdbContextManager):
         (``attn = attn * 3`` changes what the function computes next). ``variables``
         are visible to the code but are not added to the frame.
         """
+        if variables is not None and not isinstance(variables, collections.abc.Mapping):
+            raise TypeError(
+                f"exec: variables must be a dict of names to values, got {type(variables).__name__}"
+            )
         compiled = compile_source(code, "exec", "exec code")
         label = f"exec {_label(code)}"
         external = dict(variables or {})
@@ -231,7 +353,8 @@ class Breakpoint(NoPdbContextManager):
             namespace = {**current, **external}
             try:
                 exec(compiled, frame.f_globals, namespace)
-            except Exception as exc:
+            except BaseException as exc:  # SystemExit etc. too: never end the program
+                _reraise_user_interrupt(exc)
                 hit.errors.append(ActionError(label, exc))
                 return
             for name in external:
@@ -242,6 +365,11 @@ class Breakpoint(NoPdbContextManager):
 
     def debug(self, debugger_cls: Type[bdb.Bdb] = pdb.Pdb, **kwargs: Any) -> None:
         """Schedule an interactive debugger (``pdb.Pdb`` by default) at the breakpoint."""
+        if not (isinstance(debugger_cls, type) and issubclass(debugger_cls, bdb.Bdb)):
+            raise TypeError(
+                "debug: debugger_cls must be a bdb.Bdb subclass such as pdb.Pdb, got "
+                f"{debugger_cls!r}"
+            )
 
         def do_debug(frame: FrameType, event: str, arg: Any, hit: BreakpointHit) -> None:
             debugger = make_nice_debugger(frame, debugger_cls, kwargs)
@@ -254,19 +382,14 @@ class Breakpoint(NoPdbContextManager):
     def _callback(self, frame: FrameType, event: str, arg: Any) -> None:
         if self.max_hits is not None and self.hit_count >= self.max_hits:
             return
-        if self._cond_code is not None:
-            try:
-                if not eval(self._cond_code, frame.f_globals, frame.f_locals):
-                    return
-            except Exception as exc:
-                hit = BreakpointHit(self, frame)
-                hit.errors.append(ActionError(f"condition {_label(self.cond or '')}", exc))
-                self._record(hit)
+        if self._cond_code is None and not self._todo_list:
+            hit = BreakpointHit(self, frame)
+            self.hit_count += 1
+        else:
+            with _InterruptWatch():
+                hit = self._run_actions(frame, event, arg)
+            if hit is None:
                 return
-        hit = BreakpointHit(self, frame)
-        self.hit_count += 1
-        for action in self._todo_list:
-            action(frame, event, arg, hit)
         spec = self.grad_spec
         if spec is False and self._follow_switch and gradients.gradient_capture_active():
             spec = True
@@ -279,6 +402,24 @@ class Breakpoint(NoPdbContextManager):
                 gradients.watch_values(collector, spec, None, current)
                 gradients.finish(collector, spec, current)
         self._record(hit)
+
+    def _run_actions(self, frame: FrameType, event: str, arg: Any) -> BreakpointHit | None:
+        """The condition, then every action; ``None`` if the condition is false."""
+        if self._cond_code is not None:
+            try:
+                if not eval(self._cond_code, frame.f_globals, frame.f_locals):
+                    return None
+            except BaseException as exc:  # SystemExit etc. too: never end the program
+                _reraise_user_interrupt(exc)
+                hit = BreakpointHit(self, frame)
+                hit.errors.append(ActionError(f"condition {_label(self.cond or '')}", exc))
+                self._record(hit)
+                return None
+        hit = BreakpointHit(self, frame)
+        self.hit_count += 1
+        for action in self._todo_list:
+            action(frame, event, arg, hit)
+        return hit
 
     def _record(self, hit: BreakpointHit) -> None:
         for error in hit.errors if self._log_errors else ():

@@ -15,12 +15,13 @@ from types import FrameType
 from typing import Any, Callable, Dict, List
 
 from .analysis import gradients
-from .call_info import CallInfo, next_id, qualified_name, raw_stack
+from .call_info import CallInfo, StackNode, next_id, qualified_name, stack_node
 from .context import HandlerHost, NoPdbContextManager
 from .tracing import events as ev
 from .tracing import observers
 from .tracing.dispatch import Handler
 from .tracing.frame_locals import read_locals
+from .tracing.plan import weak_callback
 from .tracing.scope import Scope
 
 CAPTURE_EVENTS = frozenset({ev.CALL, ev.RETURN, ev.YIELD, ev.UNWIND})
@@ -84,7 +85,7 @@ class BaseCallCapture:
         result.file = code.co_filename
         result.lineno = code.co_firstlineno
         result.qualname = qualified_name(code, frame)
-        result._raw_stack = raw_stack(frame)
+        result._stack_node = stack_node(frame, self._known_node)
         result.thread = threading.current_thread().name
         f_locals = frame.f_locals
         nargs = code.co_argcount + code.co_kwonlyargcount
@@ -106,6 +107,14 @@ class BaseCallCapture:
             gradients.watch_values(collector, self._grads, "args", live_args)
         with self._pending_lock:
             self._pending[frame] = result
+
+    def _known_node(self, frame: FrameType) -> StackNode | None:
+        """The stack node of an outer frame whose call is being recorded (recursion)."""
+        pending = self._pending.get(frame)
+        node = None if pending is None else pending._stack_node
+        if node is None:
+            return None
+        return (node[0], node[1], frame.f_lineno, node[3])
 
     def _update_result(self, result: CallInfo) -> None:
         raise NotImplementedError
@@ -134,7 +143,9 @@ class CallCapture(BaseCallCapture, NoPdbContextManager, CallInfo):
         CallInfo.__init__(self)
         self._init_capture(snapshot, grads, grad_device)
         self.scope = scope
-        NoPdbContextManager.__init__(self, nopdb, _capture_handler(scope, self._callback))
+        NoPdbContextManager.__init__(
+            self, nopdb, _capture_handler(scope, weak_callback(self._callback))
+        )
 
     def _update_result(self, result: CallInfo) -> None:
         self.__dict__.update(result.__dict__)
@@ -154,7 +165,9 @@ class CallListCapture(BaseCallCapture, NoPdbContextManager, List[CallInfo]):
         list.__init__(self)
         self._init_capture(snapshot, grads, grad_device)
         self.scope = scope
-        NoPdbContextManager.__init__(self, nopdb, _capture_handler(scope, self._callback))
+        NoPdbContextManager.__init__(
+            self, nopdb, _capture_handler(scope, weak_callback(self._callback))
+        )
 
     def _update_result(self, result: CallInfo) -> None:
         self.append(result)

@@ -12,7 +12,7 @@ import linecache
 import threading
 import traceback
 from types import CodeType, FrameType
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 from .analysis.gradients import NO_GRADS
 
@@ -20,6 +20,9 @@ _ids = itertools.count(1)
 _ids_lock = threading.Lock()
 
 RawStack = List[Tuple[str, int, str]]
+#: a stack as a linked list sharing its outer part with other stacks:
+#: ``(caller's node or None, file, line, function)``
+StackNode = Tuple[Any, str, int, str]
 
 
 def next_id() -> int:
@@ -34,6 +37,40 @@ def raw_stack(frame: FrameType | None) -> RawStack:
     while frame is not None:
         out.append((frame.f_code.co_filename, frame.f_lineno, frame.f_code.co_name))
         frame = frame.f_back
+    out.reverse()
+    return out
+
+
+def stack_node(
+    frame: FrameType | None, known: Callable[[FrameType], StackNode | None] | None = None
+) -> StackNode | None:
+    """The stack ending at ``frame`` as a :data:`StackNode`, reusing known outer parts.
+
+    ``known(f)`` may return the node of an outer frame ``f`` at its current line (a
+    capture knows the frames of calls it is recording); the walk stops there, so the
+    stacks of a recursion 5,000 deep cost time and memory linear in its depth, not
+    quadratic. The walk is a loop: it uses no recursion headroom.
+    """
+    walked: List[FrameType] = []
+    parent: StackNode | None = None
+    while frame is not None:
+        if known is not None and walked:
+            parent = known(frame)
+            if parent is not None:
+                break
+        walked.append(frame)
+        frame = frame.f_back
+    for f in reversed(walked):
+        parent = (parent, f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+    return parent
+
+
+def node_list(node: StackNode | None) -> RawStack:
+    """A :data:`StackNode` as ``(file, line, function)`` tuples, outermost first."""
+    out: RawStack = []
+    while node is not None:
+        out.append((node[1], node[2], node[3]))
+        node = node[0]
     out.reverse()
     return out
 
@@ -95,6 +132,7 @@ class CallInfo:
         self.name: str | None = None
         self.file: str | None = None
         self._raw_stack: RawStack | None = None
+        self._stack_node: StackNode | None = None
         self._stack: traceback.StackSummary | None = None
         self.args: Dict[str, Any] | None = None
         self.locals: Dict[str, Any] | None = None
@@ -111,8 +149,8 @@ class CallInfo:
 
     @property
     def stack(self) -> traceback.StackSummary | None:
-        if self._stack is None and self._raw_stack is not None:
-            self._stack = stack_summary(self._raw_stack)
+        if self._stack is None and (self._raw_stack is not None or self._stack_node is not None):
+            self._stack = stack_summary(self.raw_stack)
         return self._stack
 
     @stack.setter
@@ -122,6 +160,8 @@ class CallInfo:
     @property
     def raw_stack(self) -> RawStack:
         """The stack as ``(file, line, function)`` tuples, outermost first."""
+        if self._stack_node is not None:
+            return node_list(self._stack_node)
         if self._raw_stack is not None:
             return list(self._raw_stack)
         return [(f.filename, f.lineno or 0, f.name) for f in (self._stack or [])]

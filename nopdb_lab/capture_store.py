@@ -2,16 +2,21 @@
 
 ``nopdb_lab.store`` is the process-wide instance. It records nothing until enabled
 (the Jupyter kernel service enables it; ``store.enable()`` does it by hand), after which
-every finished capture and breakpoint hit is kept. Tensor and array bytes are counted;
-when the total passes the budget the oldest records are evicted, the user is told which
-(a warning on the ``nopdb_lab`` logger and an ``evicted`` notice to listeners), and
-``store.evictions`` keeps the recent notices.
+every finished capture and breakpoint hit is kept. Every record's size is counted
+(tensor and array buffers, Python values, errors and its own bookkeeping, see
+:func:`record_nbytes`); when the total passes the budget, or the number of records passes
+``max_records``, the oldest records are evicted, the user is told which (a warning on
+the ``nopdb_lab`` logger and an ``evicted`` notice to listeners), and ``store.evictions``
+keeps the recent notices. An evicted breakpoint hit also lets go of its values (its
+locals, evaluated values and their entries in ``bp.eval`` lists), so the breakpoint's
+``hits`` list does not keep them alive behind the store's back.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterator, List
@@ -22,6 +27,9 @@ from .tracing import observers
 log = logging.getLogger("nopdb_lab")
 
 DEFAULT_BUDGET = 1 << 30  # 1 GiB
+#: records kept at most, whatever their size: a bound on bookkeeping the size estimate
+#: may miss (a function called a million times keeps at most this many records)
+DEFAULT_MAX_RECORDS = 100_000
 
 Listener = Callable[[str, Any], None]
 
@@ -33,23 +41,32 @@ class Eviction:
     ids: List[int]
     nbytes: int
     budget: int
+    max_records: int = DEFAULT_MAX_RECORDS
 
     def __str__(self) -> str:
         span = f"{self.ids[0]}" if len(self.ids) == 1 else f"{self.ids[0]}..{self.ids[-1]}"
         return (
             f"evicted {len(self.ids)} oldest capture(s) (id {span}, {self.nbytes / 1e6:.1f} MB) "
-            f"to stay within the {self.budget / 1e6:.0f} MB budget; raise it with "
-            "nopdb_lab.store.set_budget(nbytes)"
+            f"to stay within the {self.budget / 1e6:.0f} MB budget and the "
+            f"{self.max_records} record limit; raise them with "
+            "nopdb_lab.store.set_budget(nbytes) and nopdb_lab.store.max_records"
         )
 
 
+#: bytes counted for a record's own bookkeeping (its object, id, times, stack link, names)
+RECORD_OVERHEAD = 1024
+
+
 def record_nbytes(record: Any) -> int:
-    """Tensor/array bytes a capture or hit keeps alive (each storage counted once)."""
+    """An estimate of the bytes a capture or hit keeps alive: its values (tensor and array
+    buffers whole, each storage counted once; Python objects by their size, containers
+    with their items), its errors and a fixed overhead for the record itself."""
     seen: set[int] = set()
-    total = 0
-    for name in ("args", "locals"):
+    total = RECORD_OVERHEAD
+    for name in ("args", "locals", "evals"):
         mapping = getattr(record, name, None) or {}
         total += sum(value_nbytes(v, seen) for v in mapping.values())
+        total += 64 * len(mapping)  # the dict entry and its key
     total += value_nbytes(getattr(record, "return_value", None), seen)
     total += value_nbytes(getattr(record, "yields", None) or [], seen)
     grads = getattr(record, "grads", None)  # gradients count like their values
@@ -57,13 +74,45 @@ def record_nbytes(record: Any) -> int:
         total += value_nbytes(dict(grads), seen)
     elif grads is not None:
         total += value_nbytes(grads, seen)
+    for error in getattr(record, "errors", None) or ():
+        total += sys.getsizeof(getattr(error, "traceback", "")) + 256
+    total += _traceback_nbytes(getattr(record, "exception", None), seen)
     return total
+
+
+def _traceback_nbytes(exception: Any, seen: set[int], max_frames: int = 100) -> int:
+    """What a captured call's exception keeps alive through its traceback: the locals of
+    the frames it passed through (the program's exception: it is kept as it is)."""
+    total = 0
+    tb = getattr(exception, "__traceback__", None)
+    while tb is not None and max_frames > 0:
+        try:
+            values = list(tb.tb_frame.f_locals.values())
+        except Exception:
+            values = []
+        total += 512 + sum(value_nbytes(v, seen) for v in values)
+        tb = tb.tb_next
+        max_frames -= 1
+    return total
+
+
+def _release(record: Any) -> None:
+    """Let a record drop the values only the product keeps for it (a hit's locals)."""
+    release = getattr(record, "release_values", None)
+    if release is not None:
+        try:
+            release()
+        except Exception:
+            log.exception("nopdb_lab store: record %s could not release its values", record.id)
 
 
 class CaptureStore:
     """Captures and hits by id, oldest evicted first beyond ``budget`` bytes."""
 
-    def __init__(self, budget: int = DEFAULT_BUDGET) -> None:
+    def __init__(
+        self, budget: int = DEFAULT_BUDGET, max_records: int = DEFAULT_MAX_RECORDS
+    ) -> None:
+        self.max_records = max_records
         self._lock = threading.RLock()
         self._records: "collections.OrderedDict[int, Any]" = collections.OrderedDict()
         self._sizes: Dict[int, int] = {}
@@ -93,7 +142,11 @@ class CaptureStore:
 
     def add(self, record: Any) -> None:
         """Keep ``record`` (it needs an ``id``), evicting the oldest beyond the budget."""
-        size = record_nbytes(record)
+        try:
+            size = record_nbytes(record)
+        except Exception:  # never lose a record to a sizing bug: count it big and say so
+            log.exception("nopdb_lab store: could not size record %s", record.id)
+            size = RECORD_OVERHEAD * 64
         with self._lock:
             self._records[record.id] = record
             self._sizes[record.id] = size
@@ -120,20 +173,23 @@ class CaptureStore:
     def _evict_to_budget(self, keep: int | None = None) -> Eviction | None:
         ids: List[int] = []
         freed = 0
-        while self.nbytes > self.budget and self._records:
+        while (
+            self.nbytes > self.budget or len(self._records) > self.max_records
+        ) and self._records:
             oldest = next(iter(self._records))
             if oldest == keep:
                 # ``keep`` is the newest record, so it is also the oldest only when it is
                 # alone: a single record larger than the budget stays, it is what was asked
                 break
-            self._records.pop(oldest)
+            evicted = self._records.pop(oldest)
+            _release(evicted)
             size = self._sizes.pop(oldest)
             self.nbytes -= size
             freed += size
             ids.append(oldest)
         if not ids:
             return None
-        eviction = Eviction(ids=ids, nbytes=freed, budget=self.budget)
+        eviction = Eviction(ids=ids, nbytes=freed, budget=self.budget, max_records=self.max_records)
         self.evictions.append(eviction)
         return eviction
 
@@ -183,7 +239,7 @@ class CaptureStore:
     def delete(self, record_id: int) -> None:
         """Drop one record."""
         with self._lock:
-            self[record_id]
+            _release(self[record_id])
             del self._records[record_id]
             self.nbytes -= self._sizes.pop(record_id)
         self._notify("deleted", [record_id])
@@ -192,6 +248,8 @@ class CaptureStore:
         """Drop every record."""
         with self._lock:
             ids = list(self._records)
+            for record in self._records.values():
+                _release(record)
             self._records.clear()
             self._sizes.clear()
             self.nbytes = 0

@@ -29,7 +29,7 @@ class HandlerHost(Protocol):
 
     def _ensure_started(self) -> None: ...
 
-    def _add_handler(self, handler: Handler) -> Handle: ...
+    def _add_handler(self, handler: Handler, owner: Any = None) -> Handle: ...
 
 
 class NoPdbContextManager:
@@ -44,13 +44,14 @@ class NoPdbContextManager:
         self._nopdb = nopdb
         self._handler = handler
         self._was_started = False
-        self._handle: Handle | None = None
+        self._entered = False
+        self._handle: "Handle" | None = None
         self.enable()
 
     def enable(self) -> None:
         """(Re-)register this object's handler."""
         if self._handle is None:
-            self._handle = self._nopdb._add_handler(self._handler)
+            self._handle = self._nopdb._add_handler(self._handler, owner=self)
 
     def disable(self) -> None:
         """Unregister; nothing more is recorded until :meth:`enable`."""
@@ -63,6 +64,13 @@ class NoPdbContextManager:
         return self._handle is not None
 
     def __enter__(self: T) -> T:
+        if self._entered:
+            # a nested ``with`` on the same object would overwrite what the outer one
+            # must restore on exit, and leave its NoPdb started (and tracing) forever
+            raise RuntimeError(
+                f"{type(self).__name__} is already in use by a `with` block; "
+                "create a new capture or breakpoint for the inner block"
+            )
         self._was_started = self._nopdb.started
         try:
             self._nopdb._ensure_started()
@@ -70,9 +78,11 @@ class NoPdbContextManager:
             self.disable()  # e.g. no tracing backend available: leave nothing behind
             raise
         self.enable()
+        self._entered = True
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
+        self._entered = False
         try:
             self.disable()
         finally:

@@ -48,13 +48,20 @@ class NoPdb:
     def __init__(self) -> None:
         self._started = False
         self._callbacks: Dict[Handle, Handler] = OrderedDict()
+        # captures and breakpoints registered here, kept alive while they are enabled
+        # (their handlers refer to them weakly, see dispatch.weak_callback)
+        self._owners: Dict[Handle, Any] = {}
 
     @property
     def started(self) -> bool:
         return self._started
 
-    def start(self) -> None:
-        """Start tracing for this instance's captures and breakpoints."""
+    def start(self, *, as_default: bool = True) -> None:
+        """Start tracing for this instance's captures and breakpoints.
+
+        ``as_default=False`` keeps it from becoming the thread's default NoPdb (the one
+        bare ``nopdb_lab.capture_call(...)`` joins): the kernel's gutter breakpoints use it.
+        """
         if self._started:
             raise RuntimeError("nopdb has already been started")
         made_live = []
@@ -67,7 +74,8 @@ class NoPdb:
                 DISPATCHER.set_live(handler, False)
             raise
         self._started = True
-        _thread.started.append(self)
+        if as_default:
+            _thread.started.append(self)
 
     def stop(self) -> None:
         """Stop tracing; captured results stay available."""
@@ -91,9 +99,11 @@ class NoPdb:
         self.stop()
 
     # -- low-level callbacks -----------------------------------------------------------
-    def _add_handler(self, handler: Handler) -> Handle:
+    def _add_handler(self, handler: Handler, owner: Any = None) -> Handle:
         handle = Handle()
         self._callbacks[handle] = handler
+        if owner is not None:
+            self._owners[handle] = owner
         if self._started:
             DISPATCHER.set_live(handler, True)
         return handle
@@ -136,6 +146,7 @@ class NoPdb:
     def remove_callback(self, handle: Handle) -> None:
         """Remove a callback added with :meth:`add_callback`."""
         handler = self._callbacks.pop(handle)
+        self._owners.pop(handle, None)
         if self._started:
             DISPATCHER.set_live(handler, False)
 

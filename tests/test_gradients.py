@@ -261,7 +261,8 @@ def test_gradients_count_against_the_store_budget() -> None:
             out = f(w)
         before = store.size_of(c[0].id)
         out.backward()
-        assert store.size_of(c[0].id) == before + 4000
+        grown = store.size_of(c[0].id) - before
+        assert 4000 <= grown < 4000 + 1024  # the gradient's bytes and its dict entry
         assert "updated" in events
     finally:
         store.disable()

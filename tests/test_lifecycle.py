@@ -37,6 +37,7 @@ def test_settrace_chains_with_a_trace_function_installed_before():
             return other_tool
         return None
 
+    previous = sys.gettrace()  # coverage's, when the suite runs under coverage
     sys.settrace(other_tool)
     try:
         with nopdb.capture_calls(sc.add_one) as calls:
@@ -44,7 +45,7 @@ def test_settrace_chains_with_a_trace_function_installed_before():
             sc.unrelated(1)
         assert sys.gettrace() is other_tool, "the other tool's trace function was not restored"
     finally:
-        sys.settrace(None)
+        sys.settrace(previous)
     assert len(calls) == 1
     # the other tool still saw every event of both functions while we were tracing
     assert ("add_one", "call") in lines and ("add_one", "line") in lines

@@ -61,6 +61,7 @@ class RecordingComm:
 @pytest.fixture
 def service():
     nopdb_lab.store.clear()
+    was_enabled = nopdb_lab.store.enabled
     budget = nopdb_lab.store.budget
     comm = RecordingComm()
     svc = CommService(comm, nopdb_lab.store)
@@ -69,6 +70,8 @@ def service():
     comm._on_close({})
     nopdb_lab.store.set_budget(budget)
     nopdb_lab.store.clear()
+    if not was_enabled:  # later tests expect a store that keeps nothing
+        nopdb_lab.store.disable()
     for bp in svc.breakpoints.states():
         svc.breakpoints.remove(bp["id"])
 

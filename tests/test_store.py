@@ -12,7 +12,7 @@ np = pytest.importorskip("numpy")
 
 @pytest.fixture
 def store():
-    s = CaptureStore(budget=10_000)
+    s = CaptureStore(budget=1_000_000)
     s.enable()
     yield s
     s.disable()
@@ -41,12 +41,13 @@ def test_store_counts_array_bytes_and_evicts_oldest_first(store, caplog):
     with caplog.at_level(logging.WARNING, logger="nopdb_lab"):
         with nopdb.capture_calls(make_array) as calls:
             for _ in range(4):
-                make_array(1000)  # 4,000 bytes kept per call
-    assert store.size_of(calls[-1].id) == 4000
+                make_array(100_000)  # 400,000 bytes kept per call
+    size = store.size_of(calls[-1].id)  # the array and the record's own bookkeeping
+    assert 400_000 < size < 400_000 + 4096
     assert store.ids() == [calls[2].id, calls[3].id]
-    assert store.nbytes == 8000
+    assert store.nbytes == 2 * size
     eviction = store.evictions[-1]
-    assert eviction.ids == [calls[1].id] and eviction.nbytes == 4000
+    assert eviction.ids == [calls[1].id] and eviction.nbytes == size
     assert "evicted 1 oldest capture" in caplog.text and "set_budget" in caplog.text
     assert added.count("added") == 4 and added.count("evicted") == 2
     with pytest.raises(KeyError, match=f"capture {calls[0].id} is not in the store"):
@@ -55,9 +56,9 @@ def test_store_counts_array_bytes_and_evicts_oldest_first(store, caplog):
 
 def test_set_budget_delete_and_clear(store):
     with nopdb.capture_calls(make_array) as calls:
-        make_array(500)
-        make_array(500)
-    store.set_budget(2500)
+        make_array(100_000)
+        make_array(100_000)
+    store.set_budget(500_000)
     assert store.ids() == [calls[1].id]
     store.delete(calls[1].id)
     assert len(store) == 0 and store.nbytes == 0
@@ -72,7 +73,7 @@ def test_set_budget_delete_and_clear(store):
 def test_a_record_larger_than_the_budget_is_kept_alone(store):
     with nopdb.capture_calls(make_array) as calls:
         make_array(100)
-        make_array(5000)
+        make_array(500_000)
     assert store.ids() == [calls[1].id]
 
 

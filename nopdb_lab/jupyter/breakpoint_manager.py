@@ -179,7 +179,7 @@ class BreakpointManager:
     def __init__(self, record_store: CaptureStore) -> None:
         self.store = record_store
         self.nopdb = NoPdb()
-        self.nopdb.start()
+        self.nopdb.start(as_default=False)  # the user's bare captures stay their own
         self._by_id: Dict[str, ManagedBreakpoint] = {}
         self._by_tracer: Dict[int, str] = {}
         self._listeners: List[Listener] = []

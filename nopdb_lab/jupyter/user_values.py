@@ -8,10 +8,13 @@ errors that say what went wrong.
 
 from __future__ import annotations
 
+import functools
 import sys
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple, TypeVar
 
 from ..analysis.summary import is_array, is_tensor
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class ExpressionError(ValueError):
@@ -19,7 +22,11 @@ class ExpressionError(ValueError):
 
 
 def evaluate(expression: str, namespace: Dict[str, Any]) -> Any:
-    """``eval`` in ``namespace``; a syntax error or an exception becomes an ExpressionError."""
+    """``eval`` in ``namespace``; a syntax error or any exception becomes an ExpressionError.
+
+    ``SystemExit``, ``GeneratorExit`` and ``KeyboardInterrupt`` too: no expression
+    evaluated for the UI may end the kernel.
+    """
     try:
         code = compile(expression, "<expression>", "eval")
     except SyntaxError as exc:
@@ -28,11 +35,43 @@ def evaluate(expression: str, namespace: Dict[str, Any]) -> Any:
         return eval(code, namespace)
     except Exception as exc:
         raise ExpressionError(f"{expression} raised {type(exc).__name__}: {exc}") from None
+    except (SystemExit, GeneratorExit) as exc:
+        # in a cell IPython survives sys.exit(); an expression the UI evaluates must
+        # not end the kernel either
+        raise ExpressionError(
+            f"{expression} raised {type(exc).__name__} ({exc}); it is not allowed to end the kernel"
+        ) from None
+    except KeyboardInterrupt:
+        # the stop button while a slow expression runs: answer, rather than let the
+        # interrupt escape into the kernel's message loop
+        raise ExpressionError(f"{expression} was interrupted") from None
+
+
+def _guarded(convert: F) -> F:
+    """Whatever a user object does while being turned into labels or pixels (a
+    ``__len__`` or ``__str__`` that raises, even ``SystemExit``) becomes an
+    ExpressionError naming the expression: it never reaches the kernel."""
+
+    @functools.wraps(convert)
+    def run(expression: str, namespace: Dict[str, Any]) -> Any:
+        try:
+            return convert(expression, namespace)
+        except ExpressionError:
+            raise
+        except Exception as exc:
+            raise ExpressionError(f"{expression}: {type(exc).__name__}: {exc}") from None
+        except (SystemExit, GeneratorExit, KeyboardInterrupt) as exc:
+            raise ExpressionError(
+                f"{expression}: {type(exc).__name__} while converting its value"
+            ) from None
+
+    return run  # type: ignore[return-value]
 
 
 MAX_LABELS = 4096
 
 
+@_guarded
 def evaluate_labels(expression: str, namespace: Dict[str, Any]) -> List[str]:
     """Axis labels from a Python expression in the user's namespace (e.g. ``tokens`` or
     ``tokenizer.convert_ids_to_tokens(ids[0])``): a sequence, each item shown with str()."""
@@ -53,6 +92,7 @@ def evaluate_labels(expression: str, namespace: Dict[str, Any]) -> List[str]:
 MAX_IMAGE_SIDE = 1024
 
 
+@_guarded
 def evaluate_image(expression: str, namespace: Dict[str, Any]) -> Tuple[Dict[str, Any], bytes]:
     """An RGB image from a Python expression (a PIL image, or a tensor/array shaped
     C×H×W, 1×C×H×W or H×W×C, H×W for grey; floats in [0, 1] or 0–255 integers) as

@@ -6,7 +6,7 @@ import linecache
 import sys
 from typing import Any, Callable, Dict, List, Tuple
 
-from ..analysis.summary import is_array, is_tensor, summarize
+from ..analysis.summary import check_payload_size, is_array, is_tensor, summarize
 from ..capture_store import CaptureStore
 from ..records import ProtocolError
 
@@ -113,6 +113,11 @@ def tensor_payload(value: Any, index: List[int], dtype: str) -> Tuple[Dict[str, 
 
     if dtype not in ("float32", "float16", "uint8"):
         raise ProtocolError(f"dtype must be float32, float16 or uint8, not {dtype!r}")
+    if is_tensor(value) or is_array(value):
+        try:  # from the shapes alone: refuse before copying anything
+            check_payload_size(value, index, dtype, MAX_TENSOR_BYTES)
+        except (ValueError, IndexError) as exc:
+            raise ProtocolError(str(exc)) from None
     if is_tensor(value):
         t = value.detach()
         for i in index:

@@ -58,6 +58,9 @@ class Dispatcher:
         self.patterns: Tuple[Handler, ...] = ()
         self.plans: Dict[CodeType, CodePlan] = {}
         self.wants_unwind = False
+        #: bumped whenever the live set changes; backends holding per-frame plans
+        #: compare it to drop plans that went stale
+        self.generation = 0
         self._backend: Backend | None = None
 
     # -- registration -------------------------------------------------------------
@@ -72,6 +75,8 @@ class Dispatcher:
         """Add or remove a handler from the live set and re-instrument."""
         with self._lock:
             was_live = id(handler) in self._live
+            # before re-instrumenting: a removed handler fires no more after this line
+            handler.live = live
             if live:
                 self._live[id(handler)] = handler
             else:
@@ -84,10 +89,12 @@ class Dispatcher:
                     self._live[id(handler)] = handler
                 else:
                     self._live.pop(id(handler), None)
+                handler.live = was_live
                 self._rebuild()
                 raise
 
     def _rebuild(self) -> None:
+        self.generation += 1
         by_code: Dict[CodeType, List[Handler]] = {}
         patterns: List[Handler] = []
         for h in self._live.values():

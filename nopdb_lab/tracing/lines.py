@@ -147,6 +147,7 @@ def _resolve_number(scope: Scope, line: int) -> LineResolver:
 def _resolve_text(scope: Scope, text: str) -> LineResolver:
     code = scope.code
     if code is not None:
+        _check_readable(code.co_filename)
         span = list(range(code.co_firstlineno, _last_line(code) + 1))
         found = _text_matches(code.co_filename, span, text)
         _check_unique(found, text, _describe_code(code))
@@ -160,6 +161,7 @@ def _resolve_text(scope: Scope, text: str) -> LineResolver:
         return lambda c: target if c is code else frozenset()
     filename = _known_file(scope)
     if filename is not None:
+        _check_readable(filename)
         span = list(range(1, len(linecache.getlines(filename)) + 1))
         _check_unique(_text_matches(filename, span, text), text, filename)
 
@@ -168,6 +170,15 @@ def _resolve_text(scope: Scope, text: str) -> LineResolver:
         return frozenset(_text_matches(c.co_filename, lines, text))
 
     return per_code
+
+
+def _check_readable(filename: str) -> None:
+    """A text line needs the source: say so when there is none (code from a string)."""
+    if not linecache.getlines(filename):
+        raise ValueError(
+            f"cannot find a line by its text: the source of {filename} cannot be read "
+            "(code compiled from a string, or a file that is gone); pass a line number"
+        )
 
 
 def _check_unique(found: List[int], text: str, where: str) -> None:

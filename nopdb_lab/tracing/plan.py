@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass, field
 from types import CodeType, FrameType
 from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Protocol, Tuple
@@ -36,6 +37,9 @@ class Handler:
     callback: Callback
     lines: LineResolver | None = None
     _line_cache: Dict[CodeType, FrozenSet[int] | None] = field(default_factory=dict)
+    #: set by the dispatcher: a handler removed while a frame it planned for still runs
+    #: is skipped at once (backends keep per-frame plans)
+    live: bool = False
 
     def lines_for(self, code: CodeType) -> FrozenSet[int] | None:
         if self.lines is None:
@@ -45,6 +49,25 @@ class Handler:
         except KeyError:
             resolved = self._line_cache[code] = self.lines(code)
             return resolved
+
+
+def weak_callback(method: Callback) -> Callback:
+    """A handler callback that calls a bound method without keeping its object alive.
+
+    A capture or breakpoint holds its handler, and a handler holding the object back
+    would make a reference cycle: the capture and everything it captured (GPU tensors
+    included) would then be freed only when the cyclic garbage collector runs. While
+    the object is enabled its NoPdb keeps it alive; once it is disabled and the user
+    drops it, it is freed at once.
+    """
+    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+
+    def call(frame: FrameType, event: str, arg: Any) -> None:
+        bound = ref()
+        if bound is not None:
+            bound(frame, event, arg)
+
+    return call
 
 
 class CodePlan:
@@ -109,6 +132,7 @@ class PlanSource(Protocol):
     patterns: Tuple[Handler, ...]
     plans: Dict[CodeType, CodePlan]
     wants_unwind: bool
+    generation: int
 
     def classify(self, code: CodeType) -> CodePlan: ...
 
@@ -134,7 +158,7 @@ def run_handlers(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None
     try:
         lineno = frame.f_lineno if event == ev.LINE else 0
         for handler, lines in zip(plan.handlers, plan.handler_lines, strict=True):
-            if event not in handler.events:
+            if event not in handler.events or not handler.live:
                 continue
             if event == ev.LINE and lines is not None and lineno not in lines:
                 continue

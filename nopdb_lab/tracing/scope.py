@@ -23,8 +23,10 @@ class Scope:
 
     Args:
         function: a Python callable, or a function name (matched against
-            ``code.co_name``). A bound method matches only calls on its instance;
-            a plain or class-level function matches every call.
+            ``code.co_name``). A bound method matches only calls on its instance, a
+            classmethod reached through a class (``K.cm``) only calls with ``cls is K``
+            (as in NoPdb; pass ``K.cm.__func__`` for subclasses too); a plain or
+            class-level function matches every call.
         module: only code defined in this module's file.
         file: a glob pattern string (matched with :meth:`pathlib.PurePath.match`
             against the resolved path) or a path-like object (exact match).
@@ -154,9 +156,9 @@ def code_and_self(fn: Callable[..., Any], unwrap: bool = True) -> Tuple[CodeType
 
     if inspect.ismethod(fn):
         assert isinstance(fn, MethodType)
+        # a classmethod is bound to its class: like NoPdb, match only calls whose
+        # ``cls`` is that class (KSub.cm() runs the same code with cls=KSub)
         func, bound = _unwrapped(fn.__func__), fn.__self__
-        if inspect.isclass(bound):  # classmethod: matches every call, like a function
-            bound = None
     elif inspect.isfunction(fn):
         func, bound = _unwrapped(fn), None
     elif isinstance(fn, (staticmethod, classmethod)):

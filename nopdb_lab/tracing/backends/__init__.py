@@ -1,7 +1,8 @@
 """Tracing backends: ``sys.monitoring`` on Python 3.12+, chaining ``sys.settrace`` before.
 
-Set ``NOPDB_LAB_BACKEND=settrace`` to force the fallback (supported up to 3.12, for
-comparison and testing); the default is the fastest one the interpreter has.
+Set ``NOPDB_LAB_BACKEND=settrace`` to force the fallback (supported on 3.12, for
+comparison and testing; refused on 3.13+, where its generator and coroutine captures
+are wrong); the default is the fastest one the interpreter has.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ def backend_name() -> str:
     if forced in ("monitoring", "settrace"):
         if forced == "monitoring" and sys.version_info < (3, 12):
             raise RuntimeError("NOPDB_LAB_BACKEND=monitoring needs Python 3.12+")
+        if forced == "settrace" and sys.version_info >= (3, 13):
+            # its exit classification reads bytecode whose yield/return shapes changed
+            # in 3.13: generators and coroutines would be recorded wrongly
+            raise RuntimeError(
+                "NOPDB_LAB_BACKEND=settrace is not supported on Python 3.13+ (it records "
+                "generators and coroutines wrongly there); unset it to use sys.monitoring"
+            )
         return forced
     if forced:
         raise ValueError(f"NOPDB_LAB_BACKEND={forced!r}: expected 'monitoring' or 'settrace'")

@@ -5,7 +5,9 @@ every Python call. Ours does one dictionary lookup per call and returns at once 
 code that no handler targets, so no local tracer (and no per-line cost) is installed
 outside targeted frames. Whatever trace function was installed before (coverage, a
 debugger) keeps receiving every event: ours calls it first and combines the local
-tracers. Threads started while tracing is active are traced too (``threading.settrace``);
+tracers (see :class:`SettraceBackend` for coverage's C tracer, which re-installs
+itself). Threads started while tracing is active are traced too (``threading.settrace``,
+after the thread hook installed before ours);
 threads already running when tracing starts are not, since CPython < 3.12 has no public
 API to reach them, unless they call :meth:`SettraceBackend.adopt_thread` (the kernel
 service does so before each cell).
@@ -29,6 +31,31 @@ _YIELD_OPS = frozenset(dis.opmap[n] for n in ("YIELD_VALUE",) if n in dis.opmap)
 _YIELD_FROM = dis.opmap.get("YIELD_FROM", -1)  # 3.10 suspends on YIELD_FROM for await
 
 
+class _ThreadState(threading.local):
+    #: this thread's global trace function of ours that CPython removed because an
+    #: exception (a real Ctrl-C during an action) escaped a trace function
+    lost: Any = None
+
+
+_thread_state = _ThreadState()
+
+
+def _run(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None:
+    """run_handlers, noting our global trace function if an exception escapes.
+
+    CPython removes a thread's trace function when an exception leaves it, and with it
+    the tool we chain to (coverage). Only a real Ctrl-C gets out of a handler; the
+    backend puts the chain back when tracing changes or ends (see ``_install_here``).
+    """
+    try:
+        run_handlers(frame, event, arg, plan)
+    except BaseException:
+        current = sys.gettrace()
+        if _is_ours(current):
+            _thread_state.lost = current
+        raise
+
+
 def _exit_kind(frame: FrameType, exception_lasti: int) -> str:
     """Whether a 'return' event is a real return, a yield, or an exception unwinding.
 
@@ -49,24 +76,67 @@ def _exit_kind(frame: FrameType, exception_lasti: int) -> str:
 
 
 class FrameTracer:
-    """The local trace function of one targeted frame."""
+    """The local trace function of one targeted frame.
 
-    __slots__ = ("plan", "exception", "exception_lasti")
+    It keeps the plan it was made with only while the dispatcher's live set is
+    unchanged: when a capture or breakpoint is removed, the next event of the frame
+    fetches the current plan, and the tracer drops out of a frame nothing targets any
+    more (so a removed breakpoint stops at once also in frames already running).
+    """
 
-    def __init__(self, plan: CodePlan) -> None:
+    __slots__ = ("backend", "plan", "generation", "exception", "exception_lasti", "lines_forced")
+
+    def __init__(self, backend: "SettraceBackend", plan: CodePlan, generation: int) -> None:
+        self.backend = backend
         self.plan = plan
+        self.generation = generation
         self.exception: BaseException | None = None
         self.exception_lasti = -1
+        self.lines_forced = False
+
+    def _refresh(self, frame: FrameType, dispatcher: PlanSource | None) -> CodePlan | None:
+        """The frame's current plan after the live set changed (``None``: untargeted)."""
+        if dispatcher is None:
+            return None
+        code = frame.f_code
+        plan = dispatcher.plans.get(code)
+        if plan is None and dispatcher.patterns:
+            plan = dispatcher.classify(code)
+        if plan is None or not plan.handlers:
+            return None
+        self.plan = plan
+        self.generation = dispatcher.generation
+        return plan
 
     def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
-        plan = self.plan
+        dispatcher = self.backend._dispatcher
+        if dispatcher is not None and dispatcher.generation == self.generation:
+            plan: CodePlan | None = self.plan
+        else:
+            plan = self._refresh(frame, dispatcher)
+        if plan is None:
+            if self.lines_forced:
+                frame.f_trace_lines = False
+            return None
         if event == "line":
+            if self.exception_lasti != -1:
+                # code ran after the exception: it was caught in this frame, so a later
+                # 'return' at the same yield is a new yield, not the exception leaving
+                self.exception_lasti = -1
+                if self.lines_forced:
+                    frame.f_trace_lines = False
+                    self.lines_forced = False
             if plan.lines is None or frame.f_lineno in plan.lines:
                 if not is_busy():
-                    run_handlers(frame, ev.LINE, None, plan)
+                    _run(frame, ev.LINE, None, plan)
         elif event == "exception":
             self.exception = arg[1]
             self.exception_lasti = frame.f_lasti
+            if not frame.f_trace_lines and code_is_generator(frame.f_code):
+                # only a line event tells "caught, then yielded again at this yield"
+                # from "thrown in at this yield and left": watch lines until then
+                frame.f_trace_lines = True
+                self.lines_forced = True
         elif event == "return":
             kind = _exit_kind(frame, self.exception_lasti)
             if kind == ev.UNWIND:
@@ -74,7 +144,7 @@ class FrameTracer:
             self.exception = None
             self.exception_lasti = -1
             if kind in plan.events and not is_busy():
-                run_handlers(frame, kind, arg, plan)
+                _run(frame, kind, arg, plan)
         return self
 
 
@@ -105,24 +175,43 @@ def _our_tracer(local: Any) -> FrameTracer | None:
     return None
 
 
+def _is_ours(trace: Any) -> bool:
+    return getattr(trace, "_nopdb_lab_global", False)
+
+
 class SettraceBackend:
-    """Install one chaining global trace function while any handler is live."""
+    """One chaining global trace function per thread while any handler is live.
+
+    Each thread's global trace function calls the tool that was tracing that thread
+    before (coverage.py gives every thread its own tracer) and combines its local
+    tracer with ours. coverage's C tracer, called as a Python function for a 'call'
+    event, re-installs itself as the thread's trace function (a speed-up of its own);
+    the global function puts itself back at once, so both keep working. A thread started
+    while tracing is active first runs the thread hook that was installed before ours
+    (coverage's, which starts its tracer for the thread), then chains to what it set.
+    """
 
     name = "sys.settrace"
 
     def __init__(self) -> None:
         self._dispatcher: PlanSource | None = None
         self._installed = False
-        self._chained: TraceFunc | None = None
         self._previous_thread_hook: TraceFunc | None = None
-        self.trace_global = self._make_global()
+        self.thread_hook = self._make_thread_hook()
 
-    def _make_global(self) -> TraceFunc:
+    def _make_global(self, chained: TraceFunc | None) -> TraceFunc:
+        """The global trace function of one thread, chaining to ``chained``."""
         backend = self
 
         def trace_global(frame: FrameType, event: str, arg: Any) -> Any:
-            chained = backend._chained
-            theirs = chained(frame, event, arg) if chained is not None else None
+            # hot path: runs for every Python call in the thread; keep it inline
+            if chained is not None:
+                prior = frame.f_trace  # before the other tool's call may replace it
+                theirs = chained(frame, event, arg)
+                if sys.gettrace() is chained:  # coverage's C tracer re-installed itself
+                    sys.settrace(trace_global)
+            else:
+                prior = theirs = None
             dispatcher = backend._dispatcher
             if dispatcher is None:
                 # Tracing was stopped while this thread still had us installed.
@@ -137,40 +226,92 @@ class SettraceBackend:
                 plan = dispatcher.classify(code)
             if not plan.handlers:
                 return theirs
-            ours = backend._enter(frame, plan, theirs is not None)
-            if ours is None:
-                return theirs
-            if theirs is None:
-                return ours
-            return ChainedTracer(ours, theirs)
+            if chained is None:
+                prior = frame.f_trace
+            return backend._targeted(frame, prior, plan, dispatcher.generation, theirs)
 
+        trace_global._nopdb_lab_global = True  # type: ignore[attr-defined]
+        trace_global.chained = chained  # type: ignore[attr-defined]
         return trace_global
 
-    def _enter(self, frame: FrameType, plan: CodePlan, chained: bool) -> FrameTracer | None:
-        previous = _our_tracer(frame.f_trace)
+    def _make_thread_hook(self) -> TraceFunc:
+        backend = self
+
+        def thread_hook(frame: FrameType, event: str, arg: Any) -> Any:
+            previous = backend._previous_thread_hook
+            theirs = previous(frame, event, arg) if previous is not None else None
+            current = sys.gettrace()  # what the previous hook installed for this thread
+            chained = None if current is thread_hook or _is_ours(current) else current
+            if backend._dispatcher is None:
+                sys.settrace(chained)
+                return theirs
+            sys.settrace(backend._make_global(chained))
+            return backend._call_event(frame, None, theirs)
+
+        thread_hook._nopdb_lab_global = True  # type: ignore[attr-defined]
+        return thread_hook
+
+    def _call_event(self, frame: FrameType, prior: Any, theirs: TraceFunc | None) -> Any:
+        """Our part of a 'call' event: run CALL/RESUME handlers, pick the local tracer."""
+        dispatcher = self._dispatcher
+        if dispatcher is None:
+            return theirs
+        code = frame.f_code
+        plan = dispatcher.plans.get(code)
+        if plan is None:
+            if not dispatcher.patterns:
+                return theirs
+            plan = dispatcher.classify(code)
+        if not plan.handlers:
+            return theirs
+        return self._targeted(frame, prior, plan, dispatcher.generation, theirs)
+
+    def _targeted(
+        self,
+        frame: FrameType,
+        prior: Any,
+        plan: CodePlan,
+        generation: int,
+        theirs: TraceFunc | None,
+    ) -> Any:
+        """A 'call' event in a frame some handler targets."""
+        ours = self._enter(frame, prior, plan, generation, theirs is not None)
+        if ours is None:
+            return theirs
+        if theirs is None:
+            return ours
+        return ChainedTracer(ours, theirs)
+
+    def _enter(
+        self, frame: FrameType, prior: Any, plan: CodePlan, generation: int, chained: bool
+    ) -> FrameTracer | None:
+        previous = _our_tracer(prior)
         resumed = previous is not None
         event = ev.RESUME if resumed else ev.CALL
         if event in plan.events and not is_busy():
-            run_handlers(frame, event, None, plan)
+            _run(frame, event, None, plan)
         if plan.events <= {ev.CALL, ev.RESUME} and not code_is_generator(frame.f_code):
             return None
         # Line events cost; ask for them only if we or a chained tool need them.
         frame.f_trace_lines = chained or ev.LINE in plan.events
-        return previous if previous is not None else FrameTracer(plan)
+        if previous is not None:
+            previous.plan = plan
+            previous.generation = generation
+            previous.lines_forced = False
+            return previous
+        return FrameTracer(self, plan, generation)
 
     # -- lifecycle ----------------------------------------------------------------
     def apply(self, dispatcher: PlanSource) -> None:
         self._dispatcher = dispatcher
         if self._installed:
-            if sys.gettrace() is not self.trace_global:
-                self._install_here()
+            self._install_here()
             return
-        self._chained = sys.gettrace()
-        if self._chained is self.trace_global:
-            self._chained = None
         self._previous_thread_hook = threading.gettrace()
-        sys.settrace(self.trace_global)
-        threading.settrace(self.trace_global)
+        if _is_ours(self._previous_thread_hook):
+            self._previous_thread_hook = None
+        self._install_here()
+        threading.settrace(self.thread_hook)
         self._installed = True
 
     def adopt_thread(self) -> None:
@@ -179,27 +320,29 @@ class SettraceBackend:
         A Jupyter kernel may set breakpoints from a comm handler on one thread while
         cells run on another; the kernel service calls this before each cell.
         """
-        if not self._installed or sys.gettrace() is self.trace_global:
-            return
-        current = sys.gettrace()
-        if current is not None:
-            self._chained = current
-        sys.settrace(self.trace_global)
+        if self._installed:
+            self._install_here()
 
     def _install_here(self) -> None:
         current = sys.gettrace()
-        if current is not self.trace_global:
-            # Another tool took over this thread after we started: chain behind it.
-            self._chained = current
-            sys.settrace(self.trace_global)
+        lost, _thread_state.lost = _thread_state.lost, None
+        if current is None and lost is not None:
+            current = lost.chained  # CPython dropped our chain on a Ctrl-C: restore it
+        if not _is_ours(current):
+            # Another tool traces this thread (or took over after we started): chain to it.
+            sys.settrace(self._make_global(current))
 
     def release(self) -> None:
         if not self._installed:
             return
         self._dispatcher = None
-        if sys.gettrace() is self.trace_global:
-            sys.settrace(self._chained)
-        if threading.gettrace() is self.trace_global:
+        current = sys.gettrace()
+        lost, _thread_state.lost = _thread_state.lost, None
+        if current is None and lost is not None:
+            current = lost  # CPython dropped our chain on a Ctrl-C: give back what it held
+        if _is_ours(current):
+            sys.settrace(getattr(current, "chained", None))
+        if threading.gettrace() is self.thread_hook:
             threading.settrace(self._previous_thread_hook)  # type: ignore[arg-type]
         self._installed = False
 
