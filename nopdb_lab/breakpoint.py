@@ -15,10 +15,11 @@ import threading
 import time
 import traceback
 from types import CodeType, FrameType
-from typing import Any, Callable, Deque, Dict, List, Type, Union
+from typing import Any, Callable, Deque, Dict, List, Tuple, Type, Union
 
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from .context import HandlerHost, NoPdbContextManager
+from .records import EventRecord
 from .tracing import events as ev
 from .tracing import lines as line_resolution
 from .tracing import observers
@@ -47,7 +48,7 @@ class ActionError:
         return f"<ActionError in {self.action}: {self.message}>"
 
 
-class BreakpointHit:
+class BreakpointHit(EventRecord):
     """One time a breakpoint fired (its condition was true, or raised).
 
     Attributes: ``id``, ``time``, ``name``, ``qualname``, ``file``, ``line``,
@@ -77,6 +78,15 @@ class BreakpointHit:
     @property
     def stack(self) -> traceback.StackSummary:
         return stack_summary(self.raw_stack)
+
+    def value_parts(self) -> Tuple[str, ...]:
+        return ("locals", "evals")
+
+    def describe(self, root: str, one: Any, many: Any) -> Dict[str, Any]:
+        return {**super().describe(root, one, many), "evals": many(self.evals, f"{root}.evals")}
+
+    def origin(self) -> Any:
+        return self.breakpoint
 
     def __repr__(self) -> str:
         errors = f", errors={self.errors!r}" if self.errors else ""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterator, List
 
 from .analysis.summary import value_nbytes
+from .records import Record
 from .tracing import observers
 
 log = logging.getLogger("nopdb_lab")
@@ -43,16 +44,10 @@ class Eviction:
         )
 
 
-def record_nbytes(record: Any) -> int:
+def record_nbytes(record: Record) -> int:
     """Tensor/array bytes a capture or hit keeps alive (each storage counted once)."""
     seen: set[int] = set()
-    total = 0
-    for name in ("args", "locals"):
-        mapping = getattr(record, name, None) or {}
-        total += sum(value_nbytes(v, seen) for v in mapping.values())
-    total += value_nbytes(getattr(record, "return_value", None), seen)
-    total += value_nbytes(getattr(record, "yields", None) or [], seen)
-    return total
+    return sum(value_nbytes(value, seen) for value in record.held_values())
 
 
 class CaptureStore:

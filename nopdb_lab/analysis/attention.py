@@ -27,12 +27,13 @@ from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List
 
 from ..call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
+from ..records import EventRecord
 from ..tracing import observers
 
 log = logging.getLogger("nopdb_lab")
 
 
-class AttentionRecord:
+class AttentionRecord(EventRecord):
     """One SDPA call: its attention probabilities and where it came from.
 
     Attributes: ``id`` (also its id in :data:`nopdb_lab.store`), ``weights`` (B×H×Nq×Nk
