@@ -15,7 +15,7 @@ import threading
 import time
 import traceback
 from types import CodeType, FrameType
-from typing import Any, Callable, Deque, Dict, List, Tuple, Type, Union
+from typing import Any, Callable, Deque, Dict, Iterable, List, Tuple, Type, Union
 
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from .context import HandlerHost, NoPdbContextManager
@@ -78,6 +78,9 @@ class BreakpointHit(EventRecord):
     @property
     def stack(self) -> traceback.StackSummary:
         return stack_summary(self.raw_stack)
+
+    def held_values(self) -> Iterable[Any]:
+        return list((self.locals or {}).values())
 
     def value_parts(self) -> Tuple[str, ...]:
         return ("locals", "evals")

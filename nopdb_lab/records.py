@@ -79,13 +79,9 @@ class EventRecord:
     time: float
     line: int
     errors: List[Any]
-    locals: Dict[str, Any] | None
 
     def value_parts(self) -> Tuple[str, ...]:
         return ("locals",)
-
-    def held_values(self) -> Iterable[Any]:
-        return list((self.locals or {}).values())
 
     def brief_fields(self) -> Dict[str, Any]:
         return {"errors": len(self.errors)}

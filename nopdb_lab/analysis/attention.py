@@ -24,7 +24,8 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List
+from types import FrameType
+from typing import Any, Dict, Iterable, Iterator, List
 
 from ..call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from ..records import EventRecord
@@ -66,6 +67,9 @@ class AttentionRecord(EventRecord):
         self.line = frame.f_lineno if frame is not None else 0
         self.raw_stack: RawStack = raw_stack(frame)
         self.errors: List[Any] = []
+
+    def held_values(self) -> Iterable[Any]:
+        return list(self.locals.values())
 
     @property
     def locals(self) -> Dict[str, Any]:
@@ -149,7 +153,7 @@ def attention_rollout(maps: Any, head_fusion: str = "mean", residual: bool = Tru
     if not layers:
         raise ValueError("attention_rollout needs at least one layer of attention")
     squeeze = layers[0].dim() <= 3
-    result = None
+    result: Any = None  # a tensor once the first layer is in
     for depth, attn in enumerate(layers):
         if attn.dim() == 2:
             attn = attn[None, None]
@@ -187,7 +191,7 @@ def _calling_module(frame: Any) -> tuple[str | None, str | None]:
                 inner = owner
             root = owner
         f = f.f_back
-    if inner is None:
+    if inner is None or root is None:
         return None, None
     cls = type(inner).__qualname__
     for name, module in root.named_modules():
@@ -335,7 +339,7 @@ def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any) -> AttentionRecord
     if snapshot == "cpu":
         weights = weights.cpu()
     # the caller of F.scaled_dot_product_attention: skip this module's and torch's frames
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and (
         frame.f_code.co_filename == __file__
         or frame.f_code.co_filename.replace("\\", "/").endswith("torch/overrides.py")

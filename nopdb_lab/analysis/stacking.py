@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
 
 from ..call_info import RawStack, next_id, stack_summary
 from ..records import EventRecord, ProtocolError, Record, resolve
@@ -45,6 +45,9 @@ class StackRecord(EventRecord):
         self.locals: Dict[str, Any] = values
         self.errors: List[Any] = []
         self.raw_stack: RawStack = list(first.raw_stack)
+
+    def held_values(self) -> Iterable[Any]:
+        return list((self.locals or {}).values())
 
     @property
     def stack(self) -> traceback.StackSummary:

@@ -22,7 +22,9 @@ from typing import Any, Callable
 from .. import events as ev
 from ..plan import CodePlan, PlanSource, is_busy, run_handlers
 
-TraceFunc = Callable[[FrameType, str, Any], Any]
+# what sys.gettrace() returns: ours, or any other tool's (typeshed types those with
+# literal event names, so the loose signature is the one both fit)
+TraceFunc = Callable[..., Any]
 
 _RETURN_OPS = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in dis.opmap)
 _YIELD_OPS = frozenset(dis.opmap[n] for n in ("YIELD_VALUE",) if n in dis.opmap)
@@ -200,7 +202,7 @@ class SettraceBackend:
         if sys.gettrace() is self.trace_global:
             sys.settrace(self._chained)
         if threading.gettrace() is self.trace_global:
-            threading.settrace(self._previous_thread_hook)  # type: ignore[arg-type]
+            threading.settrace(self._previous_thread_hook)
         self._installed = False
 
 
