@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import linecache
 import sys
-from typing import Any, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 from ..analysis.summary import is_array, is_tensor, summarize
 from ..capture_store import CaptureStore
 from ..records import ProtocolError, Record
+
+if TYPE_CHECKING:
+    from ..analysis.attention import AttentionRecord
+    from ..analysis.stacking import StackRecord
+    from ..breakpoint import BreakpointHit
+    from ..call_info import CallInfo
+
+    def _every_kind_is_a_record(
+        call: CallInfo, hit: BreakpointHit, attention: AttentionRecord, stack: StackRecord
+    ) -> List[Record]:
+        """mypy checks here that each record kind implements the Record protocol."""
+        return [call, hit, attention, stack]
+
 
 MAX_TENSOR_BYTES = 64 << 20
 
