@@ -18,11 +18,12 @@ import time
 import traceback
 import weakref
 from types import CodeType, FrameType
-from typing import Any, Callable, Deque, Dict, List, Tuple, Type, Union
+from typing import Any, Callable, Deque, Dict, Iterable, List, Tuple, Type, Union
 
 from .analysis import gradients
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 from .context import HandlerHost, NoPdbContextManager
+from .records import EventRecord
 from .tracing import events as ev
 from .tracing import lines as line_resolution
 from .tracing import observers
@@ -75,7 +76,7 @@ class Evicted:
         return f"<evicted with hit {self.hit_id} from the capture store (memory budget)>"
 
 
-class BreakpointHit:
+class BreakpointHit(EventRecord):
     """One time a breakpoint fired (its condition was true, or raised).
 
     Attributes: ``id``, ``time``, ``name``, ``qualname``, ``file``, ``line``,
@@ -131,6 +132,19 @@ class BreakpointHit:
                 results[index] = Evicted(self.id)
         self._results = []
         self.evicted = True
+
+    def held_values(self) -> Iterable[Any]:
+        grads = dict(self.grads) if self.grad_status is not None else {}
+        return [*(self.locals or {}).values(), *self.evals.values(), *grads.values()]
+
+    def value_parts(self) -> Tuple[str, ...]:
+        return ("locals", "evals")
+
+    def describe(self, root: str, one: Any, many: Any) -> Dict[str, Any]:
+        return {**super().describe(root, one, many), "evals": many(self.evals, f"{root}.evals")}
+
+    def origin(self) -> Any:
+        return self.breakpoint
 
     def __repr__(self) -> str:
         errors = f", errors={self.errors!r}" if self.errors else ""

@@ -12,7 +12,7 @@ import linecache
 import threading
 import traceback
 from types import CodeType, FrameType
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 from .analysis.gradients import NO_GRADS
 
@@ -165,6 +165,38 @@ class CallInfo:
         if self._raw_stack is not None:
             return list(self._raw_stack)
         return [(f.filename, f.lineno or 0, f.name) for f in (self._stack or [])]
+
+    # -- the Record protocol (nopdb_lab.records) ------------------------------------------
+    @property
+    def line(self) -> int | None:
+        """The first line of the function's definition (``lineno``)."""
+        return self.lineno
+
+    @property
+    def time(self) -> float | None:
+        """When the call started (``start_time``)."""
+        return self.start_time
+
+    def value_parts(self) -> Tuple[str, ...]:
+        return ("args", "locals", "return_value", "yields")
+
+    def held_values(self) -> Iterable[Any]:
+        values = [*(self.args or {}).values(), *(self.locals or {}).values()]
+        grads = dict(self.grads) if self.grad_status is not None else {}
+        return [*values, self.return_value, self.yields, *grads.values()]
+
+    def brief_fields(self) -> Dict[str, Any]:
+        exception = None if self.exception is None else repr(self.exception)
+        return {"end_time": self.end_time, "exception": exception}
+
+    def describe(self, root: str, one: Any, many: Any) -> Dict[str, Any]:
+        return {
+            "args": many(self.args, f"{root}.args"),
+            "return_value": one(self.return_value, f"{root}.return_value"),
+        }
+
+    def origin(self) -> Any:
+        return None
 
     def __repr__(self) -> str:
         return "{}(name={!r}, args={}({}), return_value={!r}{})".format(

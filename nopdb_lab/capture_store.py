@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Deque, Dict, Iterator, List
 
 from .analysis.summary import value_nbytes
+from .records import Record
 from .tracing import observers
 
 log = logging.getLogger("nopdb_lab")
@@ -57,23 +58,14 @@ class Eviction:
 RECORD_OVERHEAD = 1024
 
 
-def record_nbytes(record: Any) -> int:
-    """An estimate of the bytes a capture or hit keeps alive: its values (tensor and array
-    buffers whole, each storage counted once; Python objects by their size, containers
-    with their items), its errors and a fixed overhead for the record itself."""
+def record_nbytes(record: Record) -> int:
+    """An estimate of the bytes a record keeps alive: its values (tensor and array buffers
+    whole, each storage counted once; Python objects by their size, containers with their
+    items), its errors and a fixed overhead for the record itself."""
     seen: set[int] = set()
     total = RECORD_OVERHEAD
-    for name in ("args", "locals", "evals"):
-        mapping = getattr(record, name, None) or {}
-        total += sum(value_nbytes(v, seen) for v in mapping.values())
-        total += 64 * len(mapping)  # the dict entry and its key
-    total += value_nbytes(getattr(record, "return_value", None), seen)
-    total += value_nbytes(getattr(record, "yields", None) or [], seen)
-    grads = getattr(record, "grads", None)  # gradients count like their values
-    if isinstance(grads, dict):
-        total += value_nbytes(dict(grads), seen)
-    elif grads is not None:
-        total += value_nbytes(grads, seen)
+    for value in record.held_values():
+        total += value_nbytes(value, seen) + 64  # and the slot that holds it
     for error in getattr(record, "errors", None) or ():
         total += sys.getsizeof(getattr(error, "traceback", "")) + 256
     total += _traceback_nbytes(getattr(record, "exception", None), seen)

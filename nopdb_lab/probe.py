@@ -38,6 +38,7 @@ from typing import Any, Callable, Dict, Iterator, List, Union
 
 from .call_info import RawStack, next_id, raw_stack, stack_summary
 from .nopdb import NoPdb
+from .records import EventRecord
 from .tracing import observers
 from .tracing.frame_locals import read_locals, write_locals
 from .tracing.scope import Scope, code_and_self
@@ -143,7 +144,7 @@ class Run:
         )
 
 
-class RunRecord:
+class RunRecord(EventRecord):
     """A run in the capture store (kind ``"run"``): what the capture browser lists.
 
     ``locals`` holds ``inputs``, ``output``, ``gradients``, ``changed`` (name → bool mask

@@ -69,6 +69,7 @@ v310=$VENVS/py3.10 v311=$VENVS/py3.11 v312=$VENVS/py3.12 v313=$VENVS/py3.13
 PY_PATHS=(nopdb_lab tests benchmarks examples scripts ui-tests/jupyter_server_test_config.py)
 "$v311/bin/ruff" check "${PY_PATHS[@]}"
 "$v311/bin/ruff" format --check "${PY_PATHS[@]}"
+"$v311/bin/mypy" nopdb_lab
 run_pytest py3.10-settrace "$v310" tests
 run_pytest py3.11-settrace "$v311" tests
 run_pytest py3.12-monitoring "$v312" tests

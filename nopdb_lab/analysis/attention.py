@@ -24,16 +24,18 @@ import threading
 import time
 import traceback
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List
+from types import FrameType
+from typing import Any, Dict, Iterable, Iterator, List
 
 from ..call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
+from ..records import EventRecord
 from ..tracing import observers
 from . import gradients
 
 log = logging.getLogger("nopdb_lab")
 
 
-class AttentionRecord:
+class AttentionRecord(EventRecord):
     """One SDPA call: its attention probabilities and where it came from.
 
     Attributes: ``id`` (also its id in :data:`nopdb_lab.store`), ``weights`` (B×H×Nq×Nk
@@ -95,6 +97,9 @@ class AttentionRecord:
         if self._grads is None:
             return {}
         return dict(self._grads)
+
+    def held_values(self) -> Iterable[Any]:
+        return [*self.locals.values(), *self.grad_values.values()]
 
     @property
     def locals(self) -> Dict[str, Any]:
@@ -178,7 +183,7 @@ def attention_rollout(maps: Any, head_fusion: str = "mean", residual: bool = Tru
     if not layers:
         raise ValueError("attention_rollout needs at least one layer of attention")
     squeeze = layers[0].dim() <= 3
-    result = None
+    result: Any = None  # a tensor once the first layer is in
     for depth, attn in enumerate(layers):
         if attn.dim() == 2:
             attn = attn[None, None]
@@ -216,7 +221,7 @@ def _calling_module(frame: Any) -> tuple[str | None, str | None]:
                 inner = owner
             root = owner
         f = f.f_back
-    if inner is None:
+    if inner is None or root is None:
         return None, None
     cls = type(inner).__qualname__
     for name, module in root.named_modules():
@@ -422,7 +427,7 @@ def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any, probs: Any = None)
     if snapshot == "cpu":
         weights = weights.cpu()
     # the caller of F.scaled_dot_product_attention: skip this module's and torch's frames
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and (
         frame.f_code.co_filename == __file__
         or frame.f_code.co_filename.replace("\\", "/").endswith("torch/overrides.py")

@@ -61,6 +61,7 @@ from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
 
 from ..call_info import RawStack, next_id, raw_stack, stack_summary
 from ..probe import Line, Probe, tap_local
+from ..records import EventRecord
 from ..tracing import observers
 
 METHODS = (
@@ -119,7 +120,7 @@ class Attribution:
         )
 
 
-class AttributionRecord:
+class AttributionRecord(EventRecord):
     """An attribution in the capture store (kind ``"attribution"``); ``locals`` holds the
     map, the attributed value, the baseline, delta, outputs and parameters."""
 

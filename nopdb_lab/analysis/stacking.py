@@ -14,14 +14,14 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterable, List
 
 from ..call_info import RawStack, next_id, stack_summary
-from ..records import ProtocolError, resolve
+from ..records import EventRecord, ProtocolError, Record, resolve
 from ..tracing import observers
 
 
-class StackRecord:
+class StackRecord(EventRecord):
     """Values of one path stacked over several captures of one function.
 
     Attributes: ``id``, ``kind`` (``"stack"``), ``qualname``, ``source_ids`` (the captures
@@ -32,19 +32,22 @@ class StackRecord:
 
     kind = "stack"
 
-    def __init__(self, first: Any, source_ids: List[int], path: List[Any], values: Any):
+    def __init__(self, first: Record, source_ids: List[int], path: List[Any], values: Any):
         self.id = next_id()
         self.time = time.time()
         self.name = first.name
         self.qualname = first.qualname
         self.file = first.file
-        self.line = getattr(first, "line", getattr(first, "lineno", 0))
+        self.line = first.line or 0
         self.thread = threading.current_thread().name
         self.source_ids = source_ids
         self.path = path
         self.locals: Dict[str, Any] = values
         self.errors: List[Any] = []
         self.raw_stack: RawStack = list(first.raw_stack)
+
+    def held_values(self) -> Iterable[Any]:
+        return list((self.locals or {}).values())
 
     @property
     def stack(self) -> traceback.StackSummary:

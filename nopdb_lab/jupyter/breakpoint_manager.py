@@ -248,8 +248,9 @@ class BreakpointManager:
                 listener(ids)
 
     def _on_store_event(self, kind: str, record: Any) -> None:
-        if kind == "added" and getattr(record, "kind", None) == "hit":
-            breakpoint_id = self.id_of(record.breakpoint)
+        origin = record.origin() if kind == "added" else None
+        if origin is not None:  # a hit
+            breakpoint_id = self.id_of(origin)
             if breakpoint_id is not None:
                 self._notify([breakpoint_id])
 

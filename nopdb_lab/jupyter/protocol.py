@@ -149,7 +149,7 @@ def validate_request(data: Any) -> Tuple[str, Dict[str, Any]]:
     check_version(data.get("v"))
     op = data.get("op")
     definition = _request_definition(op)
-    if definition is None:
+    if definition is None or not isinstance(op, str):
         raise RequestError(f"unknown request {op!r}", "op")
     problem = schema_error(data, {"$ref": f"#/$defs/{definition}"})
     if problem is not None:

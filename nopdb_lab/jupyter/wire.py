@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import linecache
 import sys
-from typing import Any, Callable, Dict, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 
 from ..analysis.summary import check_payload_size, is_array, is_tensor, summarize
 from ..capture_store import CaptureStore
-from ..records import ProtocolError
+from ..records import ProtocolError, Record
+
+if TYPE_CHECKING:
+    from ..analysis.attention import AttentionRecord
+    from ..analysis.stacking import StackRecord
+    from ..breakpoint import BreakpointHit
+    from ..call_info import CallInfo
+
+    def _every_kind_is_a_record(
+        call: CallInfo, hit: BreakpointHit, attention: AttentionRecord, stack: StackRecord
+    ) -> List[Record]:
+        """mypy checks here that each record kind implements the Record protocol."""
+        return [call, hit, attention, stack]
+
 
 MAX_TENSOR_BYTES = 64 << 20
 
@@ -17,7 +30,7 @@ MAX_TENSOR_BYTES = 64 << 20
 breakpoint_id: Callable[[Any], str | None] | None = None
 
 
-def brief(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
+def brief(record: Record, record_store: CaptureStore) -> Dict[str, Any]:
     """One row of the capture list."""
     out: Dict[str, Any] = {
         "id": record.id,
@@ -27,22 +40,17 @@ def brief(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
         "file": record.file,
         "thread": record.thread,
         "nbytes": record_store.size_of(record.id),
+        "time": record.time,
+        "line": record.line,
+        **record.brief_fields(),
     }
-    if record.kind != "call":  # a breakpoint hit, or an attention record
-        out.update(time=record.time, line=record.line, errors=len(record.errors))
-        if record.kind == "hit" and breakpoint_id is not None:
-            out["breakpoint"] = breakpoint_id(record.breakpoint)
-    else:
-        out.update(
-            time=record.start_time,
-            line=record.lineno,
-            end_time=record.end_time,
-            exception=None if record.exception is None else repr(record.exception),
-        )
+    origin = record.origin()
+    if origin is not None and breakpoint_id is not None:
+        out["breakpoint"] = breakpoint_id(origin)
     return out
 
 
-def detail(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
+def detail(record: Record, record_store: CaptureStore) -> Dict[str, Any]:
     """Everything the capture view shows: summaries of every value, the stack, errors.
 
     Each summary also carries ``expression``: Python that reaches the value.
@@ -51,17 +59,12 @@ def detail(record: Any, record_store: CaptureStore) -> Dict[str, Any]:
     out = brief(record, record_store)
     out["locals"] = _summaries(record.locals, f"{root}.locals")
     out["stack"] = [{"file": f, "line": n, "name": name} for f, n, name in record.raw_stack]
-    if record.kind != "call":
-        out["errors"] = [{"action": e.action, "message": e.message} for e in record.errors]
-        if record.kind == "hit":
-            out["evals"] = _summaries(record.evals, f"{root}.evals")
-    else:
-        out["args"] = _summaries(record.args, f"{root}.args")
-        out["return_value"] = {
-            **summarize(record.return_value),
-            "expression": f"{root}.return_value",
-        }
+    out.update(record.describe(root, _summary, _summaries))
     return out
+
+
+def _summary(value: Any, expression: str) -> Dict[str, Any]:
+    return {**summarize(value), "expression": expression}
 
 
 def _summaries(values: Dict[str, Any] | None, expression: str) -> Dict[str, Any]:

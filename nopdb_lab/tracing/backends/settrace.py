@@ -24,7 +24,9 @@ from typing import Any, Callable
 from .. import events as ev
 from ..plan import CodePlan, PlanSource, is_busy, run_handlers
 
-TraceFunc = Callable[[FrameType, str, Any], Any]
+# what sys.gettrace() returns: ours, or any other tool's (typeshed types those with
+# literal event names, so the loose signature is the one both fit)
+TraceFunc = Callable[..., Any]
 
 _RETURN_OPS = frozenset(dis.opmap[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in dis.opmap)
 _YIELD_OPS = frozenset(dis.opmap[n] for n in ("YIELD_VALUE",) if n in dis.opmap)
