@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -565,9 +566,7 @@ class GradientFlow:
             self.layers.append(
                 {
                     "index": i,
-                    "name": f"{_describe(rec)} {origin.split(' of ')[0]}"
-                    if i == 0
-                    else _layer_name(rec, i - 1),
+                    "name": "input" if i == 0 else _layer_name(rec, i - 1),
                     "origin": origin,
                     "shape": tuple(t.shape),
                     "nodes": nm.count,
@@ -1041,7 +1040,9 @@ class GradientFlow:
 
         def batched(v: Any) -> Any:
             try:
-                return torch.func.vmap(vjp_fn)(v)[0]
+                with warnings.catch_warnings():  # ops without a batching rule still work
+                    warnings.filterwarnings("ignore", message="There is a performance drop")
+                    return torch.func.vmap(vjp_fn)(v)[0]
             except Exception:  # data-dependent control flow etc.: one at a time
                 return torch.stack([vjp_fn(row)[0] for row in v])
 
