@@ -483,3 +483,39 @@ def test_custom_node_function_groups_elements(conv_pair):
         dtype=torch.float64,
     )
     torch.testing.assert_close(flow.matrix(0), expected)
+
+
+def test_node_kinds_group_the_right_elements():
+    ids = node_map("token", (2, 3, 5, 4)).ids  # (batch, heads, tokens, dim): tokens
+    assert ids.shape == (3, 5, 4) and torch.equal(ids[1, :, 2], torch.arange(5))
+    head = node_map("head", (1, 3, 5, 4))
+    assert head.count == 3 and torch.equal(head.ids[:, 0, 0], torch.arange(3))
+    split = node_map(("head", 2), (1, 5, 8))  # (batch, tokens, hidden) into 2 heads
+    assert split.count == 2 and split.ids[0].tolist() == [0] * 4 + [1] * 4
+    pool = node_map(("pool", 2), (1, 2, 5, 4))
+    assert pool.grid == (3, 2) and pool.ids[1, 4, 3] == 5 and pool.ids[0, 1, 1] == 0
+    assert node_map("element", (1, 2, 3)).count == 6
+    feature = node_map("feature", (2, 5, 7))  # (batch, tokens, hidden): hidden units
+    assert feature.count == 7 and torch.equal(feature.ids[3], torch.arange(7))
+    assert node_map("channel", (2, 5, 7)).count == 5  # dimension 1, channels first
+    with pytest.raises(FlowError, match="'element' nodes are for small tensors"):
+        node_map("element", (1, 64, 32, 32))
+    with pytest.raises(FlowError, match="does not split into 5 heads"):
+        node_map(("head", 5), (1, 5, 8))
+
+
+def test_token_flow_through_heads_by_vjp():
+    """Per-head nodes on (batch, heads, tokens, dim) tensors, a function with no closed form."""
+    torch.manual_seed(13)
+
+    class HeadMix(nn.Module):
+        def forward(self, q):
+            return torch.softmax(q @ q.transpose(-1, -2), dim=-1) @ q.flip(1)
+
+    mix = HeadMix().double()
+    q = torch.randn(1, 3, 4, 2, dtype=torch.float64, requires_grad=True)
+    calls = captured(mix, q, function=HeadMix.forward, objective=lambda o: o.sin().sum())
+    for nodes in ("head", "token"):
+        flow = gradient_flow(calls, nodes=nodes)
+        expected = reference_flow(mix, q, calls[0].grads["return_value"], nodes, nodes)
+        torch.testing.assert_close(flow.matrix(0), expected)

@@ -179,6 +179,9 @@ def node_map(spec: NodeSpec, shape: Sequence[int]) -> NodeMap:
         return NodeMap(along(dim, torch.arange(per[dim])), per[dim], (per[dim],), "token")
     if spec == "channel":
         return NodeMap(along(0, torch.arange(per[0])), per[0], (per[0],), "channel")
+    if spec == "feature":
+        dim = len(per) - 1
+        return NodeMap(along(dim, torch.arange(per[dim])), per[dim], (per[dim],), "feature")
     if spec == "head":
         if len(per) < 3:
             raise FlowError(
@@ -195,7 +198,8 @@ def node_map(spec: NodeSpec, shape: Sequence[int]) -> NodeMap:
             )
         return NodeMap(torch.arange(numel).reshape(per), numel, per, "element")
     raise FlowError(
-        f"unknown nodes {spec!r}: use 'spatial', 'token', 'channel', 'head', ('head', n), "
+        f"unknown nodes {spec!r}: use 'spatial', 'token', 'channel', 'feature', 'head', "
+        "('head', n), "
         "('pool', k), 'element' or a function of the per-sample shape returning node ids"
     )
 
@@ -1130,7 +1134,9 @@ def gradient_flow(
             order (sorted by start time); several captures can be concatenated.
         nodes: how each layer's elements group into nodes: ``"spatial"`` (pixels,
             channels summed), ``"token"``, ``"channel"``, ``"head"`` / ``("head", n)``,
-            ``("pool", k)``, ``"element"`` (small tensors), a function of the per-sample
+            ``("pool", k)``, ``"feature"`` (the last dimension: a transformer's hidden
+            units; ``"channel"`` is dimension 1, PyTorch's channels-first layout),
+            ``"element"`` (small tensors), a function of the per-sample
             shape returning node ids, or a list of these, one per layer.
         kind: ``"gradient"`` (the chain rule) or ``"contribution"`` (activation ×
             Jacobian × gradient; row sums are gradient × input per node).
