@@ -201,7 +201,7 @@ def main() -> None:
     for name, (label, fn) in work.items():
         repeat = args.repeat if name != "b-vjp" else max(1, args.repeat // 3)
         seconds = median_time(fn, repeat)
-        print(f"| {label} | {seconds * 1000:.0f} ms | {cold_memory(name):.0f} MiB |")
+        print(f"| {label} | {seconds * 1000:.1f} ms | {cold_memory(name):.0f} MiB |")
 
     print()
     print("| pair | vnittest links | vnittest JSON | exact nonzero links | to_wire(top 2,000) |")

@@ -470,7 +470,8 @@ def _aggregate(
     keep = (src >= 0) & (dst >= 0)
     src, dst, value = src[keep], dst[keep], value[keep]
     key = src * n_dst + dst
-    if n_src * n_dst <= max_dense:
+    # dense when it is small and not mostly empty; a conv's links are a few per target
+    if n_src * n_dst <= min(max_dense, 16 * key.numel() + 4096):
         dense = torch.zeros(n_src * n_dst, dtype=value.dtype).index_add_(0, key, value)
         return Links(n_src, n_dst, dense=dense.reshape(n_src, n_dst), method=method)
     uniq, inverse = torch.unique(key, return_inverse=True)
@@ -895,7 +896,7 @@ class GradientFlow:
             if tuple(y.shape) != tuple(x.shape):
                 raise FlowError(f"call {layer}: an elementwise function changed the shape")
             (deriv,) = torch.autograd.grad(y.sum(), xd)
-        value = deriv.double() * self._grad_out(layer).detach().cpu().double()
+        value = deriv.detach().cpu().double() * self._grad_out(layer).detach().cpu().double()
         if self.kind == "contribution":
             value = value * x.cpu().double()
         batch = x.shape[0]
@@ -1070,7 +1071,7 @@ class GradientFlow:
         act = x.cpu().double().reshape(-1) if self.kind == "contribution" else None
         for start in range(0, targets.numel(), chunk):
             cols = targets[start : start + chunk]
-            mask = (dst_ids.unsqueeze(0) == cols.unsqueeze(1)).to(g.dtype)
+            mask = (dst_ids.unsqueeze(0) == cols.unsqueeze(1)).to(g.device, g.dtype)
             v = (mask * g_flat.unsqueeze(0)).reshape((cols.numel(),) + tuple(g.shape))
             u = vjp(v).detach().cpu().double().reshape(cols.numel(), -1)
             if act is not None:
