@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import platform
 import statistics
@@ -193,7 +194,8 @@ def main() -> None:
         return
     print(
         f"# Python {platform.python_version()}, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, median of {args.repeat} runs"
+        f"{torch.get_num_threads()} threads, median of {args.repeat} runs, "
+        f"load average {os.getloadavg()[0]:.1f} at the start"
     )
     work = workloads()
     print("| workload | median time | extra memory (cold run) |")
@@ -203,6 +205,7 @@ def main() -> None:
         seconds = median_time(fn, repeat)
         print(f"| {label} | {seconds * 1000:.1f} ms | {cold_memory(name):.0f} MiB |")
 
+    print(f"(load average {os.getloadavg()[0]:.1f} at the end)")
     print()
     print("| pair | vnittest links | vnittest JSON | exact nonzero links | to_wire(top 2,000) |")
     print("|---|---|---|---|---|")
