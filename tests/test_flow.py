@@ -217,6 +217,13 @@ def test_linear_flow_is_w_transposed_times_diag_g():
     contribution = gradient_flow(calls, nodes="channel", kind="contribution")
     torch.testing.assert_close(contribution.matrix(0), x.detach()[0, :, None] * w.T * g)
     torch.testing.assert_close(contribution.node_grads(0), x.grad[0] * x.detach()[0])
+    # one flow answers both kinds, per request
+    torch.testing.assert_close(flow.matrix(0, kind="contribution"), contribution.matrix(0))
+    torch.testing.assert_close(flow.bypass(0, kind="contribution"), torch.zeros(5).double())
+    wire = flow.to_wire(0, top_k=3, kind="contribution")
+    assert wire["kind"] == "contribution"
+    top = contribution.links(0, top_k=3)[2]
+    torch.testing.assert_close(torch.from_numpy(wire["value"]).double(), top, atol=1e-6, rtol=1e-5)
 
 
 def test_linear_token_nodes():

@@ -563,7 +563,7 @@ class GradientFlow:
                 prev.dtype == x.dtype and torch.equal(prev.detach().cpu(), x.detach().cpu())
             )
             self._joined.append(bool(same))
-        self._cache: Dict[int, Links] = {}
+        self._cache: Dict[Tuple[int, str], Links] = {}
         self.layers: List[Dict[str, Any]] = []
         for i, (t, nm) in enumerate(zip(self._tensors, self._maps, strict=True)):
             origin = "input of call 0" if i == 0 else f"output of call {i - 1}"
@@ -629,28 +629,37 @@ class GradientFlow:
             raise FlowError(f"layer {layer}: gradient shape {tuple(g.shape)} != value shape")
         return g
 
-    def node_grads(self, layer: int) -> Any:
+    def _kind(self, kind: str | None) -> str:
+        """The flow's kind, or ``kind`` for one request (both kinds share one flow)."""
+        if kind is None:
+            return self.kind
+        if kind not in KINDS:
+            raise FlowError(f"kind must be one of {KINDS}, got {kind!r}")
+        return kind
+
+    def node_grads(self, layer: int, kind: str | None = None) -> Any:
         """``(N_l,)`` float64: layer ``l``'s gradient summed over each node's elements
         (times the activation for the contribution kind)."""
         g = self._layer_grad(layer).detach().cpu().double()
-        if self.kind == "contribution":
+        if self._kind(kind) == "contribution":
             g = g * self._tensors[layer].detach().cpu().double()
         nm = self._maps[layer]
         ids = _full_ids(nm, g.shape[0], self.sample)
         return _segment_sum(g.reshape(-1), ids, nm.count)
 
-    def transition(self, layer: int) -> Links:
+    def transition(self, layer: int, kind: str | None = None) -> Links:
         """The flow of transition ``l`` (layer ``l`` → ``l + 1``), computed once.
 
         Raises :class:`FlowError` when it is too big to keep (see :meth:`links`)."""
         self._check_transition(layer)
-        if layer not in self._cache:
-            links = self._compute(layer)
+        key = (layer, self._kind(kind))
+        if key not in self._cache:
+            links = self._compute(layer, key[1])
             if links is None:
                 n_src, n_dst = self._maps[layer].count, self._maps[layer + 1].count
                 raise FlowError(self._too_big(layer, n_src, n_dst, "computing it in full"))
-            self._cache[layer] = links
-        return self._cache[layer]
+            self._cache[key] = links
+        return self._cache[key]
 
     def _too_big(self, layer: int, n_src: int, n_dst: int, what: str) -> str:
         n = n_src * n_dst
@@ -661,19 +670,19 @@ class GradientFlow:
             "or gradient_flow(..., max_dense=...)"
         )
 
-    def matrix(self, layer: int) -> Any:
+    def matrix(self, layer: int, kind: str | None = None) -> Any:
         """Dense ``(N_l, N_{l+1})`` float64 flow of transition ``l``."""
         self._check_transition(layer)
         n_src, n_dst = self._maps[layer].count, self._maps[layer + 1].count
         if n_src * n_dst > self.max_dense:
             raise FlowError(self._too_big(layer, n_src, n_dst, "flow.matrix"))
-        return self.transition(layer).to_dense()
+        return self.transition(layer, kind).to_dense()
 
-    def bypass(self, layer: int) -> Any:
+    def bypass(self, layer: int, kind: str | None = None) -> Any:
         """``(N_l,)``: gradient reaching layer ``l`` other than through call ``l``
         (residual connections, other consumers, functions between captured calls);
         zero up to rounding for a plain chain."""
-        return self.node_grads(layer) - self.transition(layer).row_sums()
+        return self.node_grads(layer, kind) - self.transition(layer, kind).row_sums()
 
     def links(
         self,
@@ -682,6 +691,7 @@ class GradientFlow:
         threshold: float | None = None,
         src_region: Region = None,
         dst_region: Region = None,
+        kind: str | None = None,
     ) -> Tuple[Any, Any, Any]:
         """The ``top_k`` strongest links ``(src, dst, value)`` by |value|, strongest first.
 
@@ -699,8 +709,9 @@ class GradientFlow:
             )
         src_keep = self._region_mask(layer, src_region)
         dst_keep = self._region_mask(layer + 1, dst_region)
-        if layer in self._cache or self._fits(layer):
-            src, dst, value = self.transition(layer).coo()
+        kind = self._kind(kind)
+        if (layer, kind) in self._cache or self._fits(layer):
+            src, dst, value = self.transition(layer, kind).coo()
             keep = torch.ones_like(src, dtype=torch.bool)
             if src_keep is not None:
                 keep &= src_keep[src]
@@ -708,7 +719,7 @@ class GradientFlow:
                 keep &= dst_keep[dst]
             return _topk_select(src[keep], dst[keep], value[keep], top_k, threshold)
         best: Tuple[Any, Any, Any] | None = None
-        for cols, block in self._stream(layer, dst_keep):
+        for cols, block in self._stream(layer, dst_keep, kind):
             rows = torch.arange(block.shape[0]).repeat_interleave(block.shape[1])
             colv = cols.repeat(block.shape[0])
             vals = block.reshape(-1)
@@ -731,36 +742,44 @@ class GradientFlow:
         top_k: int = 2000,
         threshold: float | None = None,
         regions: Dict[str, Region] | None = None,
+        kind: str | None = None,
     ) -> Dict[str, Any]:
         """Compact arrays for the front end: int32 ``src``/``dst``, float32 ``value``,
         both layers' float32 node gradients and grids, and the total nonzero link count."""
         import numpy as np
 
         regions = regions or {}
+        kind = self._kind(kind)
         src, dst, value = self.links(
-            layer, top_k, threshold, src_region=regions.get("src"), dst_region=regions.get("dst")
+            layer,
+            top_k,
+            threshold,
+            src_region=regions.get("src"),
+            dst_region=regions.get("dst"),
+            kind=kind,
         )
         out: Dict[str, Any] = {
             "layer": layer,
-            "kind": self.kind,
+            "kind": kind,
             "src": src.numpy().astype(np.int32),
             "dst": dst.numpy().astype(np.int32),
             "value": value.numpy().astype(np.float32),
             "grid": [list(self._maps[layer].grid), list(self._maps[layer + 1].grid)],
-            "total_links": self.link_count(layer),
+            "total_links": self.link_count(layer, kind),
         }
         for key, which in (("src_grads", layer), ("dst_grads", layer + 1)):
             try:
-                out[key] = self.node_grads(which).numpy().astype(np.float32)
+                out[key] = self.node_grads(which, kind).numpy().astype(np.float32)
             except MissingGradientError as exc:
                 out[key] = None
                 out[key + "_missing"] = str(exc)
         return out
 
-    def link_count(self, layer: int) -> int | None:
+    def link_count(self, layer: int, kind: str | None = None) -> int | None:
         """Nonzero node pairs of transition ``l`` (``None`` when it is only streamed)."""
-        if layer in self._cache or self._fits(layer):
-            links = self.transition(layer)
+        kind = self._kind(kind)
+        if (layer, kind) in self._cache or self._fits(layer):
+            links = self.transition(layer, kind)
             if links.dense is not None:
                 return int((links.dense != 0).sum())
             return int((links.value != 0).sum())
@@ -867,12 +886,12 @@ class GradientFlow:
     def _grad_out(self, layer: int) -> Any:
         return self._layer_grad(layer + 1)
 
-    def _compute(self, layer: int) -> Links | None:
+    def _compute(self, layer: int, kind: str) -> Links | None:
         method = self._sparse_method(layer)
         if method == "elementwise":
-            return self._elementwise_links(layer)
+            return self._elementwise_links(layer, kind)
         if method == "conv-spatial":
-            return self._conv_links(layer)
+            return self._conv_links(layer, kind)
         n_src, n_dst = self._maps[layer].count, self._maps[layer + 1].count
         if n_src * n_dst > self.max_dense:
             return None
@@ -880,12 +899,12 @@ class GradientFlow:
 
         dense = torch.zeros(n_src, n_dst, dtype=torch.float64)
         name = ""
-        for cols, block in self._stream(layer, None):
+        for cols, block in self._stream(layer, None, kind):
             dense[:, cols] = block
             name = self._vjp_name
         return Links(n_src, n_dst, dense=dense, method=name)
 
-    def _elementwise_links(self, layer: int) -> Links:
+    def _elementwise_links(self, layer: int, kind: str) -> Links:
         import torch
 
         x = self._inputs[layer].detach()
@@ -897,7 +916,7 @@ class GradientFlow:
                 raise FlowError(f"call {layer}: an elementwise function changed the shape")
             (deriv,) = torch.autograd.grad(y.sum(), xd)
         value = deriv.detach().cpu().double() * self._grad_out(layer).detach().cpu().double()
-        if self.kind == "contribution":
+        if kind == "contribution":
             value = value * x.cpu().double()
         batch = x.shape[0]
         src = _full_ids(self._maps[layer], batch, self.sample)
@@ -912,7 +931,7 @@ class GradientFlow:
             "elementwise",
         )
 
-    def _conv_links(self, layer: int) -> Links:
+    def _conv_links(self, layer: int, kind: str) -> Links:
         """Pixel links of a Conv1d/2d: one per (output pixel, kernel tap), summed over
         every input and output channel (and the batch)."""
         import torch
@@ -959,7 +978,7 @@ class GradientFlow:
         wg = w.reshape(groups, c_out // groups, c_in // groups, taps)
         gg = g.reshape(batch, groups, c_out // groups, ho * wo)
         hh = torch.einsum("gock,bgop->bgckp", wg, gg).reshape(batch, c_in, taps, ho * wo)
-        if self.kind == "contribution":
+        if kind == "contribution":
             hh = hh * unfold(x, 0.0)
         value = hh.sum(dim=(0, 1))  # (taps, P)
         index = torch.arange(h * wd, dtype=torch.float64).reshape(1, 1, h, wd)
@@ -1053,7 +1072,7 @@ class GradientFlow:
 
         return batched, "vjp"
 
-    def _stream(self, layer: int, dst_keep: Any):  # noqa: ANN201 (a generator of blocks)
+    def _stream(self, layer: int, dst_keep: Any, kind: str):  # noqa: ANN201 (a generator of blocks)
         """Yield ``(target node ids, (N_src, n) float64 block)`` over chunks of targets."""
         import torch
 
@@ -1068,7 +1087,7 @@ class GradientFlow:
         per = max(x.numel(), g.numel())
         chunk = max(1, self.chunk_elements // per)
         g_flat = g.reshape(-1)
-        act = x.cpu().double().reshape(-1) if self.kind == "contribution" else None
+        act = x.cpu().double().reshape(-1) if kind == "contribution" else None
         for start in range(0, targets.numel(), chunk):
             cols = targets[start : start + chunk]
             mask = (dst_ids.unsqueeze(0) == cols.unsqueeze(1)).to(g.device, g.dtype)
