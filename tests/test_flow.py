@@ -430,6 +430,13 @@ def test_offsets_bound_the_jacobian_support(vnittest):
         box = torch.zeros(4, 4, dtype=torch.bool)
         box[y0:y1, x0:x1] = True
         assert torch.equal(support, box)
+    # and the other way: the layer-2 nodes each input pixel reaches
+    for pixel in range(16):
+        y0, y1, x0, x1 = flow.target_field(0, pixel, to=2)
+        reached = jac[:, pixel // 4, pixel % 4].reshape(2, 2) != 0
+        box = torch.zeros(2, 2, dtype=torch.bool)
+        box[y0:y1, x0:x1] = True
+        assert torch.equal(reached, box)
 
 
 def test_missing_gradients_are_explained():

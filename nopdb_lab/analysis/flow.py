@@ -842,6 +842,23 @@ class GradientFlow:
             box += [max(0, start), min(int(n), start + ext)]
         return tuple(box)
 
+    def target_field(self, layer: int, pixel: int, to: int) -> Tuple[int, ...]:
+        """The box ``(y0, y1, x0, x1)`` (half open, clipped) of the nodes of a later layer
+        ``to`` that depend on pixel ``pixel`` (a flat index) of layer ``layer``: where a
+        node lands on the target grid, the inverse of :meth:`receptive_field`."""
+        if not 0 <= layer < to < len(self.layers):
+            raise FlowError(f"target_field({layer}, to={to}): need layer < to < {len(self)}")
+        o = self.offsets(to, layer)
+        coords = _unravel(pixel, tuple(self._tensors[layer].shape[2:]))
+        box: List[int] = []
+        for c, s, off, ext, n in zip(
+            coords, o["stride"], o["offset"], o["extent"], self._maps[to].grid, strict=True
+        ):
+            first = -((off + ext - 1 - c) // s)  # ceil((c - off - ext + 1) / s)
+            last = (c - off) // s
+            box += [max(0, first), min(int(n), last + 1)]
+        return tuple(box)
+
     # -- computing ----------------------------------------------------------------------
     def _region_mask(self, layer: int, region: Region) -> Any:
         import torch
