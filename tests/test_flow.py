@@ -533,3 +533,27 @@ def test_token_flow_through_heads_by_vjp():
         flow = gradient_flow(calls, nodes=nodes)
         expected = reference_flow(mix, q, calls[0].grads["return_value"], nodes, nodes)
         torch.testing.assert_close(flow.matrix(0), expected)
+
+
+def test_conv1d_channel_nodes_by_the_analytic_vjp():
+    torch.manual_seed(14)
+    conv = nn.Conv1d(4, 6, 3, stride=2, padding=1, groups=2).double()
+    x = torch.randn(2, 4, 9, dtype=torch.float64, requires_grad=True)
+    calls = captured(conv, x, function=nn.Conv1d.forward, objective=lambda o: o.cos().sum())
+    flow = gradient_flow(calls, nodes="channel")
+    assert flow.transition(0).method == "conv-vjp"
+    expected = reference_flow(conv, x, calls[0].grads["return_value"], "channel", "channel")
+    torch.testing.assert_close(flow.matrix(0), expected)
+
+
+def test_functional_elementwise_records():
+    """``F.silu`` captured as a function (no module): recognised as elementwise."""
+    torch.manual_seed(15)
+    x = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    with nopdb.capture_calls(F.silu, grads=True) as calls:
+        F.silu(x * 2).sum().backward()
+    flow = gradient_flow(calls, nodes="element")
+    assert flow.transition(0).method == "elementwise"
+    h = (x * 2).detach()
+    expected = reference_flow(F.silu, h, calls[0].grads["return_value"], "element", "element")
+    torch.testing.assert_close(flow.matrix(0), expected)
