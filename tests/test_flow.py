@@ -407,6 +407,11 @@ def test_to_wire_is_compact(conv_pair):
     assert wire["value"].dtype == np.float32 and len(wire["value"]) == 50
     assert wire["src_grads"].dtype == np.float32 and wire["src_grads"].shape == (144,)
     assert wire["grid"] == [[12, 12], [6, 6]]
+    assert wire["offsets"]["target_on_source"] == {
+        "stride": (2, 2),
+        "offset": (-1, -1),
+        "extent": (3, 3),
+    }
     # 3×3 taps per output pixel, minus those on the padding: kernel row 0 of output
     # row 0 (6·3 taps), kernel column 0 of output column 0 (6·3), one tap in both
     assert wire["total_links"] == 36 * 9 - (18 + 18 - 1)
@@ -557,3 +562,16 @@ def test_functional_elementwise_records():
     h = (x * 2).detach()
     expected = reference_flow(F.silu, h, calls[0].grads["return_value"], "element", "element")
     torch.testing.assert_close(flow.matrix(0), expected)
+
+
+def test_snapshot_captures_chain_like_references(vnittest):
+    model, x, calls = vnittest
+    with nopdb.capture_calls(nn.Conv2d.forward, grads=True, snapshot=True) as copies:
+        model(x).square().sum().backward()
+    flow = gradient_flow(copies)
+    assert all(layer["feeds_next_call"] for layer in flow.layers)  # equal copies chain
+    for layer in range(3):
+        g_out = copies[layer].grads["return_value"]
+        conv = [model.conv1, model.conv2, model.conv3][layer]
+        expected = reference_flow(conv, copies[layer].args["input"], g_out)
+        torch.testing.assert_close(flow.matrix(layer), expected)

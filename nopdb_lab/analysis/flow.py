@@ -766,6 +766,12 @@ class GradientFlow:
             "value": value.numpy().astype(np.float32),
             "grid": [list(self._maps[layer].grid), list(self._maps[layer + 1].grid)],
             "total_links": self.link_count(layer, kind),
+            # where the target layer's nodes sit on the source grid, and the source's on
+            # the input (None when a call in between is not spatial)
+            "offsets": {
+                "target_on_source": self._offsets_or_none(layer + 1, layer),
+                "source_on_input": self._offsets_or_none(layer, 0),
+            },
         }
         for key, which in (("src_grads", layer), ("dst_grads", layer + 1)):
             try:
@@ -841,6 +847,12 @@ class GradientFlow:
             start = c * s + off
             box += [max(0, start), min(int(n), start + ext)]
         return tuple(box)
+
+    def _offsets_or_none(self, layer: int, to: int) -> Dict[str, Any] | None:
+        try:
+            return self.offsets(layer, to)
+        except FlowError:
+            return None
 
     def target_field(self, layer: int, pixel: int, to: int) -> Tuple[int, ...]:
         """The box ``(y0, y1, x0, x1)`` (half open, clipped) of the nodes of a later layer
