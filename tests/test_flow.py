@@ -489,6 +489,18 @@ def test_a_call_that_does_not_reproduce_is_refused():
         gradient_flow(calls, nodes="channel").matrix(0)
 
 
+def test_a_call_that_cannot_be_re_invoked_is_explained():
+    class Broken(nn.Module):
+        def forward(self, x):
+            # numpy needs real storage: fails under torch.func's wrapped tensors
+            return x * torch.from_numpy(x.detach().numpy()).sum()
+
+    with nopdb.capture_calls(Broken.forward, grads=True) as calls:
+        Broken()(torch.randn(1, 3, requires_grad=True)).sum().backward()
+    with pytest.raises(FlowError, match="re-invoking call 0 .*failed"):
+        gradient_flow(calls, nodes="channel").matrix(0)
+
+
 def test_custom_node_function_groups_elements(conv_pair):
     def halves(shape):
         channels, h, w = shape

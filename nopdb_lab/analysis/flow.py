@@ -1079,6 +1079,14 @@ class GradientFlow:
         try:
             with torch.enable_grad():
                 out, vjp_fn = torch.func.vjp(fn, x)
+        except FlowError:
+            raise
+        except Exception as exc:
+            raise FlowError(
+                f"re-invoking call {layer} ({_describe(rec)}) on its captured arguments "
+                f"failed: {type(exc).__name__}: {exc}; pass functions={{{layer}: fn}} with a "
+                "function of the layer's input"
+            ) from exc
         finally:
             _restore_buffers(module, buffers)
         captured, _ = _output_of(rec)
@@ -1097,7 +1105,13 @@ class GradientFlow:
                     warnings.filterwarnings("ignore", message="There is a performance drop")
                     return torch.func.vmap(vjp_fn)(v)[0]
             except Exception:  # data-dependent control flow etc.: one at a time
-                return torch.stack([vjp_fn(row)[0] for row in v])
+                try:
+                    return torch.stack([vjp_fn(row)[0] for row in v])
+                except Exception as exc:
+                    raise FlowError(
+                        f"call {layer} ({_describe(rec)}): its vector-Jacobian product "
+                        f"failed: {type(exc).__name__}: {exc}"
+                    ) from exc
 
         return batched, "vjp"
 
