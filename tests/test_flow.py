@@ -108,6 +108,10 @@ def test_vnittest_network_flow_is_the_chain_rule(vnittest):
         (1, 1, 1, 1),
     ]
     assert [layer["nodes"] for layer in flow.layers] == [16, 16, 4, 1]
+    assert repr(flow) == (
+        "<GradientFlow gradient, spatial nodes: "
+        "input 4×4 → 0: Conv2d 4×4 → 1: Conv2d 2×2 → 2: Conv2d 1×1>"
+    )
     convs = [model.conv1, model.conv2, model.conv3]
     acts = [x.detach()]
     for conv in convs:

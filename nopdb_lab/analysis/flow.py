@@ -34,7 +34,7 @@ import inspect
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 NodeSpec = Union[str, Tuple[str, int], Callable[[Tuple[int, ...]], Any]]
 Region = Optional[Tuple[int, ...]]  # noqa: UP045 (a runtime alias on 3.10)
@@ -591,6 +591,12 @@ class GradientFlow:
     def __len__(self) -> int:
         return len(self.layers)
 
+    def __repr__(self) -> str:
+        parts = [f"{layer['name']} {'×'.join(map(str, layer['grid']))}" for layer in self.layers]
+        return (
+            f"<GradientFlow {self.kind}, {self.layers[0]['node_kind']} nodes: {' → '.join(parts)}>"
+        )
+
     def _check_transition(self, layer: int) -> None:
         if not 0 <= layer < len(self.records):
             raise FlowError(
@@ -719,7 +725,7 @@ class GradientFlow:
                 keep &= dst_keep[dst]
             return _topk_select(src[keep], dst[keep], value[keep], top_k, threshold)
         best: Tuple[Any, Any, Any] | None = None
-        for cols, block in self._stream(layer, dst_keep, kind):
+        for cols, block in self._stream(layer, dst_keep, kind, self._vjp(layer)[0]):
             rows = torch.arange(block.shape[0]).repeat_interleave(block.shape[1])
             colv = cols.repeat(block.shape[0])
             vals = block.reshape(-1)
@@ -927,10 +933,9 @@ class GradientFlow:
         import torch
 
         dense = torch.zeros(n_src, n_dst, dtype=torch.float64)
-        name = ""
-        for cols, block in self._stream(layer, None, kind):
+        vjp, name = self._vjp(layer)
+        for cols, block in self._stream(layer, None, kind, vjp):
             dense[:, cols] = block
-            name = self._vjp_name
         return Links(n_src, n_dst, dense=dense, method=name)
 
     def _elementwise_links(self, layer: int, kind: str) -> Links:
@@ -940,7 +945,7 @@ class GradientFlow:
         fn = self._function(layer)
         xd = x.clone().requires_grad_(True)
         with torch.enable_grad():
-            y = fn(xd)
+            y = fn(xd.clone())  # a non-leaf copy: in-place activations work too
             if tuple(y.shape) != tuple(x.shape):
                 raise FlowError(f"call {layer}: an elementwise function changed the shape")
             (deriv,) = torch.autograd.grad(y.sum(), xd)
@@ -1115,11 +1120,14 @@ class GradientFlow:
 
         return batched, "vjp"
 
-    def _stream(self, layer: int, dst_keep: Any, kind: str):  # noqa: ANN201 (a generator of blocks)
-        """Yield ``(target node ids, (N_src, n) float64 block)`` over chunks of targets."""
+    def _stream(
+        self, layer: int, dst_keep: Any, kind: str, vjp: Callable[[Any], Any]
+    ) -> Iterator[Tuple[Any, Any]]:
+        """Yield ``(target node ids, (N_src, n) float64 block)`` over chunks of targets,
+        each block one batched vector-Jacobian product: memory stays bounded by
+        ``chunk_elements`` whatever the number of node pairs."""
         import torch
 
-        vjp, self._vjp_name = self._vjp(layer)
         x = self._inputs[layer].detach()
         g = self._grad_out(layer).detach()
         batch = x.shape[0]
@@ -1139,8 +1147,6 @@ class GradientFlow:
             if act is not None:
                 u = u * act
             yield cols, _segment_sum(u, src_ids, self._maps[layer].count).T
-
-    _vjp_name = ""
 
 
 def _takes_record_args(fn: Callable[..., Any], record: Any) -> bool:
