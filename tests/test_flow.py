@@ -486,7 +486,7 @@ def test_clear_errors_for_bad_requests(vnittest):
 
 def test_a_call_that_does_not_reproduce_is_refused():
     torch.manual_seed(12)
-    model = nn.Sequential(nn.Linear(6, 6), nn.Dropout(0.5)).train()
+    model = nn.Sequential(nn.Linear(6, 64), nn.Dropout(0.5)).train()  # 2^-64: a new mask
     with nopdb.capture_calls(nn.Sequential.forward, grads=True) as calls:
         model(torch.randn(1, 6, requires_grad=True)).sum().backward()
     with pytest.raises(FlowError, match="did not reproduce"):
