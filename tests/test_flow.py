@@ -201,6 +201,9 @@ def test_one_sample_of_a_batch():
     expected = reference_flow(conv, x[1:2], calls[0].grads["return_value"][1:2])
     torch.testing.assert_close(flow.matrix(0), expected)
     torch.testing.assert_close(flow.node_grads(0), x.grad[1].sum(0).reshape(-1))
+    forced = gradient_flow(calls, sample=1, kind="contribution", functions={0: conv})
+    closed = gradient_flow(calls, sample=1, kind="contribution")
+    torch.testing.assert_close(forced.matrix(0), closed.matrix(0))
 
 
 # -- Linear, elementwise, other functions --------------------------------------------------
