@@ -100,7 +100,7 @@ grep -Eq "nopdb_lab .*enabled" artifacts/server-extension-list.txt
 
 # -- the demo notebooks run top to bottom, offline -------------------------------------------
 echo "::: demo notebooks"
-for notebook in examples/demo.ipynb examples/attention.ipynb; do
+for notebook in examples/demo.ipynb examples/attention.ipynb examples/gradient_flow.ipynb; do
   (cd examples && jupyter nbconvert --to notebook --execute "$(basename "$notebook")" \
     --output-dir "$ROOT/artifacts/notebooks" --ExecutePreprocessor.timeout=300)
 done
