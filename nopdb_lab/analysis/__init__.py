@@ -1,0 +1,1 @@
+"""Analyses that need torch or numpy: attention, stacking, heatmaps, summaries, gradients."""
