@@ -820,7 +820,7 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str]) -> Any:
     bar_masks = [text.mask(s) for s in bar_texts] if has_text else []
     bar_label_w = max((m.shape[1] for m in bar_masks), default=0)
     width = _GAP + tile_cols * cell_w + _BAR_W + _GAP + bar_label_w + _GAP
-    height = title_h + _GAP + max(tile_rows * cell_h, bar_h + text_h)
+    height = title_h + _GAP + max(tile_rows * cell_h, caption + bar_h + _GAP)
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
     if has_text:
         _paste_text(canvas, text.mask(_title_line(panel)), _GAP, _GAP // 2)
