@@ -749,7 +749,8 @@ def render(view: View) -> Any:
     notes = list(view.notes)
     if text.font is None:
         notes.append("text not drawn in the picture: Pillow is not installed")
-    images = [_render_panel(p, text, notes) for p in view.panels]
+    target = _MAP_PX if len(view.panels) == 1 else _MAP_PX // 2
+    images = [_render_panel(p, text, notes, target) for p in view.panels]
     if text.font is not None:
         for note in notes:
             mask = text.mask(note)
@@ -769,7 +770,7 @@ def _unique(items: List[str]) -> List[str]:
     return list(dict.fromkeys(items))
 
 
-def _render_panel(panel: Panel, text: _Text, notes: List[str]) -> Any:
+def _render_panel(panel: Panel, text: _Text, notes: List[str], map_px: int) -> Any:
     import numpy as np
 
     meta = panel.meta
@@ -777,7 +778,7 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str]) -> Any:
     count, rows, cols = planes.shape
     grid = meta.get("grid")
     tile_rows, tile_cols = grid_tiling(count, grid)
-    target = _MAP_PX if not grid else max(_TILE_MIN_PX, min(_TILE_MAX_PX, _GRID_PX // tile_cols))
+    target = map_px if not grid else max(_TILE_MIN_PX, min(_TILE_MAX_PX, _GRID_PX // tile_cols))
     scale = max(1, target // max(rows, cols))
     has_text = text.font is not None
     text_h = text.height if has_text else 0
@@ -788,7 +789,7 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str]) -> Any:
         if pooled:
             notes.append(
                 f"{panel.title}: labels not drawn in the picture, the map is pooled "
-                f"({meta['row_step']}×{meta['col_step']} cells per pixel)"
+                f"({meta['row_step']}x{meta['col_step']} cells per pixel)"
             )
             row_labels = col_labels = None
         elif scale < text_h - 2:
@@ -820,10 +821,13 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str]) -> Any:
     bar_masks = [text.mask(s) for s in bar_texts] if has_text else []
     bar_label_w = max((m.shape[1] for m in bar_masks), default=0)
     width = _GAP + tile_cols * cell_w + _BAR_W + _GAP + bar_label_w + _GAP
+    title_mask = text.mask(_title_line(panel)) if has_text else None
+    if title_mask is not None:
+        width = max(width, title_mask.shape[1] + 2 * _GAP)
     height = title_h + _GAP + max(tile_rows * cell_h, caption + bar_h + _GAP)
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
     if has_text:
-        _paste_text(canvas, text.mask(_title_line(panel)), _GAP, _GAP // 2)
+        _paste_text(canvas, title_mask, _GAP, _GAP // 2)
     colours = colorize(planes, low, high, panel.cmap)
     top0 = title_h + _GAP
     for g in range(count):
@@ -863,7 +867,7 @@ def _title_line(panel: Panel) -> str:
     meta = panel.meta
     extra = ""
     if meta["row_step"] > 1 or meta["col_step"] > 1:
-        extra = f", pooled {meta['row_step']}×{meta['col_step']} ({meta['reduce']})"
+        extra = f", pooled {meta['row_step']}x{meta['col_step']} ({meta['reduce']})"
     fixed = ", ".join(f"dim {d}={i}" for d, i in panel.index.items())
     fixed = f", {fixed}" if fixed else ""
     bad = ""
