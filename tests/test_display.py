@@ -317,3 +317,59 @@ def test_without_pillow_the_missing_text_is_said():
     view = show(torch.rand(4, 4), labels=list("abcd"))
     text = view._repr_mimebundle_()["text/plain"]
     assert "Pillow is not installed" in text
+
+
+def test_a_cell_displays_the_bundle_and_the_front_end_can_open_the_value():
+    """End to end in a real kernel: the cell's result carries the three MIME types, and
+    the JSON's id/time/path are what the comm's get and heatmap ops answer to."""
+    pytest.importorskip("ipykernel")
+    pytest.importorskip("jupyter_client.manager")
+    from .kernel_client import Client
+
+    client = Client()
+    try:
+        results = []
+
+        def hook(msg):
+            if msg["msg_type"] == "execute_result":
+                results.append(msg["content"]["data"])
+            elif msg["msg_type"] == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+
+        code = (
+            "import torch\n"
+            "from nopdb_lab.analysis.display import show\n"
+            "torch.manual_seed(0)\n"
+            "x = torch.rand(1, 12, 5, 5)\n"
+            "show(x, labels=list('abcde'))"
+        )
+        reply = client.kc.execute_interactive(code, timeout=60, output_hook=hook)
+        assert reply["content"]["status"] == "ok"
+        (data,) = results
+        assert {VIEW_MIME, "image/png", "text/plain"} <= set(data)
+        (item,) = data[VIEW_MIME]["items"]
+        assert item["row_labels"] == list("abcde") and item["grid_dims"] == [1]
+        got, _ = client.request("get", id=item["id"])
+        assert got["ok"], got
+        assert got["result"]["kind"] == item["record_kind"] == "view"
+        assert got["result"]["time"] == item["record_time"]
+        sliced, buffers = client.request(
+            "heatmap",
+            id=item["id"],
+            path=item["path"],
+            rows_dim=item["rows_dim"],
+            cols_dim=item["cols_dim"],
+            index=item["index"],
+            grid_dims=item["grid_dims"],
+        )
+        assert sliced["ok"], sliced
+        assert sliced["result"]["grid"] == [12]
+        torch.manual_seed(0)
+        expected = torch.rand(1, 12, 5, 5)[0].numpy()
+        values = np.frombuffer(bytes(buffers[0]), dtype="<f4").reshape(12, 5, 5)
+        assert np.array_equal(values, expected)
+        import base64
+
+        assert decode_png(base64.b64decode(data["image/png"])).shape[2] == 3
+    finally:
+        client.close()
