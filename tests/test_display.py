@@ -373,3 +373,11 @@ def test_a_cell_displays_the_bundle_and_the_front_end_can_open_the_value():
         assert decode_png(base64.b64decode(data["image/png"])).shape[2] == 3
     finally:
         client.close()
+
+
+def test_a_stack_of_2d_maps_is_a_grid_of_layers():
+    x = torch.rand(3, 4, 4)
+    panel = display._panel(x, None, [], "t", None, None, {}, stacked=True)
+    assert (panel.grid_dims, panel.grid_names) == ([0], ["layer"])
+    panel = display._panel(x, None, [], "t", None, None, {}, stacked=None)
+    assert (panel.grid_dims, panel.grid_names) == ([0], ["[0]"])

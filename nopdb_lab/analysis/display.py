@@ -485,7 +485,9 @@ def _panel(
             fixed[heads] = int(head)
         elif heads not in fixed and heads not in grid:
             grid.append(heads)
-            names.append("head" if stacked is not None else f"[{heads}]")
+            # a stack of 2-D maps has only its layers left to spread
+            word = "layer" if stacked and len(others) == 1 else "head"
+            names.append(word if stacked is not None else f"[{heads}]")
     elif head is not None:
         raise ShowError(f"{title}: head={head}, but shape {shape} has no dimension of heads")
     for d, i in fixed.items():
