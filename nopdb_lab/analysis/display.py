@@ -840,8 +840,9 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str], map_px: int) -> A
         canvas[y : y + tile_h, x : x + tile_w] = tile
         if caption:
             position = (g // grid[1], g % grid[1]) if len(grid) == 2 else (g,)
-            words = " ".join(f"{n} {i}" for n, i in zip(panel.grid_names, position, strict=False))
-            _paste_text(canvas, text.mask(words), x, y - caption)
+            _paste_text(
+                canvas, text.mask(_caption(panel.grid_names, position))[:, :tile_w], x, y - caption
+            )
         if row_masks and tc == 0:
             for r, m in enumerate(row_masks):
                 yy = y + r * scale + (scale - m.shape[0]) // 2
@@ -859,6 +860,15 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str], map_px: int) -> A
         _paste_text(canvas, bar_masks[0], bar_x + _BAR_W + 3, bar_y)
         _paste_text(canvas, bar_masks[1], bar_x + _BAR_W + 3, bar_y + bar_h - bar_masks[1].shape[0])
     return canvas
+
+
+def _caption(names: List[str], position: Tuple[int, ...]) -> str:
+    """A tile's caption: ``head 3``; in a 2-D grid, where tiles are small, ``L2 H3``."""
+    if len(position) == 1:
+        return f"{names[0]} {position[0]}"
+    return " ".join(
+        f"{n[0].upper() if n.isalpha() else n}{i}" for n, i in zip(names, position, strict=True)
+    )
 
 
 def _fmt_bar(x: float | None) -> str:
