@@ -148,6 +148,7 @@ class View:
 
     def to_json(self) -> Dict[str, Any]:
         """The :data:`VIEW_MIME` payload (``docs/display.md``)."""
+        self.png()  # drawing the picture may add notes (labels that did not fit)
         return {
             "version": VIEW_VERSION,
             "items": [_item_json(p, self.max_size, self.reduce) for p in self.panels],
