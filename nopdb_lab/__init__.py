@@ -15,6 +15,8 @@ from .analysis.attention import (
     stop_attention_capture,
 )
 from .analysis.attribution import Attribution, AttributionError, attribute, gradient_rollout
+from .analysis.display import ShowError, show
+from .analysis.flow import FlowError, GradientFlow, MissingGradientError, gradient_flow
 from .analysis.gradients import (
     gradient_capture_active,
     start_gradient_capture,
@@ -34,6 +36,12 @@ __all__ = [
     "__version__",
     "ActionError",
     "Attribution",
+    "FlowError",
+    "GradientFlow",
+    "MissingGradientError",
+    "ShowError",
+    "gradient_flow",
+    "show",
     "AttributionError",
     "Line",
     "Probe",

@@ -142,21 +142,32 @@ def _to_float32(plane: Any) -> Any:
 
 def _pool(plane: Any, row_step: int, col_step: int, reduce: str) -> Any:
     """Block-reduce ``plane`` by ``row_step`` × ``col_step``; ragged edge blocks reduce
-    over the cells they have. A NaN in a block makes the pooled cell NaN (never hidden)."""
+    over the cells they have. A NaN in a block makes the pooled cell NaN (never hidden).
+
+    Works on views of ``plane`` (the whole blocks, then the ragged right and bottom strips
+    and their corner), so pooling a huge map allocates only the pooled result."""
     import numpy as np
 
-    rows = math.ceil(plane.shape[0] / row_step)
-    cols = math.ceil(plane.shape[1] / col_step)
-    shape = (rows * row_step, cols * col_step)
-    if reduce == "max":
-        padded = np.full(shape, -np.inf, dtype=np.float32)
-        padded[: plane.shape[0], : plane.shape[1]] = plane
-        return padded.reshape(rows, row_step, cols, col_step).max(axis=(1, 3))
-    padded = np.zeros(shape, dtype=np.float64)
-    counts = np.zeros(shape, dtype=np.float64)
-    padded[: plane.shape[0], : plane.shape[1]] = plane
-    counts[: plane.shape[0], : plane.shape[1]] = 1
-    sums = padded.reshape(rows, row_step, cols, col_step).sum(axis=(1, 3))
-    return (sums / counts.reshape(rows, row_step, cols, col_step).sum(axis=(1, 3))).astype(
-        np.float32
-    )
+    height, width = plane.shape
+    rows, cols = math.ceil(height / row_step), math.ceil(width / col_step)
+    full_r, full_c = height // row_step, width // col_step
+    cut_r, cut_c = full_r * row_step, full_c * col_step
+    out = np.empty((rows, cols), dtype=np.float32)
+
+    def reduced(block: Any, axes: Tuple[int, ...]) -> Any:
+        if reduce == "max":
+            return block.max(axis=axes)
+        return block.mean(axis=axes, dtype=np.float64)
+
+    if full_r and full_c:
+        blocks = plane[:cut_r, :cut_c].reshape(full_r, row_step, full_c, col_step)
+        out[:full_r, :full_c] = reduced(blocks, (1, 3))
+    if cut_c < width and full_r:
+        strip = plane[:cut_r, cut_c:].reshape(full_r, row_step, width - cut_c)
+        out[:full_r, full_c] = reduced(strip, (1, 2))
+    if cut_r < height and full_c:
+        strip = plane[cut_r:, :cut_c].reshape(height - cut_r, full_c, col_step)
+        out[full_r, :full_c] = reduced(strip, (0, 2))
+    if cut_r < height and cut_c < width:
+        out[full_r, full_c] = reduced(plane[cut_r:, cut_c:], (0, 1))
+    return out
