@@ -18,6 +18,9 @@ function chromiumPath() {
   }
 }
 
+// GALATA_PORT lets several checkouts run their own JupyterLab side by side
+const port = process.env.GALATA_PORT || '8888';
+
 module.exports = {
   ...baseConfig,
   timeout: 120000,
@@ -28,6 +31,7 @@ module.exports = {
   reporter: [['list'], ['junit', { outputFile: 'test-results/junit.xml' }]],
   use: {
     ...baseConfig.use,
+    baseURL: `http://localhost:${port}`,
     video: 'off',
     trace: 'off',
     launchOptions: {
@@ -42,8 +46,8 @@ module.exports = {
     }
   },
   webServer: {
-    command: 'jlpm start',
-    url: 'http://localhost:8888/lab',
+    command: `jlpm start --port ${port} --ServerApp.port_retries=0`,
+    url: `http://localhost:${port}/lab`,
     timeout: 180 * 1000,
     reuseExistingServer: !process.env.CI
   }
