@@ -59,7 +59,7 @@ run_pytest() {  # $1 = label, $2 = venv, rest = pytest args
 
 # -- 1. Python -----------------------------------------------------------------------------
 make_venv 3.10
-make_venv 3.11 torch,bench,dev,jupyter,kerneltest,lab,transformers
+make_venv 3.11 torch,bench,dev,jupyter,kerneltest,lab,transformers,attribution-test
 # the kernel tests (comm service, gutter breakpoints) also run on 3.12 (both backends:
 # the kernel inherits NOPDB_LAB_BACKEND) and 3.13 (PEP 667 frame locals)
 make_venv 3.12 jupyter,kerneltest
