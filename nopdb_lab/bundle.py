@@ -49,7 +49,7 @@ __all__ = [
     "BundleError",
     "BundledBreakpoint",
     "BundledRecord",
-    "SavedException",
+    "SavedError",
     "UnknownObject",
     "load_captures",
     "open_bundle",
@@ -91,7 +91,7 @@ class UnknownObject:
         return hash((self.type_name, self.text))
 
 
-class SavedException(Exception):
+class SavedError(Exception):
     """An exception from a bundle: its type name, message and formatted text only."""
 
     def __init__(self, type_name: str, message: str, text: str = "") -> None:
@@ -509,7 +509,7 @@ def _loaded(name: str) -> Any:
 
 
 def _exception_state(exc: BaseException) -> Dict[str, Any]:
-    if isinstance(exc, SavedException):
+    if isinstance(exc, SavedError):
         return {"$": "exception", "type": exc.type_name, "message": exc.message, "text": exc.text}
     try:
         message = str(exc)
@@ -766,7 +766,7 @@ class Bundle:
             if len(keys) != len(values):
                 raise BundleError("a saved dict has different numbers of keys and values")
             out: Dict[Any, Any] = {}
-            for k, v in zip(keys, values):
+            for k, v in zip(keys, values, strict=True):
                 key = self.decode(k, depth + 1)
                 try:
                     hash(key)
@@ -799,10 +799,10 @@ class Bundle:
         if tag == "object":
             return UnknownObject(_str(value, "type"), _str(value, "repr"))
         if tag == "exception":
-            return SavedException(_str(value, "type"), _str(value, "message"), _str(value, "text"))
+            return SavedError(_str(value, "type"), _str(value, "message"), _str(value, "text"))
         if tag == "action_error":
             exc = self.decode(value.get("exception"), depth + 1)
-            if not isinstance(exc, SavedException):
+            if not isinstance(exc, SavedError):
                 raise BundleError("an action error without its exception")
             return _loaded_action_error(_str(value, "action"), exc)
         if tag == "breakpoint":
@@ -874,18 +874,15 @@ def _fresh_call_info() -> Dict[str, Any]:
 _action_error_cls: Dict[str, type] = {}
 
 
-def _loaded_action_error(action: str, exc: SavedException) -> Any:
+def _loaded_action_error(action: str, exc: SavedError) -> Any:
     cls = _action_error_cls.get("cls")
     if cls is None:
-        try:
-            from .breakpoint import ActionError
-        except ImportError:  # pragma: no cover - the breakpoint module is always there
-            ActionError = object  # type: ignore[misc,assignment]
+        from .breakpoint import ActionError
 
         class BundledActionError(ActionError):  # type: ignore[misc,valid-type]
-            """A saved :class:`ActionError`: the exception is a :class:`SavedException`."""
+            """A saved :class:`ActionError`: the exception is a :class:`SavedError`."""
 
-            def __init__(self, action: str, exception: SavedException) -> None:
+            def __init__(self, action: str, exception: SavedError) -> None:
                 self.action = action
                 self.exception = exception
                 self.traceback = exception.text
@@ -964,7 +961,7 @@ def _check_blobs(header: Dict[str, Any], data_size: int) -> Dict[str, Dict[str, 
         dtype = entry.get("dtype")
         shape = entry.get("shape")
         offsets = entry.get("data_offsets")
-        if dtype not in _ST_SIZES:
+        if not isinstance(dtype, str) or dtype not in _ST_SIZES:
             raise BundleError(f"tensor {name!r:.60} has an unsupported dtype {dtype!r:.40}")
         nbytes = _checked_numel(shape, f"tensor {name!r:.60}") * _ST_SIZES[dtype]
         if (
