@@ -25,14 +25,13 @@ import pytest
 
 torch = pytest.importorskip("torch")
 np = pytest.importorskip("numpy")
-pytest.importorskip("safetensors")
 
 import nopdb_lab as nopdb  # noqa: E402
 from nopdb_lab.bundle import (  # noqa: E402
+    VERSION,
     BundleError,
     SavedError,
     UnknownObject,
-    VERSION,
     load_captures,
     open_bundle,
     save_captures,
@@ -92,7 +91,12 @@ def canon(value: Any, depth: int = 0) -> Any:
     if isinstance(value, numpy.ndarray):
         data = numpy.ascontiguousarray(value)
         data = data.astype(data.dtype.newbyteorder("="))  # bundles store little-endian
-        return ["ndarray", data.dtype.str, list(data.shape), hashlib.sha256(data.tobytes()).hexdigest()]
+        return [
+            "ndarray",
+            data.dtype.str,
+            list(data.shape),
+            hashlib.sha256(data.tobytes()).hexdigest(),
+        ]
     if type(value) is tuple:
         return ["tuple", [canon(v, depth + 1) for v in value]]
     if type(value) is list:
@@ -146,7 +150,9 @@ def every_dtype_tensors() -> dict:
     out = {}
     for name in dir(torch):
         dtype = getattr(torch, name)
-        if not isinstance(dtype, torch.dtype) or str(dtype).startswith(("torch.qint", "torch.quint")):
+        if not isinstance(dtype, torch.dtype) or str(dtype).startswith(
+            ("torch.qint", "torch.quint")
+        ):
             continue
         raw = torch.randint(0, 256, (6 * dtype.itemsize,), dtype=torch.uint8, generator=generator)
         out[str(dtype).removeprefix("torch.")] = raw.view(dtype).reshape(2, 3)
@@ -168,7 +174,6 @@ def build_records(store: CaptureStore) -> List[Any]:
             sc.add_one(np.arange(4, dtype=np.int16))
         torch.manual_seed(0)
         q = torch.randn(1, 2, 4, 8)
-        calls = []
 
         def layer(x: Any) -> Any:
             attn = F.softmax(x @ x.transpose(-1, -2), dim=-1)
@@ -263,8 +268,7 @@ def test_round_trip_in_a_fresh_process_gives_equal_values_and_metadata(saved):
     path, records = saved
     out = json.loads(
         run_fresh(
-            "from tests.test_bundles import describe_bundle; "
-            f"print(describe_bundle({path!r}))"
+            f"from tests.test_bundles import describe_bundle; print(describe_bundle({path!r}))"
         )
     )
     expected = [json.loads(json.dumps(canon_record(r))) for r in records]
@@ -278,7 +282,13 @@ def test_round_trip_in_a_fresh_process_gives_equal_values_and_metadata(saved):
     assert out["bundle"] == ["run1.nopdb"] * len(records)
     assert all(out["ids_in_store"])
     assert out["shared"] is True
-    assert out["types"] == ["CallInfo", "BreakpointHit", "AttentionRecord", "StackRecord", "CompareRecord"]
+    assert out["types"] == [
+        "CallInfo",
+        "BreakpointHit",
+        "AttentionRecord",
+        "StackRecord",
+        "CompareRecord",
+    ]
 
 
 def test_loaded_values_are_real_tensors_and_arrays_and_keep_their_types(saved, store):
@@ -321,7 +331,7 @@ def test_changing_a_loaded_value_never_changes_the_file(saved, store):
 
 
 def test_shared_storage_is_written_once_and_views_as_their_own_values(tmp_path, store):
-    from safetensors import safe_open
+    safetensors = pytest.importorskip("safetensors")
 
     base = torch.arange(1000.0)
     info = nopdb.CallInfo()
@@ -329,7 +339,7 @@ def test_shared_storage_is_written_once_and_views_as_their_own_values(tmp_path, 
     info.locals = {"a": base, "b": base, "c": base[10:20]}
     path = tmp_path / "shared.nopdb"
     save_captures(path, [info])
-    with safe_open(str(path), framework="pt") as f:
+    with safetensors.safe_open(str(path), framework="pt") as f:
         shapes = sorted(tuple(f.get_slice(k).get_shape()) for k in f.keys())
     assert shapes == [(10,), (1000,)]  # base once, the view as its own 10 values
     loaded = load_captures(path, store)[0]
@@ -482,8 +492,7 @@ def test_hostile_files_are_refused_with_a_clear_error_and_add_nothing(tmp_path, 
 def test_pickles_and_plain_safetensors_files_are_not_bundles(tmp_path, store):
     import pickle
 
-    from safetensors.torch import save_file
-
+    save_file = pytest.importorskip("safetensors.torch").save_file
     marker = tmp_path / "pwned"
 
     class Evil:
@@ -601,16 +610,19 @@ def test_opening_is_lazy_and_a_slice_reads_only_its_pages(tmp_path, store):
     row = big[1000, :256].clone()  # 1 KiB of the 64 MiB
     assert torch.equal(row, torch.zeros(256))
     touched = _mapped_rss(str(path))
-    # one page plus the kernel's fault-around window, or one 2 MiB huge page where the
-    # file system maps files with them (tmpfs with huge=...): never the other ~62 MiB
+    # one page plus the kernel's fault-around window, or one 2 MiB large folio where the
+    # file system caches files in them (ext4 and tmpfs on recent kernels): never the other ~62 MiB
     assert 0 < touched <= 2 * 1024 * 1024, touched
     assert store.nbytes == 64 * 1024 * 1024  # the budget counts the whole value
 
 
 def test_read_slice_goes_through_safetensors(saved):
+    pytest.importorskip("safetensors")
     path, records = saved
     bundle = open_bundle(path)
-    ref = next(r for r, e in bundle.tensors.items() if e["encoding"] == "native" and len(e["shape"]) == 2)
+    ref = next(
+        r for r, e in bundle.tensors.items() if e["encoding"] == "native" and len(e["shape"]) == 2
+    )
     full = bundle.tensor(ref)
     assert torch.equal(bundle.read_slice(ref, slice(0, 1)), full[0:1])
 
