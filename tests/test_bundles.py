@@ -113,6 +113,12 @@ def canon(value: Any, depth: int = 0) -> Any:
         return ["action_error", value.action, value.message]
     if isinstance(value, Unknown):
         return ["object", value.type_name, value.text]
+    from nopdb_lab import bundle
+
+    bundle._register_builtin_value_types()
+    name = bundle._value_type_names.get(type(value))
+    if name is not None:  # plain data holders (a lazy attention's inputs) keep their fields
+        return ["state", name, {k: canon(v, depth + 1) for k, v in vars(value).items()}]
     kind = type(value)
     return ["object", f"{kind.__module__}.{kind.__qualname__}", repr(value)]
 
