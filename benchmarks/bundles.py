@@ -10,8 +10,9 @@
    the page cache in both cases (they were just written).
 2. Time to first slice: a fresh process opens a 2 GB bundle (one 32×16×1024×1024 float32
    attention-shaped tensor) and reads one head's 1024×1024 map, as the heatmap viewer
-   does; the bytes it mapped in are counted (``/proc/self/smaps``) to show it read only
-   that slice. The same with ``torch.load`` for contrast.
+   does (timed after the imports); the bytes it mapped in are counted
+   (``/proc/self/smaps``) to show it read only that slice. The same with ``torch.load``
+   for contrast.
 
 Usage: python benchmarks/bundles.py [--gb 1.0] [--repeat 5] [--skip-2gb] [--dir DIR]
 """
@@ -62,6 +63,9 @@ def throughput(gb: float, repeat: int, folder: pathlib.Path) -> Dict[str, float]
             value.sum()
 
     for _ in range(repeat):
+        for path in (bundle, pt):  # neither save pays for deleting the previous file
+            path.unlink(missing_ok=True)
+        os.sync()
         times["save"].append(_timed(lambda: save_captures(bundle, [info])))
         times["tsave"].append(_timed(lambda: torch.save(tensors, pt)))
         times["open"].append(_timed(lambda: load_captures(bundle, CaptureStore(budget))))
@@ -83,13 +87,13 @@ def throughput(gb: float, repeat: int, folder: pathlib.Path) -> Dict[str, float]
 FIRST_SLICE = r"""
 import json, os, sys, time
 sys.path.insert(0, {root!r})
-start = time.perf_counter()
 import torch
+from nopdb_lab.bundle import load_captures
+from nopdb_lab.capture_store import CaptureStore
+start = time.perf_counter()
 if {use_torch}:
     value = torch.load({path!r}, weights_only=True)["attn"]
 else:
-    from nopdb_lab.bundle import load_captures
-    from nopdb_lab.capture_store import CaptureStore
     value = load_captures({path!r}, CaptureStore(1 << 40))[0].locals["attn"]
 opened = time.perf_counter()
 tile = value[3, 5].clone()
@@ -158,7 +162,7 @@ def main() -> None:
             s = first_slice(folder, max(1, args.repeat // 2))
             b, p = s["bundle"], s["torch"]
             print(f"\nFirst slice (one 1024×1024 head) of a {b['size'] / 2**30:.2f} GiB file,")
-            print("fresh process incl. importing torch, median")
+            print("in a fresh process (after importing torch), median")
             print(f"{'':32} {'bundle':>10} {'torch':>10}")
             print(f"{'open (s)':32} {b['open']:>10.3f} {p['open']:>10.3f}")
             print(f"{'first slice read (s)':32} {b['first']:>10.3f} {p['first']:>10.3f}")

@@ -159,7 +159,8 @@ _kinds_lock = threading.Lock()
 # (module candidates relative to this package, class name, fields never saved). The first
 # importable module wins, so the kinds resolve before and after the package restructure.
 _BUILTIN_KINDS: Dict[str, Tuple[Tuple[str, ...], str, Tuple[str, ...]]] = {
-    "call": ((".call_info",), "CallInfo", ("globals",)),
+    # a CallCapture is a CallInfo that also holds its scope (what it was set up to catch)
+    "call": ((".call_info",), "CallInfo", ("globals", "scope")),
     "hit": ((".breakpoint",), "BreakpointHit", ()),
     "attention": ((".analysis.attention", ".attention"), "AttentionRecord", ()),
     "stack": ((".analysis.stacking", ".stacking"), "StackRecord", ()),

@@ -123,7 +123,8 @@ def canon(value: Any, depth: int = 0) -> Any:
     return ["object", f"{kind.__module__}.{kind.__qualname__}", repr(value)]
 
 
-SKIP_FIELDS = {"id", "globals", "breakpoint", "original_id", "bundle"}
+# not saved (docs/bundles.md): globals; a CallCapture's scope; the live breakpoint (described)
+SKIP_FIELDS = {"id", "globals", "scope", "breakpoint", "original_id", "bundle"}
 
 
 def canon_record(record: Any) -> dict:
@@ -690,3 +691,20 @@ def test_compare_needs_same_shapes_and_names_both_sides(store):
     expected = (a.locals["x"] - b.locals["x"]) / ((a.locals["x"].abs() + b.locals["x"].abs()) / 2)
     torch.testing.assert_close(result.locals["relative"], torch.nan_to_num(expected, nan=0.0))
     assert result.source_ids == [101, 102]
+
+
+def test_capture_objects_save_directly(tmp_path, store):
+    with nopdb.capture_call(sc.add_one) as call:
+        sc.add_one(torch.ones(2))
+    with nopdb.capture_calls(sc.add_one) as calls:
+        sc.add_one(torch.zeros(2))
+        sc.add_one(torch.full((2,), 3.0))
+    save_captures(tmp_path / "one.nopdb", call)
+    save_captures(tmp_path / "list.nopdb", calls)
+    one = load_captures(tmp_path / "one.nopdb", store)
+    many = load_captures(tmp_path / "list.nopdb", store)
+    assert [r.original_id for r in one] == [call.id]
+    assert not hasattr(one[0], "scope")  # the capture's set-up is not part of the call
+    assert [r.original_id for r in many] == [c.id for c in calls]
+    assert torch.equal(many[1].args["x"], torch.full((2,), 3.0))
+    assert one[0].return_value.tolist() == call.return_value.tolist()
