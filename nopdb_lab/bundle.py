@@ -816,7 +816,7 @@ class Bundle:
             attrs = value.get("attrs")
             if not isinstance(attrs, dict):
                 raise BundleError(f"saved {name} has no attributes")
-            decoded = {_attr_name(k): self.decode(v, depth + 1) for k, v in attrs.items()}
+            decoded = {_state_name(k): self.decode(v, depth + 1) for k, v in attrs.items()}
             cls = _value_types.get(name)
             if cls is None:  # a type this version does not know: keep its fields, inertly
                 return UnknownObject(name, repr(decoded)[:MAX_REPR])
@@ -847,8 +847,14 @@ class Bundle:
                 callable(getattr(cls, name, None))
             ):
                 raise BundleError(f"record attribute {name!r} clashes with {cls.__name__}.{name}")
+        _check_field_types(attrs)
         if spec is not None and kind == "call":
             record.__dict__.update(_fresh_call_info())
+        else:  # fields an older writer may not have had, so readers of them never fail
+            record.__dict__.update(
+                {k: v() for k, v in _DEFAULTS.items() if not hasattr(cls, k)}
+                | ({"evals": {}, "locals": None} if kind == "hit" else {})
+            )
         record.__dict__.update(attrs)
         if spec is None:
             record.kind = kind
@@ -864,6 +870,60 @@ class Bundle:
         record.original_id = entry["original_id"]
         record.bundle = self.name
         return record
+
+
+_NONE = type(None)
+_NUMBER = (int, float)
+# fields the store, the kernel service and the analyses read: their types are checked on
+# load, so a well-formed but inconsistent manifest fails at open, not later on access
+_FIELD_TYPES: Dict[str, Tuple[type, ...]] = {
+    "args": (dict, _NONE),
+    "locals": (dict, _NONE),
+    "evals": (dict,),
+    "errors": (list,),
+    "yields": (list,),
+    "source_ids": (list,),
+    "path": (list,),
+    "grads": (dict, _NONE),
+    "name": (str, _NONE),
+    "qualname": (str, _NONE),
+    "file": (str, _NONE),
+    "thread": (str, _NONE),
+    "module": (str, _NONE),
+    "module_class": (str, _NONE),
+    "line": (int, _NONE),
+    "lineno": (int, _NONE),
+    "time": (*_NUMBER, _NONE),
+    "start_time": (*_NUMBER, _NONE),
+    "end_time": (*_NUMBER, _NONE),
+    "exception": (SavedError, _NONE),
+    "breakpoint": (BundledBreakpoint, _NONE),
+    "scale": _NUMBER,
+    "is_causal": (bool,),
+    "masked": (bool,),
+    "kv_groups": (int,),
+}
+_DEFAULTS: Dict[str, Any] = {
+    "name": lambda: None,
+    "qualname": lambda: None,
+    "file": lambda: None,
+    "line": lambda: 0,
+    "time": lambda: None,
+    "thread": lambda: None,
+    "errors": list,
+}
+
+
+def _check_field_types(attrs: Dict[str, Any]) -> None:
+    for name, types in _FIELD_TYPES.items():
+        if name in attrs and not isinstance(attrs[name], types):
+            wanted = " or ".join(t.__name__ for t in types)
+            raise BundleError(
+                f"record field {name!r} is a {type(attrs[name]).__name__}, expected {wanted}"
+            )
+    for error in attrs.get("errors", []):
+        if type(error).__name__ != "BundledActionError":
+            raise BundleError(f"a record's errors hold a {type(error).__name__}, not an error")
 
 
 def _fresh_call_info() -> Dict[str, Any]:
@@ -908,6 +968,12 @@ def _attr_name(name: Any) -> str:
         raise BundleError(f"bad record attribute name {name!r:.60}")
     if name in ("id", "original_id", "bundle", "kind", "raw_stack"):
         raise BundleError(f"record attribute {name!r} is reserved")
+    return name
+
+
+def _state_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.isidentifier() or name.startswith("__"):
+        raise BundleError(f"bad attribute name {name!r:.60} in a saved value")
     return name
 
 
@@ -1117,7 +1183,19 @@ def _check_tensor_table(
 
 def open_bundle(path: str | os.PathLike) -> Bundle:
     """Open and validate a bundle without adding anything to the store."""
-    return Bundle(os.fspath(path))
+    path = os.fspath(path)
+    try:
+        return Bundle(path)
+    except BundleError as exc:
+        raise _naming(exc, path) from None
+
+
+def _naming(exc: BundleError, path: str) -> BundleError:
+    """The error with the bundle's file named, if the message does not name it yet."""
+    message = str(exc)
+    if path in message or os.path.basename(path) in message:
+        return exc
+    return BundleError(f"{os.path.basename(path)}: {message}")
 
 
 def load_captures(path: str | os.PathLike, store: Any = None) -> List[Any]:
@@ -1138,7 +1216,12 @@ def load_captures(path: str | os.PathLike, store: Any = None) -> List[Any]:
         records = bundle.records()
     except RecursionError:
         raise BundleError(f"{bundle.name}: values nested too deeply") from None
-    total = sum(record_nbytes(r) for r in records)
+    except BundleError as exc:
+        raise _naming(exc, bundle.path) from None
+    try:
+        total = sum(record_nbytes(r) for r in records)
+    except Exception as exc:  # a value the checks let through but the store cannot size
+        raise BundleError(f"{bundle.name}: a record's values cannot be sized ({exc})") from None
     if total > target.budget:
         raise BundleError(
             f"{bundle.name} holds {total / 1e6:.1f} MB of tensors, over the store's "

@@ -463,7 +463,19 @@ def _hostile_cases(data: bytes) -> dict:
         ref = next(iter(m["tensors"]))
         m["tensors"][ref]["dtype"] = "__import__('os')"
 
+    def wrong_field_type(m: dict, h: dict) -> None:
+        m["records"][0]["attrs"]["args"] = 5
+
+    def errors_not_errors(m: dict, h: dict) -> None:
+        m["records"][0]["attrs"]["errors"] = ["boom"]
+
+    def property_clash(m: dict, h: dict) -> None:
+        m["records"][0]["attrs"]["stack"] = []
+
     return {
+        "wrong field type": _with_manifest(data, wrong_field_type),
+        "errors that are not errors": _with_manifest(data, errors_not_errors),
+        "attribute shadowing a property": _with_manifest(data, property_clash),
         "truncated": data[:-7],
         "truncated header": data[: len(data) // 20],
         "empty": b"",
