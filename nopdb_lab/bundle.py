@@ -136,9 +136,37 @@ class _BundledMixin:
 
 
 class BundledRecord(_BundledMixin):
-    """A record of a kind this version does not know (written by a newer nopdb-lab)."""
+    """A record of a kind this version does not know (written by a newer nopdb-lab).
+
+    It has the saved attributes and the record protocol's methods (``records.Record``),
+    so the store, the capture browser and the heatmap viewer handle it like any record.
+    """
 
     kind = "unknown"
+    errors: List[Any]
+
+    def value_parts(self) -> Tuple[str, ...]:
+        return tuple(
+            name
+            for name, value in vars(self).items()
+            if not name.startswith("_") and isinstance(value, dict)
+        )
+
+    def held_values(self) -> List[Any]:
+        return [value for name in self.value_parts() for value in getattr(self, name).values()]
+
+    def brief_fields(self) -> Dict[str, Any]:
+        return {"errors": len(getattr(self, "errors", []) or [])}
+
+    def describe(self, root: str, one: Any, many: Any) -> Dict[str, Any]:
+        return {
+            "errors": [
+                {"action": e.action, "message": e.message} for e in getattr(self, "errors", [])
+            ]
+        }
+
+    def origin(self) -> Any:
+        return None
 
     def __repr__(self) -> str:
         return f"BundledRecord(id={getattr(self, 'id', None)}, kind={self.kind!r})"
@@ -351,7 +379,10 @@ class _Writer:
         if isinstance(value, BaseException):
             return _exception_state(value)
         if _is_torch_tensor(value):
-            return self._tensor(value)
+            try:
+                return self._tensor(value)
+            except Exception as exc:  # e.g. a tensor subclass without plain data: say so
+                return self._unknown(value, f"tensor not saved: {type(exc).__name__}: {exc}")
         if _is_numpy_array(value):
             return self._array(value)
         if isinstance(value, UnknownObject):

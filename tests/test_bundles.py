@@ -720,3 +720,37 @@ def test_capture_objects_save_directly(tmp_path, store):
     assert [r.original_id for r in many] == [c.id for c in calls]
     assert torch.equal(many[1].args["x"], torch.full((2,), 3.0))
     assert one[0].return_value.tolist() == call.return_value.tolist()
+
+
+class RunRecord:
+    """A record kind this module does not know yet (like a later ``run`` record)."""
+
+    kind = "run"
+
+    def __init__(self) -> None:
+        self.id = 77
+        self.name = "train step"
+        self.time = 1.0
+        self.locals = {"loss": torch.tensor(0.25)}
+        self.grads = {"w": torch.ones(2, 2)}
+        self.raw_stack: list = []
+
+
+def test_unknown_kinds_load_generically_and_registered_kinds_as_their_class(tmp_path, store):
+    from nopdb_lab import bundle
+
+    path = tmp_path / "run.nopdb"
+    save_captures(path, [RunRecord()])
+    loaded = load_captures(path, store)[0]
+    assert isinstance(loaded, bundle.BundledRecord) and loaded.kind == "run"
+    assert torch.equal(loaded.grads["w"], torch.ones(2, 2))
+    assert loaded.value_parts() == ("locals", "grads")
+    assert len(loaded.held_values()) == 2 and loaded.brief_fields() == {"errors": 0}
+    bundle.register_kind("run", RunRecord)
+    try:
+        again = load_captures(path, store)[0]
+    finally:
+        with bundle._kinds_lock:
+            del bundle._kinds["run"]
+    assert isinstance(again, RunRecord) and again.original_id == 77
+    assert again.locals["loss"].item() == 0.25 and again.name == "train step"
