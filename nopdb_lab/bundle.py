@@ -295,6 +295,8 @@ _ST_SIZES = {
     "F64": 8,
     "C64": 8,
 }
+# sparse layouts restored on load (saved dense); any other layout is saved dense, strided
+_SPARSE_LAYOUTS = ("sparse_coo", "sparse_csr", "sparse_csc")
 _NUMPY_KINDS = set("biufcmMSU")  # bool, ints, floats, complex, time, bytes and unicode
 
 
@@ -441,6 +443,8 @@ class _Writer:
         data = tensor.detach()
         if layout != "strided":
             data = data.to_dense()
+            if layout not in _SPARSE_LAYOUTS:  # mkldnn, blocked sparse: saved dense
+                layout = "strided"
         data = data.cpu().resolve_conj().resolve_neg().contiguous()
         dtype = str(data.dtype).removeprefix("torch.")
         entry: Dict[str, Any] = {
@@ -747,8 +751,12 @@ class Bundle:
         layout = entry.get("layout")
         if layout == "sparse_coo":
             value = value.to_sparse()
-        elif layout in ("sparse_csr", "sparse_csc", "sparse_bsr", "sparse_bsc"):
-            value = getattr(value, f"to_{layout}")() if value.dim() == 2 else value
+        elif layout in _SPARSE_LAYOUTS and value.dim() == 2:
+            import warnings
+
+            with warnings.catch_warnings():  # torch's "CSR support is in beta" notice
+                warnings.simplefilter("ignore", UserWarning)
+                value = getattr(value, f"to_{layout}")()
         if entry.get("requires_grad") and (value.is_floating_point() or value.is_complex()):
             value.requires_grad_(True)
         return value
@@ -1183,13 +1191,7 @@ def _check_tensor_table(
                 raise BundleError(f"{what} has an unknown torch dtype {dtype!r:.40}")
             itemsize = torch_dtypes[dtype].itemsize
             layout = entry.get("layout")
-            if layout is not None and layout not in (
-                "sparse_coo",
-                "sparse_csr",
-                "sparse_csc",
-                "sparse_bsr",
-                "sparse_bsc",
-            ):
+            if layout is not None and layout not in _SPARSE_LAYOUTS:
                 raise BundleError(f"{what} has an unknown layout {layout!r:.40}")
         encoding = entry.get("encoding")
         if encoding == "empty":

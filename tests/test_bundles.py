@@ -40,6 +40,8 @@ from nopdb_lab.capture_store import CaptureStore  # noqa: E402
 
 from . import sample_code as sc  # noqa: E402
 
+pytestmark = pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+
 DATA = Path(__file__).parent / "data"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -205,6 +207,7 @@ def build_records(store: CaptureStore) -> List[Any]:
         "bf16": bf16,
         "grad": torch.ones(3, requires_grad=True),
         "sparse": torch.eye(3).to_sparse(),
+        "csr": torch.eye(3).to_sparse_csr(),
         "numpy": np.arange(6, dtype=np.float32).reshape(2, 3),
         "numpy_big_endian": np.arange(3, dtype=">i4"),
         "numpy_bool": np.array([True, False]),
@@ -754,3 +757,14 @@ def test_unknown_kinds_load_generically_and_registered_kinds_as_their_class(tmp_
             del bundle._kinds["run"]
     assert isinstance(again, RunRecord) and again.original_id == 77
     assert again.locals["loss"].item() == 0.25 and again.name == "train step"
+
+
+def test_layouts_without_a_sparse_counterpart_are_saved_dense(tmp_path, store):
+    info = nopdb.CallInfo()
+    info.id = 5
+    info.locals = {"bsr": torch.eye(4).to_sparse_bsr((2, 2)), "csc": torch.eye(3).to_sparse_csc()}
+    save_captures(tmp_path / "l.nopdb", [info])
+    loaded = load_captures(tmp_path / "l.nopdb", store)[0].locals
+    assert loaded["bsr"].layout == torch.strided and torch.equal(loaded["bsr"], torch.eye(4))
+    assert loaded["csc"].layout == torch.sparse_csc
+    assert torch.equal(loaded["csc"].to_dense(), torch.eye(3))
