@@ -1209,8 +1209,12 @@ def _check_tensor_table(
                 f"{what}: {entry.get('dtype')} {entry['shape']} needs {numel * itemsize} "
                 f"bytes, its data has {end - start}"
             )
-        if encoding == "native" and blobs[blob]["shape"] != entry["shape"]:
-            raise BundleError(f"{what}: the manifest and the data disagree on the shape")
+        if encoding == "native" and (
+            entry["kind"] != "torch"
+            or blobs[blob]["shape"] != entry["shape"]
+            or _ST_DTYPES.get(entry["dtype"]) != blobs[blob]["dtype"]
+        ):
+            raise BundleError(f"{what}: the manifest and the data disagree on dtype or shape")
     return tensors
 
 
