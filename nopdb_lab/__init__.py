@@ -15,6 +15,7 @@ from .analysis.attention import (
     stop_attention_capture,
 )
 from .analysis.attribution import Attribution, AttributionError, attribute, gradient_rollout
+from .analysis.compare import compare
 from .analysis.display import ShowError, show
 from .analysis.flow import FlowError, GradientFlow, MissingGradientError, gradient_flow
 from .analysis.gradients import (
@@ -23,6 +24,7 @@ from .analysis.gradients import (
     stop_gradient_capture,
 )
 from .breakpoint import ActionError, Breakpoint, BreakpointHit
+from .bundle import BundleError, load_captures, save_captures
 from .call_capture import CallCapture, CallListCapture
 from .call_info import CallInfo
 from .capture_store import CaptureStore, store
@@ -36,6 +38,10 @@ __all__ = [
     "__version__",
     "ActionError",
     "Attribution",
+    "BundleError",
+    "compare",
+    "load_captures",
+    "save_captures",
     "FlowError",
     "GradientFlow",
     "MissingGradientError",

@@ -102,6 +102,8 @@ class BreakpointHit(EventRecord):
         self.id = next_id()
         self.time = time.time()
         self._breakpoint = weakref.ref(breakpoint)
+        #: what the breakpoint was (shared by its hits; plain strings), for when it is gone
+        self.breakpoint_summary: Dict[str, Any] = breakpoint.summary
         self.name = code.co_name
         self.qualname = qualified_name(code, frame)
         self.file = code.co_filename
@@ -118,6 +120,15 @@ class BreakpointHit(EventRecord):
     @property
     def breakpoint(self) -> "Breakpoint | None":
         return self._breakpoint()
+
+    @breakpoint.setter
+    def breakpoint(self, value: Any) -> None:
+        # a live Breakpoint is held weakly (a hit must not keep it alive); anything else
+        # (the description a capture bundle restores) is held as it is
+        if isinstance(value, Breakpoint):
+            self._breakpoint = weakref.ref(value)
+        else:
+            self._breakpoint = lambda: value
 
     @property
     def stack(self) -> traceback.StackSummary:
@@ -208,6 +219,12 @@ def _reraise_user_interrupt(exc: BaseException) -> None:
     """Re-raise ``exc`` if it is the user's Ctrl-C, not something the action raised."""
     if isinstance(exc, KeyboardInterrupt) and _interrupts.signalled:
         raise exc
+
+
+def _plain_name(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return getattr(value, "__name__", None) or repr(value)
 
 
 def compile_source(source: Source, mode: str, what: str) -> CodeType:
@@ -303,6 +320,15 @@ class Breakpoint(NoPdbContextManager):
             lines=resolver,
         )
         NoPdbContextManager.__init__(self, nopdb, handler)
+        cond_text = cond.decode() if isinstance(cond, bytes) else cond
+        self.summary: Dict[str, Any] = {
+            "file": _plain_name(scope.file),
+            "function": _plain_name(scope.function),
+            "module": _plain_name(scope.module),
+            "line": line if isinstance(line, (int, str)) else None,
+            "cond": cond_text if isinstance(cond_text, str) else None,
+            "repr": repr(self),
+        }
 
     # -- scheduling ----------------------------------------------------------------
     def eval(self, expression: Source, variables: Dict[str, Any] | None = None) -> list:

@@ -193,6 +193,9 @@ _BUILTIN_KINDS: Dict[str, Tuple[Tuple[str, ...], str, Tuple[str, ...]]] = {
     "attention": ((".analysis.attention", ".attention"), "AttentionRecord", ()),
     "stack": ((".analysis.stacking", ".stacking"), "StackRecord", ()),
     "compare": ((".analysis.compare",), "CompareRecord", ()),
+    "run": ((".probe",), "RunRecord", ()),
+    "attribution": ((".analysis.attribution",), "AttributionRecord", ()),
+    "view": ((".analysis.display",), "ViewRecord", ()),
 }
 
 
@@ -517,6 +520,14 @@ class _Writer:
                 attrs[name] = {"$": "breakpoint", "info": _breakpoint_info(value)}
                 continue
             attrs[name] = self.encode(value)
+        if kind == "hit" and "breakpoint" not in attrs:  # held weakly, behind a property
+            live = record.breakpoint
+            info = (
+                _breakpoint_info(live)
+                if live is not None
+                else dict(getattr(record, "breakpoint_summary", None) or {})
+            )
+            attrs["breakpoint"] = {"$": "breakpoint", "info": info}
         if kind == "unknown" or spec is None and "kind" in vars(record):
             attrs.pop("kind", None)
         return {
@@ -881,7 +892,15 @@ class Bundle:
         cls = spec.loaded_cls if spec is not None else BundledRecord
         record = cls.__new__(cls)
         attrs = {_attr_name(k): self.decode(v, 1) for k, v in entry["attrs"].items()}
+        settable = {  # properties with a setter take their value through it
+            name
+            for name in attrs
+            if isinstance(getattr(cls, name, None), property)
+            and getattr(cls, name).fset is not None
+        }
         for name in attrs:
+            if name in settable:
+                continue
             if isinstance(getattr(cls, name, None), (property, staticmethod, classmethod)) or (
                 callable(getattr(cls, name, None))
             ):
@@ -894,7 +913,9 @@ class Bundle:
                 {k: v() for k, v in _DEFAULTS.items() if not hasattr(cls, k)}
                 | ({"evals": {}, "locals": None} if kind == "hit" else {})
             )
-        record.__dict__.update(attrs)
+        record.__dict__.update({k: v for k, v in attrs.items() if k not in settable})
+        for name in settable:
+            setattr(record, name, attrs[name])
         if spec is None:
             record.kind = kind
         stack = [tuple(f) for f in entry["stack"]]

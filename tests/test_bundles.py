@@ -365,7 +365,7 @@ def test_loaded_records_count_against_the_budget_and_oversized_bundles_add_nothi
     save_captures(path, [info])
     roomy = CaptureStore()
     load_captures(path, roomy)
-    assert roomy.nbytes == 8000
+    assert 8000 <= roomy.nbytes < 8000 + 4096  # values, plus the record's own overhead
     tight = CaptureStore(budget=4000)
     with pytest.raises(BundleError, match="budget"):
         load_captures(path, tight)
@@ -641,7 +641,8 @@ def test_opening_is_lazy_and_a_slice_reads_only_its_pages(tmp_path, store):
     # one page plus the kernel's fault-around window, or one 2 MiB large folio where the
     # file system caches files in them (ext4 and tmpfs on recent kernels): never the other ~62 MiB
     assert 0 < touched <= 2 * 1024 * 1024, touched
-    assert store.nbytes == 64 * 1024 * 1024  # the budget counts the whole value
+    # the budget counts the whole value (and the record's small overhead)
+    assert 64 * 1024 * 1024 <= store.nbytes < 64 * 1024 * 1024 + 4096
 
 
 def test_read_slice_goes_through_safetensors(saved):
@@ -731,10 +732,10 @@ def test_capture_objects_save_directly(tmp_path, store):
     assert one[0].return_value.tolist() == call.return_value.tolist()
 
 
-class RunRecord:
-    """A record kind this module does not know yet (like a later ``run`` record)."""
+class ExperimentRecord:
+    """A record kind this module does not know yet (like a later kind of record)."""
 
-    kind = "run"
+    kind = "experiment"
 
     def __init__(self) -> None:
         self.id = 77
@@ -744,24 +745,27 @@ class RunRecord:
         self.grads = {"w": torch.ones(2, 2)}
         self.raw_stack: list = []
 
+    def held_values(self) -> list:
+        return [*self.locals.values(), *self.grads.values()]
+
 
 def test_unknown_kinds_load_generically_and_registered_kinds_as_their_class(tmp_path, store):
     from nopdb_lab import bundle
 
     path = tmp_path / "run.nopdb"
-    save_captures(path, [RunRecord()])
+    save_captures(path, [ExperimentRecord()])
     loaded = load_captures(path, store)[0]
-    assert isinstance(loaded, bundle.BundledRecord) and loaded.kind == "run"
+    assert isinstance(loaded, bundle.BundledRecord) and loaded.kind == "experiment"
     assert torch.equal(loaded.grads["w"], torch.ones(2, 2))
     assert loaded.value_parts() == ("locals", "grads")
     assert len(loaded.held_values()) == 2 and loaded.brief_fields() == {"errors": 0}
-    bundle.register_kind("run", RunRecord)
+    bundle.register_kind("experiment", ExperimentRecord)
     try:
         again = load_captures(path, store)[0]
     finally:
         with bundle._kinds_lock:
-            del bundle._kinds["run"]
-    assert isinstance(again, RunRecord) and again.original_id == 77
+            del bundle._kinds["experiment"]
+    assert isinstance(again, ExperimentRecord) and again.original_id == 77
     assert again.locals["loss"].item() == 0.25 and again.name == "train step"
 
 

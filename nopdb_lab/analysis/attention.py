@@ -49,6 +49,7 @@ class AttentionRecord(EventRecord):
     kind = "attention"
     _grad_collector: Any = None
     _grad_note: str | None = None
+    _grads: Dict[str, Any] | None = None
 
     def __init__(
         self, weights: Any, frame: Any, module: str | None, module_class: str | None
