@@ -10,10 +10,21 @@ records the probabilities each call implies::
     attns[0].weights   # (B, H, Nq, Nk), rows sum to 1
     attns[0].module    # e.g. "encoder.layer.0.attention.self"
 
-The probabilities are recomputed from the call's own ``query``/``key``, ``attn_mask``,
-``is_causal``, ``scale`` and ``enable_gqa`` (grouped-query heads are expanded as SDPA
-does), in float32, with no gradient; dropout is not applied (they are the probabilities
-that dropout would act on). The model's own output is SDPA's, untouched.
+Records are lazy (:mod:`nopdb_lab.analysis.attention_lazy`): each keeps the call's own
+``query``/``key`` (as passed, so after RoPE, in the model's dtype), ``attn_mask``,
+``is_causal``, ``scale`` and grouped-query layout, and computes probabilities (float32,
+no gradient, no dropout: the probabilities dropout would act on) only when asked:
+``rec.weights`` (the whole map), ``rec.rows(head, rows)``, ``rec.head(h)``, pooled slices.
+The model's own output is SDPA's, untouched.
+
+Also recorded: ``nn.MultiheadAttention`` (any ``need_weights``) and
+``nn.TransformerEncoderLayer``/``DecoderLayer``, fused fast path included (see
+:mod:`nopdb_lab.analysis.attention_nn`), and direct ``F.multi_head_attention_forward``
+calls. During ``model.generate()`` with a KV cache, each decode step's rows are appended
+to the record its module made for the prompt (one growing record per attention module,
+with ``rec.token_ids``). An attention op that ran in the block but could not be recorded
+(fused kernels called directly, ``flex_attention``, a ``torch.compile``'d region) is
+reported in a warning when the block ends; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -23,40 +34,51 @@ import math
 import threading
 import time
 import traceback
+import warnings
 from contextlib import contextmanager
 from typing import Any, Dict, Iterator, List
 
 from . import observers
+from .analysis import attention_nn
+from .analysis.attention_lazy import LazyAttention, is_lazy
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 
 log = logging.getLogger("nopdb_lab")
 
 
 class AttentionRecord:
-    """One SDPA call: its attention probabilities and where it came from.
+    """One attention module's map: SDPA's inputs, probabilities on demand, and origin.
 
-    Attributes: ``id`` (also its id in :data:`nopdb_lab.store`), ``weights`` (B×H×Nq×Nk
-    float32 probabilities on the inputs' device), ``module`` (dotted path of the calling
-    ``nn.Module`` inside the outermost module on the stack, ``""`` for that root itself,
-    ``None`` when SDPA was not called from a module), ``module_class``, ``scale``,
-    ``is_causal``, ``masked`` (an ``attn_mask`` was given), ``kv_groups`` (query heads per
-    key/value head, 1 without grouped-query attention), ``time``, ``thread`` and ``stack``.
+    Attributes: ``id`` (also its id in :data:`nopdb_lab.store`), ``attention`` (the
+    :class:`~nopdb_lab.analysis.attention_lazy.LazyAttention` holding the inputs),
+    ``weights`` (B×H×Nq×Nk float32 probabilities, materialised on each access; an
+    ``AttentionBudgetError`` naming the sizes when beyond the store's budget), ``module``
+    (dotted path of the calling ``nn.Module`` inside the outermost module on the stack,
+    ``""`` for that root itself, ``None`` when not called from a module),
+    ``module_class``, ``scale``, ``is_causal``, ``masked`` (an ``attn_mask`` was given),
+    ``kv_groups`` (query heads per key/value head), ``steps`` (SDPA calls merged into it:
+    more than 1 for a generation), ``token_ids`` (B×N token ids of the rows, when the
+    model's embedding lookup was seen, else None), ``time``, ``thread`` and ``stack``.
     """
 
     kind = "attention"
 
     def __init__(
-        self, weights: Any, frame: Any, module: str | None, module_class: str | None
+        self, attention: Any, frame: Any, module: str | None, module_class: str | None
     ) -> None:
         self.id = next_id()
         self.time = time.time()
-        self.weights = weights
+        if not is_lazy(attention):  # a tensor of probabilities, already computed
+            attention = LazyAttention.from_weights(attention)
+        self.attention = attention
         self.module = module
         self.module_class = module_class
         self.scale = 0.0
         self.is_causal = False
         self.masked = False
         self.kv_groups = 1
+        self.steps = 1
+        self.token_ids: Any = None
         self.thread = threading.current_thread().name
         code = frame.f_code if frame is not None else None
         self.name = code.co_name if code else "<unknown>"
@@ -67,16 +89,44 @@ class AttentionRecord:
         self.errors: List[Any] = []
 
     @property
+    def weights(self) -> Any:
+        """The whole B×H×Nq×Nk float32 map (computed on access, not kept)."""
+        return self.attention.materialize()
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.attention.shape)
+
+    def rows(self, head: int, query_rows: Any, batch: int = 0) -> Any:
+        """``len(query_rows)`` × Nk probabilities of one head (rows: list/range/tensor)."""
+        return self.attention.rows(head, query_rows, batch)
+
+    def head(self, h: int, batch: int = 0) -> Any:
+        """One head's Nq × Nk map."""
+        return self.attention.head(h, batch)
+
+    def nbytes_held(self) -> int:
+        """Bytes of tensors this record keeps alive (what the store counts)."""
+        return self.attention.nbytes + (
+            self.token_ids.element_size() * self.token_ids.numel()
+            if self.token_ids is not None
+            else 0
+        )
+
+    @property
     def locals(self) -> Dict[str, Any]:
-        """What the capture browser shows (and ``store[id].locals['weights']`` reaches)."""
+        """What the capture browser shows (``store[id].locals['weights']`` is the lazy map;
+        the heatmap viewer slices it block by block)."""
         return {
-            "weights": self.weights,
+            "weights": self.attention,
             "module": self.module,
             "module_class": self.module_class,
             "scale": self.scale,
             "is_causal": self.is_causal,
             "masked": self.masked,
             "kv_groups": self.kv_groups,
+            "steps": self.steps,
+            "token_ids": self.token_ids,
         }
 
     @property
@@ -84,8 +134,10 @@ class AttentionRecord:
         return stack_summary(self.raw_stack)
 
     def __repr__(self) -> str:
-        shape = tuple(getattr(self.weights, "shape", ()))
-        return f"AttentionRecord(id={self.id}, module={self.module!r}, weights={shape})"
+        return (
+            f"AttentionRecord(id={self.id}, module={self.module!r}, weights={self.shape}, "
+            f"holds {self.attention.nbytes:,} bytes)"
+        )
 
 
 def attention_probabilities(
@@ -144,12 +196,26 @@ def attention_rollout(maps: Any, head_fusion: str = "mean", residual: bool = Tru
 
     if head_fusion not in HEAD_FUSIONS:
         raise ValueError(f"head_fusion must be one of {HEAD_FUSIONS}, not {head_fusion!r}")
-    layers = [torch.as_tensor(m).detach().float() for m in maps]
+    from .analysis.attention_lazy import fuse_heads
+
+    layers = [
+        m if is_lazy(getattr(m, "attention", m)) else torch.as_tensor(m).detach().float()
+        for m in maps
+    ]
     if not layers:
         raise ValueError("attention_rollout needs at least one layer of attention")
-    squeeze = layers[0].dim() <= 3
+    squeeze = not is_lazy(getattr(layers[0], "attention", layers[0])) and layers[0].dim() <= 3
     result = None
     for depth, attn in enumerate(layers):
+        attn = getattr(attn, "attention", attn)
+        if is_lazy(attn):  # streamed over row blocks: never B×H×N×N at once
+            fused = fuse_heads(attn, head_fusion)
+            if fused.shape[-1] != fused.shape[-2]:
+                raise ValueError(
+                    f"layer {depth}: expected square attention, got {tuple(attn.shape)}"
+                )
+            result = _rollout_step(fused, result, residual, depth)
+            continue
         if attn.dim() == 2:
             attn = attn[None, None]
         elif attn.dim() == 3:
@@ -160,20 +226,31 @@ def attention_rollout(maps: Any, head_fusion: str = "mean", residual: bool = Tru
             )
         fused = getattr(attn, head_fusion)(dim=1)
         fused = fused if head_fusion == "mean" else fused.values
-        if residual:
-            eye = torch.eye(fused.shape[-1], device=fused.device)
-            fused = 0.5 * fused + 0.5 * eye
-            fused = fused / fused.sum(dim=-1, keepdim=True)
-        if result is not None and result.shape[-1] != fused.shape[-1]:
-            raise ValueError(
-                f"layer {depth} has {fused.shape[-1]} tokens, the layers before {result.shape[-1]}"
-            )
-        result = fused if result is None else fused @ result
+        result = _rollout_step(fused, result, residual, depth)
     return result[0] if squeeze else result
+
+
+def _rollout_step(fused: Any, result: Any, residual: bool, depth: int) -> Any:
+    import torch
+
+    if residual:
+        eye = torch.eye(fused.shape[-1], device=fused.device)
+        fused = 0.5 * fused + 0.5 * eye
+        fused = fused / fused.sum(dim=-1, keepdim=True)
+    if result is not None and result.shape[-1] != fused.shape[-1]:
+        raise ValueError(
+            f"layer {depth} has {fused.shape[-1]} tokens, the layers before {result.shape[-1]}"
+        )
+    return fused if result is None else fused @ result
 
 
 def _calling_module(frame: Any) -> tuple[str | None, str | None]:
     """Path and class of the innermost ``nn.Module`` whose method is on the stack."""
+    return _calling_module_object(frame)[:2]  # type: ignore[return-value]
+
+
+def _calling_module_object(frame: Any) -> tuple[str | None, str | None, Any]:
+    """:func:`_calling_module` plus the module object itself."""
     import torch
 
     inner = None
@@ -187,32 +264,167 @@ def _calling_module(frame: Any) -> tuple[str | None, str | None]:
             root = owner
         f = f.f_back
     if inner is None:
-        return None, None
+        return None, None, None
     cls = type(inner).__qualname__
     for name, module in root.named_modules():
         if module is inner:
-            return name, cls
-    return None, cls
+            return name, cls, inner
+    return None, cls, inner
+
+
+COMPILE_MESSAGE = (
+    "capture_attention cannot record attention inside a torch.compile'd region (Dynamo "
+    "traces the model into a graph that calls no Python per SDPA call); run the model "
+    "uncompiled inside the block: call the original module (`compiled._orig_mod(...)`) or "
+    "wrap the call in `with torch.compiler.set_stance('force_eager'):`"
+)
 
 
 def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) -> Any:
-    """A TorchFunctionMode that records every SDPA call (into ``records`` when given)."""
+    """A TorchFunctionMode that records every attention call (into ``records`` if given)."""
     from torch.nn import functional
     from torch.overrides import TorchFunctionMode
 
     sdpa = functional.scaled_dot_product_attention
+    mha = functional.multi_head_attention_forward
+    embedding = functional.embedding
+    unrecordable = set(attention_nn.ATTENTION_OPS_NOT_RECORDED)
 
     class _Interceptor(TorchFunctionMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.suppressed = 0  # >0 while a wrapped nn module runs its original forward
+            self.module_records = 0
+            self.growing: Dict[int, AttentionRecord] = {}  # id(module) -> latest record
+            self.pass_tokens: Any = None  # token ids of the forward pass running now
+            self.sdpa_since_tokens = True
+            self.missed: Dict[str, int] = {}
+
+        def __enter__(self) -> Any:
+            attention_nn.push(self)
+            try:
+                return super().__enter__()
+            except BaseException:
+                attention_nn.pop(self)
+                raise
+
+        def __exit__(self, *exc: Any) -> Any:
+            try:
+                return super().__exit__(*exc)
+            finally:
+                attention_nn.pop(self)
+                if self.missed:
+                    detail = "; ".join(f"{n}× {why}" for why, n in self.missed.items())
+                    warnings.warn(
+                        f"capture_attention: attention ran but was not recorded: {detail}",
+                        RuntimeWarning,
+                        stacklevel=3,
+                    )
+
+        def miss(self, why: str) -> None:
+            self.missed[why] = self.missed.get(why, 0) + 1
+
+        def keep(self, record: AttentionRecord | None) -> None:
+            if record is not None and records is not None and record.steps == 1:
+                records.append(record)
+
+        def record_module(self, module: Any, weights: Any) -> None:
+            """Record a torch.nn attention module's map (``weights()`` computes it)."""
+            self.module_records += 1
+            try:
+                w = weights()
+            except Exception as exc:  # never break the model; say what was not recorded
+                self.miss(f"{type(module).__name__} ({exc})")
+                return
+            if snapshot == "cpu":
+                w = w.cpu()
+            import sys
+
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename in (
+                __file__,
+                attention_nn.__file__,
+            ):
+                frame = frame.f_back
+            name, _, _ = _calling_module_object(frame)
+            root_name, cls = _module_name(frame, module)
+            record = AttentionRecord(w, frame, root_name if root_name is not None else name, cls)
+            record.scale = float(module.head_dim**-0.5)
+            record.masked = True
+            observers.publish(record)
+            self.keep(record)
+
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
             kwargs = kwargs or {}
+            if self.suppressed:
+                return func(*args, **kwargs)
+            if _compiling():
+                if func is sdpa or func is mha:
+                    self.miss(COMPILE_MESSAGE)
+                return func(*args, **kwargs)
             result = func(*args, **kwargs)
             if func is sdpa:
-                record = _record(args, kwargs, snapshot)
-                if records is not None:
-                    records.append(record)
+                self.sdpa_since_tokens = True
+                try:
+                    self.keep(_record(args, kwargs, snapshot, self))
+                except Exception as exc:  # never break the model
+                    log.exception("capture_attention: recording an SDPA call failed")
+                    self.miss(f"scaled_dot_product_attention ({exc!r})")
+            elif func is mha:
+                self.record_module(
+                    _FunctionalMHA(args, kwargs),
+                    lambda: attention_nn.functional_mha_weights(args, kwargs),
+                )
+            elif func is embedding:
+                ids = args[0] if args else kwargs.get("input")
+                if self.sdpa_since_tokens and getattr(ids, "dtype", None) is not None:
+                    self.pass_tokens = ids.detach()
+                    self.sdpa_since_tokens = False
+            elif getattr(func, "__name__", "") in unrecordable:
+                self.miss(f"{func.__name__} (a fused kernel that exposes no probabilities)")
             return result
 
     return _Interceptor()
+
+
+class _FunctionalMHA:
+    """Stands for the module of a direct ``F.multi_head_attention_forward`` call."""
+
+    def __init__(self, args: Any, kwargs: Dict[str, Any]) -> None:
+        embed = args[3] if len(args) > 3 else kwargs["embed_dim_to_check"]
+        heads = args[4] if len(args) > 4 else kwargs["num_heads"]
+        self.head_dim = embed // heads
+
+
+def _module_name(frame: Any, module: Any) -> tuple[str | None, str | None]:
+    """Dotted path of ``module`` inside the outermost module on the stack."""
+    import torch
+
+    if not isinstance(module, torch.nn.Module):
+        return None, None
+    root = None
+    f = frame
+    while f is not None:
+        owner = f.f_locals.get("self") if "self" in f.f_code.co_varnames[:1] else None
+        if isinstance(owner, torch.nn.Module):
+            root = owner
+        f = f.f_back
+    cls = type(module).__qualname__
+    if root is None:
+        return "", cls
+    for name, candidate in root.named_modules():
+        if candidate is module:
+            return name, cls
+    return None, cls
+
+
+def _compiling() -> bool:
+    try:
+        import torch
+
+        return bool(torch.compiler.is_compiling())
+    except Exception:
+        return False
 
 
 _session: Dict[str, Any] = {"enabled": False, "mode": None, "cell_modes": []}
@@ -315,24 +527,22 @@ def capture_attention(snapshot: str | None = None) -> Iterator[List[AttentionRec
 _SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
 
 
-def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any) -> AttentionRecord:
+def _record(
+    args: Any, kwargs: Dict[str, Any], snapshot: Any, icpt: Any = None
+) -> AttentionRecord | None:
+    """Record one SDPA call; returns None when it extended an earlier (generation) record."""
     import sys
 
     import torch
 
     call = dict(zip(_SDPA_PARAMS, args, strict=False))
     call.update(kwargs)
-    with torch.no_grad():
-        weights = attention_probabilities(
-            call["query"],
-            call["key"],
-            attn_mask=call.get("attn_mask"),
-            is_causal=bool(call.get("is_causal", False)),
-            scale=call.get("scale"),
-            enable_gqa=bool(call.get("enable_gqa", False)),
-        )
-    if snapshot == "cpu":
-        weights = weights.cpu()
+    q, k = call["query"].detach(), call["key"].detach()
+    mask = call.get("attn_mask")
+    mask = mask.detach() if mask is not None else None
+    is_causal = bool(call.get("is_causal", False))
+    scale = call.get("scale")
+    scale = float(scale) if scale is not None else 1.0 / math.sqrt(q.shape[-1])
     # the caller of F.scaled_dot_product_attention: skip this module's and torch's frames
     frame = sys._getframe(1)
     while frame is not None and (
@@ -340,12 +550,126 @@ def _record(args: Any, kwargs: Dict[str, Any], snapshot: Any) -> AttentionRecord
         or frame.f_code.co_filename.replace("\\", "/").endswith("torch/overrides.py")
     ):
         frame = frame.f_back
-    module, module_class = _calling_module(frame)
-    record = AttentionRecord(weights, frame, module, module_class)
-    q, k = call["query"], call["key"]
-    record.scale = float(call.get("scale") or 1.0 / math.sqrt(q.shape[-1]))
-    record.is_causal = bool(call.get("is_causal", False))
-    record.masked = call.get("attn_mask") is not None
-    record.kv_groups = q.shape[-3] // k.shape[-3] if q.dim() >= 3 and k.dim() >= 3 else 1
+    q, k, mask = _unpack_transformers_gqa(frame, q, k, mask)
+    if q.dim() < 3 or k.dim() < 3:
+        q, k = q.reshape(1, 1, *q.shape[-2:]), k.reshape(1, 1, *k.shape[-2:])
+    while q.dim() < 4:
+        q, k = q[None], k[None]
+    if q.dim() > 4:
+        q, k = q.flatten(0, -4), k.flatten(0, -4)
+        mask = mask.flatten(0, -4) if mask is not None and mask.dim() > 4 else mask
+    if q.shape[1] % k.shape[1]:
+        raise ValueError(f"{q.shape[1]} query heads cannot share {k.shape[1]} key/value heads")
+    groups = q.shape[1] // k.shape[1]
+    if snapshot == "cpu":
+        q, k = q.cpu(), k.cpu()
+        mask = mask.cpu() if mask is not None else None
+    module, module_class, module_obj = _calling_module_object(frame)
+    key_id = id(module_obj) if module_obj is not None else None
+    n_keys = _processed_keys(frame, q, k, icpt.growing.get(key_id) if icpt else None)
+    if n_keys < k.shape[-2]:
+        k = k[..., :n_keys, :].clone()  # a static cache: keep only processed positions
+        mask = mask[..., :n_keys] if mask is not None else None
+    tokens = icpt.pass_tokens if icpt is not None else None
+    previous = icpt.growing.get(key_id) if icpt is not None and key_id is not None else None
+    if previous is not None and _extends(previous, q, k, groups, scale):
+        previous.attention.append(q, k, mask, is_causal)
+        previous.steps += 1
+        previous.token_ids = _join_tokens(previous.token_ids, tokens, q.shape[-2])
+        previous.masked = previous.masked or mask is not None
+        observers.publish_update(previous)
+        return None
+    lazy = LazyAttention(q, k, mask, is_causal, scale, groups)
+    record = AttentionRecord(lazy, frame, module, module_class)
+    record.scale = scale
+    record.is_causal = is_causal
+    record.masked = mask is not None
+    record.kv_groups = groups
+    record.token_ids = _join_tokens(None, tokens, q.shape[-2]) if tokens is not None else None
+    if icpt is not None and key_id is not None:
+        icpt.growing[key_id] = record
     observers.publish(record)
     return record
+
+
+def _join_tokens(held: Any, tokens: Any, n_rows: int) -> Any:
+    """Token ids for the rows so far (None once any pass's ids are unknown)."""
+    import torch
+
+    if tokens is None or tokens.dim() < 1 or tokens.shape[-1] != n_rows:
+        return None
+    tokens = tokens.reshape(-1, n_rows) if tokens.dim() != 2 else tokens
+    if held is None:
+        return tokens.clone()
+    if held.shape[0] != tokens.shape[0]:
+        return None
+    return torch.cat([held, tokens.to(held.device)], dim=-1)
+
+
+def _extends(previous: AttentionRecord, q: Any, k: Any, groups: int, scale: float) -> bool:
+    """Whether this call is a later step over the same growing sequence (a KV-cache
+    decode step): same layout, the keys start with every key held so far, and the
+    record's rows so far are exactly its keys (self-attention over the prefix)."""
+    att = previous.attention
+    if att.dense is not None or att.kv_groups != groups or att.scale != scale:
+        return False
+    b, h, n_rows, n_keys = att.shape
+    held = att.key
+    if (q.shape[0], q.shape[1], q.shape[-1]) != (b, h, att.segments[0].query.shape[-1]):
+        return False
+    if n_rows != n_keys or k.shape[-2] != n_keys + q.shape[-2]:
+        return False
+    if k.shape[:2] != held.shape[:2] or k.device != held.device:
+        return False
+    import torch
+
+    return bool(
+        torch.equal(k[..., :1, :], held[..., :1, :])
+        and torch.equal(k[..., n_keys - 1 : n_keys, :], held[..., n_keys - 1 :, :])
+    )
+
+
+def _processed_keys(frame: Any, q: Any, k: Any, previous: Any) -> int:
+    """Key positions to keep: all of them, except under a transformers static cache,
+    whose keys are preallocated to the maximum length (only processed ones are kept)."""
+    f, depth = frame, 0
+    while f is not None and depth < 12:
+        position = f.f_locals.get("cache_position")
+        if (
+            getattr(position, "numel", lambda: 0)()
+            and f.f_locals.get("past_key_values") is not None
+        ):
+            if "Static" in type(f.f_locals["past_key_values"]).__name__:
+                return min(k.shape[-2], int(position[-1]) + 1)
+        cache = f.f_locals.get("past_key_values")
+        if cache is not None:
+            if "Static" in type(cache).__name__ or "Hybrid" in type(cache).__name__:
+                done = 0
+                if previous is not None and previous.attention.dense is None:
+                    b, h, n_rows, n_keys = previous.attention.shape
+                    done = n_rows if n_rows == n_keys else 0
+                return min(k.shape[-2], done + q.shape[-2])
+            break
+        f, depth = f.f_back, depth + 1
+    return k.shape[-2]
+
+
+def _unpack_transformers_gqa(frame: Any, q: Any, k: Any, mask: Any) -> tuple:
+    """Undo transformers' packed GQA decode (one query token of ``g`` heads sharing a KV
+    head sent as ``g`` query rows of that head) and its repeated KV heads, so the record
+    has the model's real heads: Hq query heads over Hq/g key heads."""
+    if frame is None or frame.f_code.co_name != "sdpa_attention_forward":
+        return q, k, mask
+    module = frame.f_locals.get("module")
+    groups = int(getattr(module, "num_key_value_groups", 1) or 1)
+    if groups <= 1 or q.dim() != 4:
+        return q, k, mask
+    if frame.f_locals.get("q_length") == 1 and q.shape[1] == k.shape[1] and q.shape[2] == groups:
+        b, hk, _, d = q.shape
+        q = q.reshape(b, hk * groups, 1, d)
+        if mask is not None and mask.dim() == 4 and mask.shape[2] == groups:
+            mask = mask.reshape(mask.shape[0], mask.shape[1] * groups, 1, mask.shape[-1])
+        return q, k, mask
+    if k.shape[1] == q.shape[1] and q.shape[1] % groups == 0:
+        k = k[:, ::groups].clone()  # repeat_kv's copies are identical; keep one per group
+    return q, k, mask

@@ -44,7 +44,11 @@ class Eviction:
 
 
 def record_nbytes(record: Any) -> int:
-    """Tensor/array bytes a capture or hit keeps alive (each storage counted once)."""
+    """Tensor/array bytes a capture or hit keeps alive (each storage counted once); a
+    record that knows (``nbytes_held()``, e.g. a lazy attention record) says itself."""
+    held = getattr(record, "nbytes_held", None)
+    if callable(held):
+        return int(held())
     seen: set[int] = set()
     total = 0
     for name in ("args", "locals"):
@@ -87,6 +91,19 @@ class CaptureStore:
     def add(self, record: Any) -> None:
         """Keep ``record`` (it needs an ``id``), evicting the oldest beyond the budget."""
         size = record_nbytes(record)
+        with self._lock:
+            if record.id in self._records:  # a record that grew: re-count its bytes
+                self.nbytes += size - self._sizes[record.id]
+                self._sizes[record.id] = size
+                eviction = self._evict_to_budget(keep=record.id)
+                resized = True
+            else:
+                resized = False
+        if resized:
+            self._notify("resized", record)
+            if eviction is not None:
+                self._report(eviction)
+            return
         with self._lock:
             self._records[record.id] = record
             self._sizes[record.id] = size
@@ -178,8 +195,9 @@ class CaptureStore:
 
     # -- listeners ------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
-        """``listener(kind, payload)`` for ``added`` (record), ``evicted`` (Eviction) and
-        ``deleted`` (list of ids)."""
+        """``listener(kind, payload)`` for ``added`` (record), ``resized`` (a record that
+        grew, e.g. attention during generation), ``evicted`` (Eviction) and ``deleted``
+        (list of ids)."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:

@@ -40,3 +40,9 @@ def publish(record: Any) -> None:
             observer(record)
         except Exception:
             log.exception("nopdb_lab: observer %r failed", observer)
+
+
+def publish_update(record: Any) -> None:
+    """A published record grew (e.g. an attention record during generation): observers
+    are called again with the same record; the capture store re-counts its bytes."""
+    publish(record)

@@ -104,8 +104,11 @@ def test_records_are_captures_in_the_store():
     finally:
         store.disable()
     record = store[attns[0].id]
-    assert record is attns[0] and record.locals["weights"] is attns[0].weights
-    assert store.size_of(record.id) == 4 * 17 * 17 * 4  # float32 weights counted
+    assert record is attns[0] and record.locals["weights"] is attns[0].attention
+    assert torch.equal(record.locals["weights"].materialize(), attns[0].weights)
+    # the store counts what the lazy record keeps alive: q and k are views of the block's
+    # qkv projection (1×17×3·32 float32), whose storage is counted once; no float32 map
+    assert store.size_of(record.id) == attns[0].attention.nbytes == 17 * 3 * 32 * 4
     row = brief(record, store)
     assert row["kind"] == "attention" and row["qualname"] == "Attention.forward"
     assert detail(record, store)["locals"]["module"]["repr"] == "'blocks.0.attn'"
