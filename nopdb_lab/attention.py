@@ -533,7 +533,6 @@ def _record(
     """Record one SDPA call; returns None when it extended an earlier (generation) record."""
     import sys
 
-    import torch
 
     call = dict(zip(_SDPA_PARAMS, args, strict=False))
     call.update(kwargs)

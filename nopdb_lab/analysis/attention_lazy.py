@@ -265,7 +265,7 @@ class LazyAttention:
             raise IndexError(f"too many indices for a 4-D attention map: {item}")
         b, h, n, n_k = self.shape
         picks = []
-        for sel, size in zip(item[:3], (b, h, n)):
+        for sel, size in zip(item[:3], (b, h, n), strict=True):
             picks.append(list(range(size))[sel] if isinstance(sel, slice) else sel)
         batches, heads, rows = picks
         rows_t = self._index(rows, n, "row")
@@ -422,7 +422,7 @@ def lazy_slice_2d(
             heads_t = torch.as_tensor([h for h, _ in items], device=rec.device)
             rows = torch.arange(row0, row0 + n_rows, device=rec.device)
             block = rec._rows(batch, heads_t, rows).cpu().numpy()
-            for (_, cell), plane in zip(items, block):
+            for (_, cell), plane in zip(items, block, strict=True):
                 acc[cell] += plane
         if means:
             acc /= counts[:, None, None]

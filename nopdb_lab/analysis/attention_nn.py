@@ -173,7 +173,7 @@ def mha_weights(
     """Per-head probabilities (B×H×L×S, or H×L×S unbatched) exactly as
     ``need_weights=True, average_attn_weights=False`` computes them, without dropout."""
     import torch
-    from torch.nn import functional as F
+    from torch.nn import functional as F  # noqa: N812
 
     is_batched = query.dim() == 3
     key_padding_mask = F._canonical_mask(
@@ -214,7 +214,7 @@ def functional_mha_weights(args: Any, kwargs: dict) -> Any:
     import inspect
 
     import torch
-    from torch.nn import functional as F
+    from torch.nn import functional as F  # noqa: N812
 
     bound = inspect.signature(F.multi_head_attention_forward).bind(*args, **kwargs)
     call: dict = dict(bound.arguments)
