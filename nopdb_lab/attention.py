@@ -265,6 +265,7 @@ def _calling_module_object(frame: Any) -> tuple[str | None, str | None, Any]:
         f = f.f_back
     if inner is None:
         return None, None, None
+    root = _unwrap_compiled(root)
     cls = type(inner).__qualname__
     for name, module in root.named_modules():
         if module is inner:
@@ -332,7 +333,8 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
             """Record a torch.nn attention module's map (``weights()`` computes it)."""
             self.module_records += 1
             try:
-                w = weights()
+                with attention_nn.outside(self):
+                    w = weights()
             except Exception as exc:  # never break the model; say what was not recorded
                 self.miss(f"{type(module).__name__} ({exc})")
                 return
@@ -340,15 +342,17 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
                 w = w.cpu()
             import sys
 
-            frame = sys._getframe(1)
-            while frame is not None and frame.f_code.co_filename in (
-                __file__,
-                attention_nn.__file__,
+            inner = sys._getframe(1)  # the wrapper (its ``self`` is a module on the stack)
+            frame = inner
+            while frame is not None and (
+                frame.f_code.co_filename in (__file__, attention_nn.__file__)
+                or frame.f_code.co_filename.replace("\\", "/").endswith(
+                    ("torch/nn/modules/module.py", "torch/overrides.py")
+                )
             ):
                 frame = frame.f_back
-            name, _, _ = _calling_module_object(frame)
-            root_name, cls = _module_name(frame, module)
-            record = AttentionRecord(w, frame, root_name if root_name is not None else name, cls)
+            name, cls = _module_name(inner, module)
+            record = AttentionRecord(w, frame, name, cls)
             record.scale = float(module.head_dim**-0.5)
             record.masked = True
             observers.publish(record)
@@ -359,9 +363,12 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
             if self.suppressed:
                 return func(*args, **kwargs)
             if _compiling():
-                if func is sdpa or func is mha:
+                result = func(*args, **kwargs)
+                if func is sdpa:
+                    _eager_record(self, args, kwargs)
+                elif func is mha:
                     self.miss(COMPILE_MESSAGE)
-                return func(*args, **kwargs)
+                return result
             result = func(*args, **kwargs)
             if func is sdpa:
                 self.sdpa_since_tokens = True
@@ -410,12 +417,36 @@ def _module_name(frame: Any, module: Any) -> tuple[str | None, str | None]:
             root = owner
         f = f.f_back
     cls = type(module).__qualname__
+    root = _unwrap_compiled(root)
     if root is None:
         return "", cls
     for name, candidate in root.named_modules():
         if candidate is module:
             return name, cls
     return None, cls
+
+
+def _eager_record_impl(icpt: Any, args: Any, kwargs: Any) -> None:
+    try:
+        icpt.keep(_record(args, kwargs, None, icpt))
+    except Exception as exc:
+        icpt.miss(f"scaled_dot_product_attention under torch.compile ({exc!r})")
+
+
+def _eager_record(icpt: Any, args: Any, kwargs: Any) -> None:
+    import torch
+
+    torch._dynamo.disable(_eager_record_impl)(icpt, args, kwargs)
+
+
+def _unwrap_compiled(root: Any) -> Any:
+    """The module a ``torch.compile`` wrapper (OptimizedModule) stands for, so paths do
+    not start with ``_orig_mod``."""
+    import torch
+
+    while isinstance(getattr(root, "_orig_mod", None), torch.nn.Module):
+        root = root._orig_mod
+    return root
 
 
 def _compiling() -> bool:
@@ -533,7 +564,6 @@ def _record(
     """Record one SDPA call; returns None when it extended an earlier (generation) record."""
     import sys
 
-
     call = dict(zip(_SDPA_PARAMS, args, strict=False))
     call.update(kwargs)
     q, k = call["query"].detach(), call["key"].detach()
@@ -547,6 +577,7 @@ def _record(
     while frame is not None and (
         frame.f_code.co_filename == __file__
         or frame.f_code.co_filename.replace("\\", "/").endswith("torch/overrides.py")
+        or "torch/_dynamo/" in frame.f_code.co_filename.replace("\\", "/")
     ):
         frame = frame.f_back
     q, k, mask = _unpack_transformers_gqa(frame, q, k, mask)

@@ -186,3 +186,138 @@ def test_session_capture_will_not_unwind_someone_elses_mode():
     finally:
         other.__exit__(None, None, None)
     assert stop_attention_capture()
+
+
+# -- torch.nn attention modules ------------------------------------------------------------
+nn = torch.nn
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("train", [False, True])
+@pytest.mark.parametrize("grad", [False, True])
+@pytest.mark.parametrize("cross", [False, True])
+def test_multihead_attention_maps_with_need_weights_false(batch_first, train, grad, cross):
+    """need_weights=False used to record nothing; the maps must equal the per-head
+    weights need_weights=True returns, and the output must not change (bit for bit)."""
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(16, 4, batch_first=batch_first).train(train)
+    shape = (lambda n: (2, n, 16)) if batch_first else (lambda n: (n, 2, 16))
+    x = torch.randn(*shape(5))
+    memory = torch.randn(*shape(7)) if cross else x
+    kpm = torch.zeros(2, memory.shape[1 if batch_first else 0], dtype=torch.bool)
+    kpm[1, -2:] = True
+    with torch.set_grad_enabled(grad):
+        plain, _ = mha(x, memory, memory, key_padding_mask=kpm, need_weights=False)
+        _, expected = mha(
+            x, memory, memory, key_padding_mask=kpm, need_weights=True, average_attn_weights=False
+        )
+        with capture_attention() as attns:
+            out, _ = mha(x, memory, memory, key_padding_mask=kpm, need_weights=False)
+    assert torch.equal(out, plain)
+    assert (
+        len(attns) == 1 and attns[0].module == "" and attns[0].module_class == "MultiheadAttention"
+    )
+    assert torch.allclose(attns[0].weights, expected, atol=1e-6)
+    assert attns[0].weights[1, :, :, -2:].abs().max() == 0  # padded keys
+
+
+def test_encoder_layer_fast_path_is_kept_and_recorded():
+    """In eval without grad nn.TransformerEncoderLayer runs one fused C++ op; capture must
+    neither leave that path (outputs bit-identical) nor miss the map."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True).eval()
+    x = torch.randn(2, 5, 16)
+    mask = nn.Transformer.generate_square_subsequent_mask(5)
+    with torch.no_grad():
+        plain = layer(x, src_mask=mask)
+        with capture_attention() as attns:
+            out = layer(x, src_mask=mask)
+        _, expected = layer.self_attn(
+            x, x, x, attn_mask=mask, need_weights=True, average_attn_weights=False
+        )
+    assert torch.equal(out, plain)
+    assert [r.module for r in attns] == ["self_attn"]
+    assert torch.allclose(attns[0].weights, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_encoder_with_padding_nested_fast_path(norm_first):
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True, norm_first=norm_first)
+    encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=not norm_first).eval()
+    x = torch.randn(2, 5, 16)
+    kpm = torch.zeros(2, 5, dtype=torch.bool)
+    kpm[1, 3:] = True
+    with torch.no_grad():
+        plain = encoder(x, src_key_padding_mask=kpm)
+        with capture_attention() as attns:
+            out = encoder(x, src_key_padding_mask=kpm)
+        first = encoder.layers[0]
+        inp = first.norm1(x) if norm_first else x
+        _, expected = first.self_attn(
+            inp, inp, inp, key_padding_mask=kpm, need_weights=True, average_attn_weights=False
+        )
+    assert torch.equal(out, plain)
+    assert [r.module for r in attns] == ["layers.0.self_attn", "layers.1.self_attn"]
+    got = attns[0].weights
+    # real query rows (padded queries of the nested fast path are zeros, not the input)
+    assert torch.allclose(got[0], expected[0], atol=1e-6)
+    assert torch.allclose(got[1, :, :3], expected[1, :, :3], atol=1e-6)
+    assert got[1, :, :, 3:].abs().max() == 0
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_decoder_layer_records_self_and_cross_attention(train):
+    torch.manual_seed(0)
+    layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True).train(train)
+    x, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
+    causal = nn.Transformer.generate_square_subsequent_mask(5)
+    plain = layer(x, memory, tgt_mask=causal)
+    with capture_attention() as attns:
+        out = layer(x, memory, tgt_mask=causal)
+    assert torch.equal(out, plain)
+    assert [r.module for r in attns] == ["self_attn", "multihead_attn"]
+    assert [r.shape for r in attns] == [(2, 4, 5, 5), (2, 4, 5, 7)]
+    with torch.no_grad():
+        _, self_map = layer.self_attn(x, x, x, attn_mask=causal, average_attn_weights=False)
+    assert torch.allclose(attns[0].weights, self_map, atol=1e-6)
+
+
+def test_functional_multi_head_attention_is_recorded():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2)
+    x = torch.randn(4, 1, 8)
+    args = (x, x, x, 8, 2, mha.in_proj_weight, mha.in_proj_bias, None, None, False, 0.0)
+    args += (mha.out_proj.weight, mha.out_proj.bias)
+    with capture_attention() as attns:
+        F.multi_head_attention_forward(*args, need_weights=False)
+    _, expected = F.multi_head_attention_forward(*args, average_attn_weights=False)
+    assert len(attns) == 1 and torch.allclose(attns[0].weights, expected, atol=1e-6)
+
+
+def test_an_attention_op_that_cannot_be_recorded_warns():
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(1, 3, 8)
+    with pytest.warns(RuntimeWarning, match="_native_multi_head_attention"):
+        with torch.no_grad(), capture_attention() as attns:
+            torch._native_multi_head_attention(
+                x, x, x, 8, 2, mha.in_proj_weight, mha.in_proj_bias,
+                mha.out_proj.weight, mha.out_proj.bias, None, False,
+            )  # fmt: skip
+    assert attns == []
+
+
+def test_torch_compile_records_through_a_graph_break():
+    torch.manual_seed(0)
+    model = vit_tiny(fused=True).eval()
+    compiled = torch.compile(model)
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        with capture_attention() as expected:
+            model(image)
+        with capture_attention() as attns:
+            compiled(image)
+    assert [r.module for r in attns] == [f"blocks.{i}.attn" for i in range(4)]
+    for got, want in zip(attns, expected, strict=True):
+        assert torch.allclose(got.weights, want.weights, atol=1e-5)

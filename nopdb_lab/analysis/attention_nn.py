@@ -79,12 +79,27 @@ def _install() -> None:
     _installed[nn.TransformerEncoderLayer] = nn.TransformerEncoderLayer.forward
     nn.MultiheadAttention.forward = _wrap_mha(nn.MultiheadAttention.forward)
     nn.TransformerEncoderLayer.forward = _wrap_encoder_layer(nn.TransformerEncoderLayer.forward)
+    # TransformerEncoder only chooses its nested-tensor fast path; run it as without capture
+    _installed[nn.TransformerEncoder] = nn.TransformerEncoder.forward
+    nn.TransformerEncoder.forward = _wrap_outside(nn.TransformerEncoder.forward)
 
 
 def _uninstall() -> None:
     for cls, forward in _installed.items():
         cls.forward = forward
     _installed.clear()
+
+
+def _wrap_outside(original: Callable) -> Callable:
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        icpt = current()
+        if icpt is None:
+            return original(self, *args, **kwargs)
+        with outside(icpt):
+            return original(self, *args, **kwargs)
+
+    forward.__wrapped__ = original  # type: ignore[attr-defined]
+    return forward
 
 
 def _wrap_mha(original: Callable) -> Callable:
@@ -191,8 +206,15 @@ def mha_weights(
         target_type=query.dtype,
         check_other=False,
     )
-    if mha.batch_first and is_batched:
-        query, key, value = (x.transpose(1, 0) for x in (query, key, value))
+    if mha.batch_first and is_batched:  # as MHA.forward does: identity picks the packed path
+        if key is value:
+            if query is key:
+                query = key = value = query.transpose(1, 0)
+            else:
+                query, key = (x.transpose(1, 0) for x in (query, key))
+                value = key
+        else:
+            query, key, value = (x.transpose(1, 0) for x in (query, key, value))
     separate = not mha._qkv_same_embed_dim
     with torch.no_grad():
         _, weights = F.multi_head_attention_forward(
