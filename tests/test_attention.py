@@ -321,3 +321,199 @@ def test_torch_compile_records_through_a_graph_break():
     assert [r.module for r in attns] == [f"blocks.{i}.attn" for i in range(4)]
     for got, want in zip(attns, expected, strict=True):
         assert torch.allclose(got.weights, want.weights, atol=1e-5)
+
+
+# -- decoders from transformers: lazy records, generation -----------------------------------
+from nopdb_lab.analysis.attention_lazy import (  # noqa: E402
+    AttentionBudgetError,
+    LazyStack,
+    attention_sinks,
+    lazy_slice_2d,
+)
+from nopdb_lab.heatmap import slice_2d  # noqa: E402
+
+
+def _llama(implementation, layers=2):
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,  # grouped-query attention, RoPE by default
+        max_position_embeddings=64,
+        eos_token_id=None,  # generate exactly max_new_tokens
+    )
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM._from_config(config, attn_implementation=implementation)
+
+
+def _gpt2(implementation):
+    config = transformers.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    torch.manual_seed(0)
+    return transformers.GPT2LMHeadModel._from_config(config, attn_implementation=implementation)
+
+
+def _pair(build):
+    eager, sdpa = build("eager").eval(), build("sdpa").eval()
+    sdpa.load_state_dict(eager.state_dict())
+    return eager, sdpa
+
+
+@pytest.mark.parametrize("build", [_llama, _gpt2], ids=["llama-gqa", "gpt2"])
+def test_lazy_rows_heads_weights_and_slices_equal_eager_attentions(build):
+    eager, sdpa = _pair(build)
+    torch.manual_seed(1)
+    ids = torch.randint(1, 64, (2, 11))
+    with torch.no_grad():
+        expected = eager(input_ids=ids, output_attentions=True).attentions
+        with capture_attention() as attns:
+            sdpa(input_ids=ids)
+    assert len(attns) == 2
+    for record, want in zip(attns, expected, strict=True):
+        assert record.shape == tuple(want.shape) == (2, 4, 11, 11)
+        assert torch.allclose(record.weights, want, atol=1e-5)
+        assert torch.allclose(record.head(3, batch=1), want[1, 3], atol=1e-5)
+        assert torch.allclose(record.rows(2, [0, 10, 4]), want[0, 2, [0, 10, 4]], atol=1e-5)
+        assert torch.allclose(record.rows(1, range(3, 6), 1), want[1, 1, 3:6], atol=1e-5)
+        assert torch.allclose(record.rows(0, torch.tensor([7])), want[0, 0, [7]], atol=1e-5)
+        assert torch.equal(record.token_ids, ids)
+        lazy = record.locals["weights"]
+        for kwargs in (
+            dict(index={0: 1, 1: 2}),
+            dict(mean_dims=[1], max_size=4),
+            dict(grid_dims=[1], max_size=3, reduce="mean"),
+            dict(grid_dims=[0, 1], max_size=5),
+        ):
+            got_meta, got = lazy_slice_2d(lazy, 2, 3, **kwargs)
+            want_meta, want_plane = slice_2d(want, 2, 3, **kwargs)
+            assert got.shape == want_plane.shape
+            assert got_meta.keys() == want_meta.keys()
+            assert {k: got_meta[k] for k in ("rows", "cols", "grid", "row_step")} == {
+                k: want_meta[k] for k in ("rows", "cols", "grid", "row_step")
+            }
+            assert abs(got - want_plane).max() < 1e-5
+    assert attns[0].kv_groups == (2 if build is _llama else 1)
+    # the record holds q and k in the model's dtype, not a float32 map
+    if build is _llama:
+        assert attns[0].attention.key.shape == (2, 2, 11, 8)  # KV heads not repeated
+
+
+def test_padded_llama_batch_records_real_heads():
+    eager, sdpa = _pair(_llama)
+    ids = torch.randint(1, 64, (2, 9))
+    mask = torch.ones(2, 9, dtype=torch.long)
+    mask[1, :3] = 0  # left padding
+    with torch.no_grad():
+        expected = eager(input_ids=ids, attention_mask=mask, output_attentions=True).attentions
+        with capture_attention() as attns:
+            sdpa(input_ids=ids, attention_mask=mask)
+    for record, want in zip(attns, expected, strict=True):
+        assert record.kv_groups == 2 and record.attention.key.shape[1] == 2
+        assert torch.allclose(record.weights[0], want[0], atol=1e-5)
+        assert torch.allclose(record.weights[1, :, 3:], want[1, :, 3:], atol=1e-5)  # real rows
+
+
+def test_generation_gives_one_growing_record_per_layer():
+    eager, sdpa = _pair(_llama)
+    torch.manual_seed(2)
+    prompt = torch.randint(1, 64, (1, 6))
+    store = CaptureStore()
+    events = []
+    store.add_listener(lambda kind, payload: events.append(kind))
+    store.enable()
+    try:
+        with torch.no_grad(), capture_attention() as attns:
+            out = sdpa.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=0)
+    finally:
+        store.disable()
+    seen = out[:, :-1]  # the last generated token is never fed back
+    assert out.shape[1] == 26 and len(attns) == 2 and len(store) == 2
+    with torch.no_grad():
+        expected = eager(input_ids=seen, output_attentions=True).attentions
+    for record, want in zip(attns, expected, strict=True):
+        assert record.steps == 20 and record.shape == (1, 4, 25, 25)
+        assert torch.allclose(record.weights, want, atol=1e-5)
+        assert torch.equal(record.token_ids, seen)
+        assert store.size_of(record.id) == record.nbytes_held()
+    assert events.count("added") == 2 and events.count("resized") == 2 * 19
+    assert store.nbytes == sum(r.nbytes_held() for r in attns)
+
+
+def test_packed_gqa_decode_step_with_padding_has_the_model_heads():
+    """With a padding mask transformers packs a decode step's query heads into query rows
+    of the KV heads; the record must still be Hq heads × 1 row, not kv_groups 1."""
+    eager, sdpa = _pair(_llama)
+    ids = torch.randint(1, 64, (2, 6))
+    mask = torch.ones(2, 6, dtype=torch.long)
+    mask[1, :2] = 0
+    with torch.no_grad(), capture_attention() as attns:
+        out = sdpa.generate(
+            ids, attention_mask=mask, max_new_tokens=5, do_sample=False, pad_token_id=0
+        )
+    assert len(attns) == 2 and attns[0].kv_groups == 2 and attns[0].steps == 5
+    full = torch.cat([mask, torch.ones(2, 4, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        expected = eager(input_ids=out[:, :-1], attention_mask=full, output_attentions=True)
+    for record, want in zip(attns, expected.attentions, strict=True):
+        assert record.shape == (2, 4, 10, 10)
+        assert torch.allclose(record.weights[0], want[0], atol=1e-5)
+        assert torch.allclose(record.weights[1, :, 2:], want[1, :, 2:], atol=1e-5)
+
+
+def test_static_cache_generation_covers_processed_positions_only():
+    eager, sdpa = _pair(_llama)
+    prompt = torch.randint(1, 64, (1, 6))
+    with torch.no_grad(), capture_attention() as attns:
+        out = sdpa.generate(
+            prompt, max_new_tokens=5, do_sample=False, pad_token_id=0, cache_implementation="static"
+        )
+    with torch.no_grad():
+        expected = eager(input_ids=out[:, :-1], output_attentions=True).attentions
+    assert len(attns) == 2
+    for record, want in zip(attns, expected, strict=True):
+        assert record.shape == (1, 4, 10, 10) and record.steps == 5
+        assert torch.allclose(record.weights, want, atol=1e-5)
+
+
+def test_rollout_and_sinks_on_lazy_records():
+    _, sdpa = _pair(lambda impl: _llama(impl, layers=3))
+    with torch.no_grad(), capture_attention() as attns:
+        sdpa(input_ids=torch.randint(1, 64, (2, 9)))
+    dense = [r.weights for r in attns]
+    for fusion in ("mean", "max", "min"):
+        lazy = nopdb_lab.attention_rollout(attns, head_fusion=fusion)
+        assert torch.allclose(lazy, nopdb_lab.attention_rollout(dense, head_fusion=fusion))
+    sinks = attention_sinks(attns, k=2)
+    assert sinks.shape == (3, 4)
+    want = torch.stack([w[..., :2].sum(-1).mean(dim=(0, 2)) for w in dense])
+    assert torch.allclose(sinks, want, atol=1e-6)
+
+
+def test_materialising_beyond_the_budget_names_the_sizes():
+    _, sdpa = _pair(_llama)
+    with torch.no_grad(), capture_attention() as attns:
+        sdpa(input_ids=torch.randint(1, 64, (1, 12)))
+    with pytest.raises(AttentionBudgetError, match=r"2,304 bytes.*B=1 × H=4 × Nq=12 × Nk=12"):
+        attns[0].attention.materialize(budget=1000)
+    assert attns[0].head(0).shape == (12, 12)  # slices still work
+
+
+def test_stacking_lazy_records_keeps_them_lazy():
+    from nopdb_lab.stacking import stack_captures
+
+    _, sdpa = _pair(_llama)
+    store = CaptureStore()
+    store.enable()
+    try:
+        with torch.no_grad(), capture_attention() as attns:
+            sdpa(input_ids=torch.randint(1, 64, (1, 7)))
+        stacked = stack_captures(store, attns[0].id, ["locals", "weights"])
+    finally:
+        store.disable()
+    assert isinstance(stacked.locals["stacked"], LazyStack)
+    assert stacked.locals["stacked"].shape == (2, 1, 4, 7, 7)
+    dense = torch.stack([r.weights for r in attns])
+    assert torch.allclose(stacked.locals["rollout"], nopdb_lab.attention_rollout(list(dense)))
+    meta, grid = lazy_slice_2d(stacked.locals["stacked"], 3, 4, grid_dims=[0, 2])
+    assert meta["grid"] == [2, 4] and abs(grid - dense[:, 0].numpy()).max() < 1e-6
