@@ -40,7 +40,8 @@ from typing import Any, Dict, Iterator, List
 
 from . import observers
 from .analysis import attention_nn
-from .analysis.attention_lazy import LazyAttention, is_lazy
+from .analysis.attention_flow import attention_flow  # noqa: F401  (public here)
+from .analysis.attention_lazy import LazyAttention, attention_sinks, is_lazy  # noqa: F401
 from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
 
 log = logging.getLogger("nopdb_lab")

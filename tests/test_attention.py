@@ -517,3 +517,53 @@ def test_stacking_lazy_records_keeps_them_lazy():
     assert torch.allclose(stacked.locals["rollout"], nopdb_lab.attention_rollout(list(dense)))
     meta, grid = lazy_slice_2d(stacked.locals["stacked"], 3, 4, grid_dims=[0, 2])
     assert meta["grid"] == [2, 4] and abs(grid - dense[:, 0].numpy()).max() < 1e-6
+
+
+def _min_cut(layers, source, sink):
+    """Max flow by brute-force minimum cut (every node subset), for tiny graphs."""
+    n, depth = layers[0].shape[0], len(layers)
+    inner = [
+        (layer, t)
+        for layer in range(depth + 1)
+        for t in range(n)
+        if (layer, t) not in ((0, source), (depth, sink))
+    ]
+    best = float("inf")
+    for bits in range(1 << len(inner)):
+        side = {(0, source)} | {inner[b] for b in range(len(inner)) if bits >> b & 1}
+        cut = sum(
+            float(layers[layer][b, a])
+            for layer in range(depth)
+            for a in range(n)
+            for b in range(n)
+            if (layer, a) in side and (layer + 1, b) not in side
+        )
+        best = min(best, cut)
+    return best
+
+
+def test_attention_flow_equals_the_minimum_cut():
+    from nopdb_lab.attention import attention_flow
+
+    torch.manual_seed(0)
+    maps = [torch.softmax(torch.randn(2, 3, 3), -1) for _ in range(2)]
+    fused = []
+    for m in maps:
+        f = 0.5 * m.mean(0) + 0.5 * torch.eye(3)
+        fused.append((f / f.sum(-1, keepdim=True)).double())
+    expected = torch.tensor([[_min_cut(fused, j, i) for j in range(3)] for i in range(3)])
+    assert torch.allclose(attention_flow(maps), expected.double(), atol=1e-6)
+    assert torch.allclose(attention_flow(maps, targets=[2]), expected[2:].double(), atol=1e-6)
+
+
+def test_attention_flow_on_lazy_records_and_its_size_limit():
+    from nopdb_lab.attention import attention_flow
+
+    _, sdpa = _pair(_llama)
+    with torch.no_grad(), capture_attention() as attns:
+        sdpa(input_ids=torch.randint(1, 64, (1, 6)))
+    lazy = attention_flow(attns, head_fusion="max")
+    assert torch.allclose(lazy, attention_flow([r.weights for r in attns], head_fusion="max"))
+    assert lazy[0, 1:].abs().max() < 1e-9  # causal: token 0 above only draws on token 0
+    with pytest.raises(ValueError, match=r"36 max-flow problems on a graph of 72 edges"):
+        attention_flow(attns, max_work=100)
