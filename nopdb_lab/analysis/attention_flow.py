@@ -130,25 +130,27 @@ class _Graph:
             if level[sink] < 0:
                 return total
             it = [0] * self.n_nodes
-
-            def push(u: int, limit: float) -> float:
-                if u == sink:
-                    return limit
-                edges = adj[u]
-                while it[u] < len(edges):
-                    e = edges[it[u]]
-                    v = to[e]
-                    if cap[e] > _EPS and level[v] == level[u] + 1:
-                        pushed = push(v, min(limit, cap[e]))
-                        if pushed > _EPS:
-                            cap[e] -= pushed
-                            cap[e ^ 1] += pushed
-                            return pushed
-                    it[u] += 1
-                return 0.0
-
             while True:
-                pushed = push(source, float("inf"))
+                pushed = self._push(source, sink, float("inf"), cap, level, it)
                 if pushed <= _EPS:
                     break
                 total += pushed
+
+    def _push(
+        self, u: int, sink: int, limit: float, cap: List[float], level: List[int], it: List[int]
+    ) -> float:
+        """One augmenting path in the level graph (Dinic's blocking-flow step)."""
+        if u == sink:
+            return limit
+        edges, to = self.adj[u], self.to
+        while it[u] < len(edges):
+            e = edges[it[u]]
+            v = to[e]
+            if cap[e] > _EPS and level[v] == level[u] + 1:
+                pushed = self._push(v, sink, min(limit, cap[e]), cap, level, it)
+                if pushed > _EPS:
+                    cap[e] -= pushed
+                    cap[e ^ 1] += pushed
+                    return pushed
+            it[u] += 1
+        return 0.0
