@@ -250,6 +250,20 @@ def _calling_module(frame: Any) -> tuple[str | None, str | None]:
     return _calling_module_object(frame)[:2]  # type: ignore[return-value]
 
 
+def _inner_module(frame: Any) -> Any:
+    """The innermost ``nn.Module`` whose method is on the stack (None if none)."""
+    import torch
+
+    f = frame
+    while f is not None:
+        if "self" in f.f_code.co_varnames[:1]:
+            owner = f.f_locals.get("self")
+            if isinstance(owner, torch.nn.Module):
+                return owner
+        f = f.f_back
+    return None
+
+
 def _calling_module_object(frame: Any) -> tuple[str | None, str | None, Any]:
     """:func:`_calling_module` plus the module object itself."""
     import torch
@@ -290,7 +304,14 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
     sdpa = functional.scaled_dot_product_attention
     mha = functional.multi_head_attention_forward
     embedding = functional.embedding
-    unrecordable = set(attention_nn.ATTENTION_OPS_NOT_RECORDED)
+    import torch
+
+    unrecordable = {
+        getattr(torch, name)
+        for name in attention_nn.ATTENTION_OPS_NOT_RECORDED
+        if callable(getattr(torch, name, None))
+    }
+    watched = frozenset({sdpa, mha, embedding} | unrecordable)
 
     class _Interceptor(TorchFunctionMode):
         def __init__(self) -> None:
@@ -361,13 +382,13 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
 
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None):
             kwargs = kwargs or {}
-            if self.suppressed:
+            if self.suppressed or func not in watched:  # every other op: nothing to do
                 return func(*args, **kwargs)
             if _compiling():
                 result = func(*args, **kwargs)
                 if func is sdpa:
                     _eager_record(self, args, kwargs)
-                elif func is mha:
+                elif func is not embedding:
                     self.miss(COMPILE_MESSAGE)
                 return result
             result = func(*args, **kwargs)
@@ -388,8 +409,9 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
                 if self.sdpa_since_tokens and getattr(ids, "dtype", None) is not None:
                     self.pass_tokens = ids.detach()
                     self.sdpa_since_tokens = False
-            elif getattr(func, "__name__", "") in unrecordable:
-                self.miss(f"{func.__name__} (a fused kernel that exposes no probabilities)")
+            else:  # one of the unrecordable fused kernels
+                name = getattr(func, "__name__", repr(func))
+                self.miss(f"{name} (a fused kernel that exposes no probabilities)")
             return result
 
     return _Interceptor()
@@ -595,14 +617,17 @@ def _record(
     if snapshot == "cpu":
         q, k = q.cpu(), k.cpu()
         mask = mask.cpu() if mask is not None else None
-    module, module_class, module_obj = _calling_module_object(frame)
+    # decode steps are frequent: find the calling module cheaply (innermost one) first
+    module_obj = _inner_module(frame)
     key_id = id(module_obj) if module_obj is not None else None
-    n_keys = _processed_keys(frame, q, k, icpt.growing.get(key_id) if icpt else None)
-    if n_keys < k.shape[-2]:
-        k = k[..., :n_keys, :].clone()  # a static cache: keep only processed positions
-        mask = mask[..., :n_keys] if mask is not None else None
-    tokens = icpt.pass_tokens if icpt is not None else None
     previous = icpt.growing.get(key_id) if icpt is not None and key_id is not None else None
+    expected = (previous.attention.n_rows if previous is not None else 0) + q.shape[-2]
+    if k.shape[-2] > expected and (previous is not None or mask is not None):
+        n_keys = _processed_keys(frame, q, k, previous)
+        if n_keys < k.shape[-2]:
+            k = k[..., :n_keys, :].clone()  # a static cache: keep only processed positions
+            mask = mask[..., :n_keys] if mask is not None else None
+    tokens = icpt.pass_tokens if icpt is not None else None
     if previous is not None and _extends(previous, q, k, groups, scale):
         previous.attention.append(q, k, mask, is_causal)
         previous.steps += 1
@@ -610,6 +635,7 @@ def _record(
         previous.masked = previous.masked or mask is not None
         observers.publish_update(previous)
         return None
+    module, module_class, _ = _calling_module_object(frame)
     lazy = LazyAttention(q, k, mask, is_causal, scale, groups)
     record = AttentionRecord(lazy, frame, module, module_class)
     record.scale = scale

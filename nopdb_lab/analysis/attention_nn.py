@@ -255,5 +255,4 @@ ATTENTION_OPS_NOT_RECORDED: List[str] = [
     "_scaled_dot_product_efficient_attention",
     "_scaled_dot_product_cudnn_attention",
     "_scaled_dot_product_flash_attention_for_cpu",
-    "flex_attention",
 ]
