@@ -567,3 +567,13 @@ def test_attention_flow_on_lazy_records_and_its_size_limit():
     assert lazy[0, 1:].abs().max() < 1e-9  # causal: token 0 above only draws on token 0
     with pytest.raises(ValueError, match=r"36 max-flow problems on a graph of 72 edges"):
         attention_flow(attns, max_work=100)
+
+
+def test_lazy_summary_reports_shape_and_bytes_held():
+    from nopdb_lab.analysis.attention_lazy import lazy_summary
+
+    with torch.no_grad(), capture_attention() as attns:
+        vit_tiny(fused=True)(torch.rand(1, 3, 32, 32))
+    summary = lazy_summary(attns[0].attention)
+    assert summary["shape"] == [1, 4, 17, 17] and summary["lazy"]
+    assert summary["held_bytes"] == attns[0].nbytes_held()

@@ -346,7 +346,7 @@ def lazy_slice_2d(
     """
     import numpy as np
 
-    from ..heatmap import REDUCTIONS, SliceError, _pool
+    from ..heatmap import REDUCTIONS, SliceError
 
     shape = tuple(value.shape)
     ndim = len(shape)
@@ -414,26 +414,24 @@ def lazy_slice_2d(
     # rows per block: a multiple of row_step, so pooling block by block equals pooling all
     budget_rows = ROW_BLOCK_ELEMENTS // max(1, n_k * max(n_cells, widest))
     per_block = max(row_step, budget_rows // row_step * row_step)
+    counts_t = torch.as_tensor(counts, dtype=torch.float32)
     for row0 in range(0, n_q, per_block):
         n_rows = min(n_q, row0 + per_block) - row0
-        acc = np.zeros((n_cells, n_rows, n_k), dtype=np.float32)
+        acc = None
         for (layer, batch), items in groups.items():
             rec = layers[layer]
             heads_t = torch.as_tensor([h for h, _ in items], device=rec.device)
             rows = torch.arange(row0, row0 + n_rows, device=rec.device)
-            block = rec._rows(batch, heads_t, rows).cpu().numpy()
-            for (_, cell), plane in zip(items, block, strict=True):
-                acc[cell] += plane
+            block = rec._rows(batch, heads_t, rows)
+            if acc is None:
+                acc = torch.zeros(n_cells, n_rows, n_k, device=block.device)
+            cells = torch.as_tensor([cell for _, cell in items], device=block.device)
+            acc.index_add_(0, cells, block)
         if means:
-            acc /= counts[:, None, None]
+            acc /= counts_t.to(acc.device)[:, None, None]
+        pooled = _pool_torch(acc, row_step, col_step, reduce).cpu().numpy()
         r0 = row0 // row_step
-        for cell in range(n_cells):
-            pooled = (
-                _pool(acc[cell], row_step, col_step, reduce)
-                if (row_step > 1 or col_step > 1)
-                else acc[cell]
-            )
-            planes[cell, r0 : r0 + pooled.shape[0]] = pooled
+        planes[:, r0 : r0 + pooled.shape[1]] = pooled
     if rows_dim > cols_dim:
         planes = np.ascontiguousarray(planes.transpose(0, 2, 1))
         row_step, col_step = col_step, row_step
@@ -497,3 +495,37 @@ def attention_sinks(records: Iterable[Any], k: int = 1) -> Any:
                 out[layer] += block[..., :k].sum(-1).sum(-1).cpu()
         out[layer] /= max(1, b * n)
     return out
+
+
+def _pool_torch(planes: Any, row_step: int, col_step: int, reduce: str) -> Any:
+    """:func:`nopdb_lab.heatmap._pool` for a stack of torch planes (ragged edge blocks
+    reduce over the cells they have; NaN propagates)."""
+    from torch.nn import functional
+
+    if row_step == 1 and col_step == 1:
+        return planes
+    x = planes[:, None]
+    kernel = (row_step, col_step)
+    if reduce == "max":
+        return functional.max_pool2d(x, kernel, kernel, ceil_mode=True)[:, 0]
+    return functional.avg_pool2d(x, kernel, kernel, ceil_mode=True, count_include_pad=False)[:, 0]
+
+
+def lazy_summary(value: Any) -> dict:
+    """A tensor-like summary of a lazy map for the capture browser (the hook in
+    :func:`nopdb_lab.summary.summarize`): shape, dtype and bytes held; no statistics,
+    since they would need every probability (min is 0 and max ≤ 1 by construction)."""
+    shape = list(value.shape)
+    return {
+        "type": "tensor",
+        "class": type(value).__name__,
+        "shape": shape,
+        "dtype": "float32",
+        "device": str(getattr(value, "device", "cpu"))
+        if not isinstance(value, LazyStack)
+        else str(value.layers[0].device),
+        "numel": math.prod(shape),
+        "requires_grad": False,
+        "lazy": True,
+        "held_bytes": int(value.nbytes),
+    }
