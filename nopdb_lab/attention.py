@@ -312,6 +312,7 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
         if callable(getattr(torch, name, None))
     }
     watched = frozenset({sdpa, mha, embedding} | unrecordable)
+    eager_record = _eager_recorder()
 
     class _Interceptor(TorchFunctionMode):
         def __init__(self) -> None:
@@ -341,7 +342,7 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
                     warnings.warn(
                         f"capture_attention: attention ran but was not recorded: {detail}",
                         RuntimeWarning,
-                        stacklevel=3,
+                        stacklevel=4,  # the user's ``with capture_attention()``
                     )
 
         def miss(self, why: str) -> None:
@@ -387,7 +388,7 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
             if _compiling():
                 result = func(*args, **kwargs)
                 if func is sdpa:
-                    _eager_record(self, args, kwargs)
+                    eager_record(self, args, kwargs)
                 elif func is not embedding:
                     self.miss(COMPILE_MESSAGE)
                 return result
@@ -456,10 +457,18 @@ def _eager_record_impl(icpt: Any, args: Any, kwargs: Any) -> None:
         icpt.miss(f"scaled_dot_product_attention under torch.compile ({exc!r})")
 
 
-def _eager_record(icpt: Any, args: Any, kwargs: Any) -> None:
-    import torch
+_disabled: List[Any] = []
 
-    torch._dynamo.disable(_eager_record_impl)(icpt, args, kwargs)
+
+def _eager_recorder() -> Any:
+    """``_eager_record_impl`` wrapped by ``torch._dynamo.disable`` (made once, outside
+    tracing: Dynamo refuses to trace ``disable`` itself): calling it from a compiled
+    region makes a graph break, and it runs eagerly on the real tensors."""
+    if not _disabled:
+        import torch
+
+        _disabled.append(torch._dynamo.disable(_eager_record_impl))
+    return _disabled[0]
 
 
 def _unwrap_compiled(root: Any) -> Any:

@@ -577,3 +577,15 @@ def test_lazy_summary_reports_shape_and_bytes_held():
     summary = lazy_summary(attns[0].attention)
     assert summary["shape"] == [1, 4, 17, 17] and summary["lazy"]
     assert summary["held_bytes"] == attns[0].nbytes_held()
+
+
+def test_fullgraph_compiled_module_runs_unbroken_and_says_why_nothing_was_recorded():
+    model = vit_tiny(fused=True).eval()
+    compiled = torch.compile(model, fullgraph=True)
+    image = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(image)
+        with pytest.warns(RuntimeWarning, match=r"fullgraph=True.*_orig_mod"):
+            with capture_attention() as attns:
+                out = compiled(image)
+    assert attns == [] and torch.allclose(out, expected, atol=1e-5)

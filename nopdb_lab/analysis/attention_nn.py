@@ -83,6 +83,36 @@ def _install() -> None:
     _installed[nn.TransformerEncoder] = nn.TransformerEncoder.forward
     nn.TransformerEncoder.forward = _wrap_outside(nn.TransformerEncoder.forward)
 
+    try:
+        from torch._dynamo.eval_frame import OptimizedModule
+    except ImportError:  # pragma: no cover - torch without Dynamo
+        return
+    _installed[OptimizedModule] = OptimizedModule.__call__
+    OptimizedModule.__call__ = _wrap_fullgraph(OptimizedModule.__call__)
+
+
+FULLGRAPH_MESSAGE = (
+    "a module compiled with torch.compile(fullgraph=True) ran without attention capture "
+    "(recording needs a graph break, which fullgraph forbids); capture the original "
+    "module instead (`compiled._orig_mod(...)`), or compile without fullgraph=True"
+)
+
+
+def _wrap_fullgraph(original: Callable) -> Callable:
+    """Run a fullgraph-compiled module as if no capture were active (a graph break would
+    make it fail) and say so, instead of breaking the user's code."""
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+        icpt = current()
+        if icpt is None or not getattr(getattr(self, "dynamo_ctx", None), "fullgraph", False):
+            return original(self, *args, **kwargs)
+        icpt.miss(FULLGRAPH_MESSAGE)
+        with outside(icpt):
+            return original(self, *args, **kwargs)
+
+    __call__.__wrapped__ = original  # type: ignore[attr-defined]
+    return __call__
+
 
 def _uninstall() -> None:
     for cls, forward in _installed.items():
