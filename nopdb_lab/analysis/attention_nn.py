@@ -102,7 +102,7 @@ def _wrap_fullgraph(original: Callable) -> Callable:
     """Run a fullgraph-compiled module as if no capture were active (a graph break would
     make it fail) and say so, instead of breaking the user's code."""
 
-    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         icpt = current()
         if icpt is None or not getattr(getattr(self, "dynamo_ctx", None), "fullgraph", False):
             return original(self, *args, **kwargs)
@@ -110,8 +110,8 @@ def _wrap_fullgraph(original: Callable) -> Callable:
         with outside(icpt):
             return original(self, *args, **kwargs)
 
-    __call__.__wrapped__ = original  # type: ignore[attr-defined]
-    return __call__
+    call.__wrapped__ = original  # type: ignore[attr-defined]
+    return call
 
 
 def _uninstall() -> None:
