@@ -301,9 +301,12 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
     from torch.nn import functional
     from torch.overrides import TorchFunctionMode
 
-    sdpa = functional.scaled_dot_product_attention
-    mha = functional.multi_head_attention_forward
-    embedding = functional.embedding
+    def original(f: Any) -> Any:  # the function itself, not a via="patch" wrapper of it
+        return getattr(f, "__wrapped__", f)
+
+    sdpa = original(functional.scaled_dot_product_attention)
+    mha = original(functional.multi_head_attention_forward)
+    embedding = original(functional.embedding)
     import torch
 
     unrecordable = {
@@ -323,6 +326,7 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
             self.pass_tokens: Any = None  # token ids of the forward pass running now
             self.sdpa_since_tokens = True
             self.missed: Dict[str, int] = {}
+            self.patch_mode = False
 
         def __enter__(self) -> Any:
             attention_nn.push(self)
@@ -337,13 +341,17 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
                 return super().__exit__(*exc)
             finally:
                 attention_nn.pop(self)
-                if self.missed:
-                    detail = "; ".join(f"{n}× {why}" for why, n in self.missed.items())
-                    warnings.warn(
-                        f"capture_attention: attention ran but was not recorded: {detail}",
-                        RuntimeWarning,
-                        stacklevel=4,  # the user's ``with capture_attention()``
-                    )
+                self.report()
+
+        def report(self, stacklevel: int = 5) -> None:
+            """Warn about attention that ran in the block but was not recorded."""
+            if self.missed:
+                detail = "; ".join(f"{n}× {why}" for why, n in self.missed.items())
+                warnings.warn(
+                    f"capture_attention: attention ran but was not recorded: {detail}",
+                    RuntimeWarning,
+                    stacklevel=stacklevel,  # the user's ``with capture_attention()``
+                )
 
         def miss(self, why: str) -> None:
             self.missed[why] = self.missed.get(why, 0) + 1
@@ -385,6 +393,10 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
             kwargs = kwargs or {}
             if self.suppressed or func not in watched:  # every other op: nothing to do
                 return func(*args, **kwargs)
+            return self.handle(func, args, kwargs)
+
+        def handle(self, func: Any, args: Any, kwargs: Dict[str, Any]) -> Any:
+            """Run an attention-related call and record what it implies."""
             if _compiling():
                 result = func(*args, **kwargs)
                 if func is sdpa:
@@ -573,18 +585,43 @@ def _exit_after_cell() -> None:
 
 
 @contextmanager
-def capture_attention(snapshot: str | None = None) -> Iterator[List[AttentionRecord]]:
+def capture_attention(
+    snapshot: str | None = None, via: str = "mode"
+) -> Iterator[List[AttentionRecord]]:
     """Record the attention probabilities of every SDPA call in the block, in call order.
 
-    Yields a list that fills as the model runs. Each record also goes to the capture
-    store (and so to the JupyterLab capture browser). ``snapshot="cpu"`` moves the
-    weights to the CPU as they are recorded (frees GPU memory for long runs).
+    Yields a list that fills as the model runs (a generation adds one record per
+    attention module, which grows). Each record also goes to the capture store (and so
+    to the JupyterLab capture browser). ``snapshot="cpu"`` moves the queries and keys to
+    the CPU as they are recorded (frees GPU memory for long runs).
+
+    ``via="mode"`` (default) intercepts with a ``TorchFunctionMode``: it sees SDPA however
+    the model reached it, but every torch call in the block pays Python dispatch (about
+    1.5x for a small model's token-by-token generation on a CPU; nothing measurable for a
+    long prompt). ``via="patch"`` swaps ``torch.nn.functional.scaled_dot_product_attention``
+    (and ``multi_head_attention_forward``, ``embedding``) for the block instead: no cost
+    per other op, but a model that imported the function by name before
+    (``from torch.nn.functional import scaled_dot_product_attention``) is not seen.
     """
     if snapshot not in (None, "cpu"):
         raise ValueError(f"snapshot must be None or 'cpu', not {snapshot!r}")
+    if via not in ("mode", "patch"):
+        raise ValueError(f"via must be 'mode' or 'patch', not {via!r}")
     records: List[AttentionRecord] = []
-    with _interceptor(records, snapshot):
+    icpt = _interceptor(records, snapshot)
+    if via == "mode":
+        with icpt:
+            yield records
+        return
+    icpt.patch_mode = True
+    attention_nn.push(icpt)
+    attention_nn.patch_functional()
+    try:
         yield records
+    finally:
+        attention_nn.unpatch_functional()
+        attention_nn.pop(icpt)
+        icpt.report(stacklevel=4)
 
 
 _SDPA_PARAMS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
@@ -607,7 +644,7 @@ def _record(
     # the caller of F.scaled_dot_product_attention: skip this module's and torch's frames
     frame = sys._getframe(1)
     while frame is not None and (
-        frame.f_code.co_filename == __file__
+        frame.f_code.co_filename in (__file__, attention_nn.__file__)
         or frame.f_code.co_filename.replace("\\", "/").endswith("torch/overrides.py")
         or "torch/_dynamo/" in frame.f_code.co_filename.replace("\\", "/")
     ):

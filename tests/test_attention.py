@@ -58,12 +58,13 @@ def test_fully_masked_rows_are_zero_not_nan():
     assert not weights.isnan().any() and weights[0, 0, 1].abs().max() == 0
 
 
-def test_fused_vit_gives_the_maps_of_the_eager_softmax():
+@pytest.mark.parametrize("via", ["mode", "patch"])
+def test_fused_vit_gives_the_maps_of_the_eager_softmax(via):
     eager, fused = vit_tiny(), vit_tiny(fused=True)
     image = torch.rand(2, 3, 32, 32)
     with torch.no_grad(), nopdb_lab.capture_calls(Attention.forward) as calls:
         expected_out = eager(image)
-    with torch.no_grad(), capture_attention() as attns:
+    with torch.no_grad(), capture_attention(via=via) as attns:
         out = fused(image)
     assert torch.allclose(out, expected_out, atol=1e-5)  # capturing does not change the model
     assert len(attns) == len(calls) == 4
@@ -221,7 +222,8 @@ def test_multihead_attention_maps_with_need_weights_false(batch_first, train, gr
     assert attns[0].weights[1, :, :, -2:].abs().max() == 0  # padded keys
 
 
-def test_encoder_layer_fast_path_is_kept_and_recorded():
+@pytest.mark.parametrize("via", ["mode", "patch"])
+def test_encoder_layer_fast_path_is_kept_and_recorded(via):
     """In eval without grad nn.TransformerEncoderLayer runs one fused C++ op; capture must
     neither leave that path (outputs bit-identical) nor miss the map."""
     torch.manual_seed(0)
@@ -230,7 +232,7 @@ def test_encoder_layer_fast_path_is_kept_and_recorded():
     mask = nn.Transformer.generate_square_subsequent_mask(5)
     with torch.no_grad():
         plain = layer(x, src_mask=mask)
-        with capture_attention() as attns:
+        with capture_attention(via=via) as attns:
             out = layer(x, src_mask=mask)
         _, expected = layer.self_attn(
             x, x, x, attn_mask=mask, need_weights=True, average_attn_weights=False
@@ -267,13 +269,14 @@ def test_encoder_with_padding_nested_fast_path(norm_first):
 
 
 @pytest.mark.parametrize("train", [False, True])
-def test_decoder_layer_records_self_and_cross_attention(train):
+@pytest.mark.parametrize("via", ["mode", "patch"])
+def test_decoder_layer_records_self_and_cross_attention(train, via):
     torch.manual_seed(0)
     layer = nn.TransformerDecoderLayer(16, 4, 32, dropout=0.0, batch_first=True).train(train)
     x, memory = torch.randn(2, 5, 16), torch.randn(2, 7, 16)
     causal = nn.Transformer.generate_square_subsequent_mask(5)
     plain = layer(x, memory, tgt_mask=causal)
-    with capture_attention() as attns:
+    with capture_attention(via=via) as attns:
         out = layer(x, memory, tgt_mask=causal)
     assert torch.equal(out, plain)
     assert [r.module for r in attns] == ["self_attn", "multihead_attn"]
@@ -308,7 +311,8 @@ def test_an_attention_op_that_cannot_be_recorded_warns():
     assert attns == []
 
 
-def test_torch_compile_records_through_a_graph_break():
+@pytest.mark.parametrize("via", ["mode", "patch"])
+def test_torch_compile_records_through_a_graph_break(via):
     torch.manual_seed(0)
     model = vit_tiny(fused=True).eval()
     compiled = torch.compile(model)
@@ -316,7 +320,7 @@ def test_torch_compile_records_through_a_graph_break():
     with torch.no_grad():
         with capture_attention() as expected:
             model(image)
-        with capture_attention() as attns:
+        with capture_attention(via=via) as attns:
             compiled(image)
     assert [r.module for r in attns] == [f"blocks.{i}.attn" for i in range(4)]
     for got, want in zip(attns, expected, strict=True):
@@ -414,7 +418,8 @@ def test_padded_llama_batch_records_real_heads():
         assert torch.allclose(record.weights[1, :, 3:], want[1, :, 3:], atol=1e-5)  # real rows
 
 
-def test_generation_gives_one_growing_record_per_layer():
+@pytest.mark.parametrize("via", ["mode", "patch"])
+def test_generation_gives_one_growing_record_per_layer(via):
     eager, sdpa = _pair(_llama)
     torch.manual_seed(2)
     prompt = torch.randint(1, 64, (1, 6))
@@ -423,7 +428,7 @@ def test_generation_gives_one_growing_record_per_layer():
     store.add_listener(lambda kind, payload: events.append(kind))
     store.enable()
     try:
-        with torch.no_grad(), capture_attention() as attns:
+        with torch.no_grad(), capture_attention(via=via) as attns:
             out = sdpa.generate(prompt, max_new_tokens=20, do_sample=False, pad_token_id=0)
     finally:
         store.disable()
@@ -589,3 +594,13 @@ def test_fullgraph_compiled_module_runs_unbroken_and_says_why_nothing_was_record
             with capture_attention() as attns:
                 out = compiled(image)
     assert attns == [] and torch.allclose(out, expected, atol=1e-5)
+
+
+def test_via_patch_restores_torch_and_rejects_unknown_modes():
+    sdpa = F.scaled_dot_product_attention
+    with capture_attention(via="patch"):
+        assert F.scaled_dot_product_attention is not sdpa
+    assert F.scaled_dot_product_attention is sdpa
+    with pytest.raises(ValueError, match="via must be 'mode' or 'patch'"):
+        with capture_attention(via="hook"):
+            pass

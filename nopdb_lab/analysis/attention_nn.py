@@ -286,3 +286,50 @@ ATTENTION_OPS_NOT_RECORDED: List[str] = [
     "_scaled_dot_product_cudnn_attention",
     "_scaled_dot_product_flash_attention_for_cpu",
 ]
+
+
+_patched_functional: dict = {}
+_functional_users = 0
+PATCHED_FUNCTIONS = ("scaled_dot_product_attention", "multi_head_attention_forward", "embedding")
+
+
+def patch_functional() -> None:
+    """Swap ``torch.nn.functional``'s attention entry points for recording wrappers
+    (``capture_attention(via="patch")``); nested and concurrent captures share one set."""
+    global _functional_users
+    from torch.nn import functional
+
+    with _lock:
+        _functional_users += 1
+        if _functional_users > 1:
+            return
+        for name in PATCHED_FUNCTIONS:
+            original = getattr(functional, name)
+            _patched_functional[name] = original
+            setattr(functional, name, _recording(original))
+
+
+def unpatch_functional() -> None:
+    global _functional_users
+    from torch.nn import functional
+
+    with _lock:
+        _functional_users -= 1
+        if _functional_users:
+            return
+        for name, original in _patched_functional.items():
+            setattr(functional, name, original)
+        _patched_functional.clear()
+
+
+def _recording(original: Callable) -> Callable:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        icpt = current()
+        if icpt is None or not icpt.patch_mode or icpt.suppressed:
+            return original(*args, **kwargs)
+        return icpt.handle(original, args, kwargs)
+
+    wrapper.__wrapped__ = original  # type: ignore[attr-defined]
+    wrapper.__name__ = getattr(original, "__name__", "wrapper")
+    wrapper.__doc__ = original.__doc__
+    return wrapper
