@@ -4,7 +4,7 @@ A random-weight Llama decoder built from a config (4 layers, 32 query heads shar
 key/value heads, head size 8, RoPE) on a 2,048-token prompt:
 
   (a) forward time, plain vs. inside ``capture_attention()``: median over alternating
-      runs of (capture time / plain time);
+      runs, and the median of the back-to-back ratios (capture time / plain time);
   (b) peak memory of one forward, plain vs. capture (each in a fresh subprocess: the
       peak resident memory during the forward, sampled from /proc, minus the resident
       memory before it; medians over runs), next to the
@@ -64,14 +64,15 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def ratio_of_medians(plain: Callable[[], Any], traced: Callable[[], Any], repeat: int) -> tuple:
+def paired(plain: Callable[[], Any], traced: Callable[[], Any], repeat: int) -> tuple:
     plain(), traced()  # warm up
     p: List[float] = []
     t: List[float] = []
     for _ in range(repeat):
         p.append(timed(plain))
         t.append(timed(traced))
-    return statistics.median(p), statistics.median(t)
+    ratio = statistics.median(b / a for a, b in zip(p, t, strict=True))
+    return statistics.median(p), statistics.median(t), ratio
 
 
 def memory_child(mode: str, tokens: int) -> None:
@@ -177,8 +178,14 @@ def main() -> None:
         with torch.no_grad(), nopdb_lab.capture_attention():
             model(input_ids=ids)
 
-    p, t = ratio_of_medians(plain, traced, args.repeat)
-    print(f"(a) forward: plain {p * 1e3:.0f} ms, capture {t * 1e3:.0f} ms, ratio {t / p:.2f}x")
+    def patched() -> None:
+        with torch.no_grad(), nopdb_lab.capture_attention(via="patch"):
+            model(input_ids=ids)
+
+    p, t, r = paired(plain, traced, args.repeat)
+    print(f"(a) forward: plain {p * 1e3:.0f} ms, capture {t * 1e3:.0f} ms, ratio {r:.2f}x")
+    p, t, r = paired(plain, patched, args.repeat)
+    print(f"    via='patch': plain {p * 1e3:.0f} ms, capture {t * 1e3:.0f} ms, ratio {r:.2f}x")
 
     mem_plain, mem_capture = {}, {}
     for _ in range(1):  # alternate plain and capture processes
@@ -205,11 +212,18 @@ def main() -> None:
             model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
         assert len(attns) == LAYERS and attns[0].steps == args.new_tokens
 
-    gp, gt = ratio_of_medians(gen_plain, gen_traced, max(1, args.repeat // 2))
+    def gen_patched() -> None:
+        with torch.no_grad(), nopdb_lab.capture_attention(via="patch") as attns:
+            model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
+        assert len(attns) == LAYERS and attns[0].steps == args.new_tokens
+
+    gp, gt, r = paired(gen_plain, gen_traced, args.repeat)
     print(
         f"(c) generate {args.new_tokens} tokens after 512: plain {gp:.2f} s, "
-        f"capture {gt:.2f} s, ratio {gt / gp:.2f}x"
+        f"capture {gt:.2f} s, ratio {r:.2f}x"
     )
+    gp, gt, r = paired(gen_plain, gen_patched, args.repeat)
+    print(f"    via='patch': plain {gp:.2f} s, capture {gt:.2f} s, ratio {r:.2f}x")
 
     with torch.no_grad(), nopdb_lab.capture_attention() as attns:
         model(input_ids=ids)
