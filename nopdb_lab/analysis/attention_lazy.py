@@ -207,12 +207,10 @@ class LazyAttention:
         """One head's Nq × Nk map (computed a block of rows at a time)."""
         import torch
 
-        n = self.shape[2]
-        return (
-            torch.cat([blk for _, blk in self.iter_row_blocks(batch, [h])], dim=1)[0]
-            if n
-            else (torch.zeros(0, self.shape[3]))
-        )
+        blocks = [blk for _, blk in self.iter_row_blocks(batch, [h])]
+        if not blocks:  # no query rows
+            return torch.zeros(0, self.shape[3], device=self.device)
+        return torch.cat(blocks, dim=1)[0]
 
     def iter_row_blocks(
         self, batch: int, heads: Sequence[int], block_elements: int = ROW_BLOCK_ELEMENTS
