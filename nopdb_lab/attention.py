@@ -328,6 +328,7 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
             self.sdpa_since_tokens = True
             self.missed: Dict[str, int] = {}
             self.patch_mode = False
+            self.seen = 0  # attention calls recorded (new records and growth steps)
 
         def __enter__(self) -> Any:
             attention_nn.push(self)
@@ -364,6 +365,7 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
         def record_module(self, module: Any, weights: Any) -> None:
             """Record a torch.nn attention module's map (``weights()`` computes it)."""
             self.module_records += 1
+            self.seen += 1
             try:
                 with attention_nn.outside(self):
                     w = weights()
@@ -410,6 +412,7 @@ def _interceptor(records: List[AttentionRecord] | None, snapshot: str | None) ->
                 self.sdpa_since_tokens = True
                 try:
                     self.keep(_record(args, kwargs, snapshot, self))
+                    self.seen += 1
                 except Exception as exc:  # never break the model
                     log.exception("capture_attention: recording an SDPA call failed")
                     self.miss(f"scaled_dot_product_attention ({exc!r})")
@@ -466,6 +469,7 @@ def _module_name(frame: Any, module: Any) -> tuple[str | None, str | None]:
 def _eager_record_impl(icpt: Any, args: Any, kwargs: Any) -> None:
     try:
         icpt.keep(_record(args, kwargs, None, icpt))
+        icpt.seen += 1
     except Exception as exc:
         icpt.miss(f"scaled_dot_product_attention under torch.compile ({exc!r})")
 

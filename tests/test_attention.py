@@ -604,3 +604,22 @@ def test_via_patch_restores_torch_and_rejects_unknown_modes():
     with pytest.raises(ValueError, match="via must be 'mode' or 'patch'"):
         with capture_attention(via="hook"):
             pass
+
+
+@pytest.mark.parametrize("via", ["mode", "patch"])
+def test_compiled_encoder_layer_is_not_broken_and_the_gap_is_named(via):
+    """nn attention inside a compiled graph cannot be recorded: the model must still run
+    (it used to fail inside Dynamo) and the warning must say what to do instead."""
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True).eval()
+    compiled = torch.compile(layer)
+    x = torch.randn(2, 5, 16)
+    with torch.no_grad():
+        plain = layer(x)
+        with pytest.warns(RuntimeWarning, match=r"compile'd module with nn.Multihead.*_orig_mod"):
+            with capture_attention(via=via) as attns:
+                out = compiled(x)
+        with capture_attention(via=via) as eager_attns:
+            compiled._orig_mod(x)
+    assert torch.allclose(out, plain, atol=1e-6) and attns == []
+    assert len(eager_attns) == 1

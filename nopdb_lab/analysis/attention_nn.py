@@ -72,6 +72,14 @@ def outside(interceptor: Any) -> Iterator[None]:
         interceptor.suppressed -= 1
 
 
+def _compiling() -> bool:
+    """Under Dynamo the wrappers step aside (tracing them trips Dynamo's module
+    tracking); SDPA calls inside are still recorded through a graph break."""
+    import torch
+
+    return bool(torch.compiler.is_compiling())
+
+
 def _install() -> None:
     from torch import nn
 
@@ -98,17 +106,36 @@ FULLGRAPH_MESSAGE = (
 )
 
 
+COMPILED_NN_MESSAGE = (
+    "a torch.compile'd module with nn.MultiheadAttention/nn.TransformerEncoderLayer ran "
+    "(their attention runs inside the compiled graph, where it cannot be recorded); "
+    "capture the original module instead (`compiled._orig_mod(...)`)"
+)
+
+
+def _has_torch_attention(module: Any) -> bool:
+    from torch import nn
+
+    return any(isinstance(m, nn.MultiheadAttention) for m in module.modules())
+
+
 def _wrap_fullgraph(original: Callable) -> Callable:
     """Run a fullgraph-compiled module as if no capture were active (a graph break would
     make it fail) and say so, instead of breaking the user's code."""
 
     def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         icpt = current()
-        if icpt is None or not getattr(getattr(self, "dynamo_ctx", None), "fullgraph", False):
+        if icpt is None:
             return original(self, *args, **kwargs)
-        icpt.miss(FULLGRAPH_MESSAGE)
-        with outside(icpt):
-            return original(self, *args, **kwargs)
+        if getattr(getattr(self, "dynamo_ctx", None), "fullgraph", False):
+            icpt.miss(FULLGRAPH_MESSAGE)
+            with outside(icpt):
+                return original(self, *args, **kwargs)
+        before = icpt.seen
+        out = original(self, *args, **kwargs)
+        if icpt.seen == before and _has_torch_attention(self):
+            icpt.miss(COMPILED_NN_MESSAGE)
+        return out
 
     call.__wrapped__ = original  # type: ignore[attr-defined]
     return call
@@ -122,7 +149,7 @@ def _uninstall() -> None:
 
 def _wrap_outside(original: Callable) -> Callable:
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
-        icpt = current()
+        icpt = None if _compiling() else current()
         if icpt is None:
             return original(self, *args, **kwargs)
         with outside(icpt):
@@ -144,7 +171,7 @@ def _wrap_mha(original: Callable) -> Callable:
         average_attn_weights: bool = True,
         is_causal: bool = False,
     ) -> Any:
-        icpt = current()
+        icpt = None if _compiling() else current()
         if icpt is None:
             return original(
                 self, query, key, value, key_padding_mask, need_weights, attn_mask,
@@ -173,7 +200,7 @@ def _wrap_encoder_layer(original: Callable) -> Callable:
         src_key_padding_mask: Any = None,
         is_causal: bool = False,
     ) -> Any:
-        icpt = current()
+        icpt = None if _compiling() else current()
         if icpt is None:
             return original(self, src, src_mask, src_key_padding_mask, is_causal)
         before = icpt.module_records
