@@ -623,3 +623,25 @@ def test_compiled_encoder_layer_is_not_broken_and_the_gap_is_named(via):
             compiled._orig_mod(x)
     assert torch.allclose(out, plain, atol=1e-6) and attns == []
     assert len(eager_attns) == 1
+
+
+class _SdpaLayer(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.qkv = nn.Linear(16, 48)
+        self.self_attn = nn.MultiheadAttention(
+            16, 2, batch_first=True
+        )  # TransformerEncoder reads it
+
+    def forward(self, src, src_mask=None, is_causal=False, src_key_padding_mask=None):
+        q, k, v = self.qkv(src).reshape(*src.shape[:2], 3, 2, 8).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return out.transpose(1, 2).reshape(src.shape)
+
+
+@pytest.mark.parametrize("via", ["mode", "patch"])
+def test_transformer_encoder_with_custom_layers_still_records_their_sdpa(via):
+    encoder = nn.TransformerEncoder(_SdpaLayer(), 2, enable_nested_tensor=False).eval()
+    with torch.no_grad(), capture_attention(via=via) as attns:
+        encoder(torch.randn(1, 5, 16))
+    assert [r.module for r in attns] == ["layers.0", "layers.1"]

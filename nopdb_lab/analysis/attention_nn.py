@@ -89,7 +89,7 @@ def _install() -> None:
     nn.TransformerEncoderLayer.forward = _wrap_encoder_layer(nn.TransformerEncoderLayer.forward)
     # TransformerEncoder only chooses its nested-tensor fast path; run it as without capture
     _installed[nn.TransformerEncoder] = nn.TransformerEncoder.forward
-    nn.TransformerEncoder.forward = _wrap_outside(nn.TransformerEncoder.forward)
+    nn.TransformerEncoder.forward = _wrap_encoder(nn.TransformerEncoder.forward)
 
     try:
         from torch._dynamo.eval_frame import OptimizedModule
@@ -147,10 +147,16 @@ def _uninstall() -> None:
     _installed.clear()
 
 
-def _wrap_outside(original: Callable) -> Callable:
+def _wrap_encoder(original: Callable) -> Callable:
+    """Only when every layer is a (wrapped, recording) TransformerEncoderLayer: other
+    layers may call SDPA themselves, which the capture must then see."""
+
     def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        from torch import nn
+
         icpt = None if _compiling() else current()
-        if icpt is None:
+        plain = nn.TransformerEncoderLayer.forward
+        if icpt is None or any(type(layer).forward is not plain for layer in self.layers):
             return original(self, *args, **kwargs)
         with outside(icpt):
             return original(self, *args, **kwargs)
