@@ -645,3 +645,42 @@ def test_transformer_encoder_with_custom_layers_still_records_their_sdpa(via):
     with torch.no_grad(), capture_attention(via=via) as attns:
         encoder(torch.randn(1, 5, 16))
     assert [r.module for r in attns] == ["layers.0", "layers.1"]
+
+
+def test_encoder_decoder_generation_grows_self_and_cross_attention_records():
+    import copy
+
+    config = transformers.BartConfig(
+        vocab_size=64,
+        d_model=16,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        max_position_embeddings=64,
+    )
+
+    def build(implementation):
+        torch.manual_seed(0)
+        return transformers.BartForConditionalGeneration._from_config(
+            copy.deepcopy(config),
+            attn_implementation=implementation,  # it sets the config's
+        )
+
+    eager, sdpa = _pair(build)
+    source = torch.randint(3, 64, (1, 7))
+    with torch.no_grad(), capture_attention() as attns:
+        out = sdpa.generate(source, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    modules = [r.module for r in attns]
+    assert modules == [
+        "model.encoder.layers.0.self_attn",
+        "model.decoder.layers.0.self_attn",
+        "model.decoder.layers.0.encoder_attn",
+    ]
+    with torch.no_grad():
+        expected = eager(input_ids=source, decoder_input_ids=out[:, :-1], output_attentions=True)
+    assert torch.allclose(attns[1].weights, expected.decoder_attentions[0], atol=1e-5)
+    assert torch.allclose(attns[2].weights, expected.cross_attentions[0], atol=1e-5)
+    assert attns[2].steps == 5 and torch.equal(attns[2].token_ids, out[:, :-1])

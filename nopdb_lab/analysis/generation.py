@@ -29,8 +29,10 @@ def join_tokens(held: Any, tokens: Any, n_rows: int) -> Any:
 
 def extends(previous: Any, q: Any, k: Any, groups: int, scale: float) -> bool:
     """Whether this call is a later step over the same growing sequence (a KV-cache
-    decode step): same layout, the keys start with every key held so far, and the
-    record's rows so far are exactly its keys (self-attention over the prefix)."""
+    decode step): same layout, and either the keys start with every key held so far and
+    the record's rows so far are exactly its keys (self-attention over the prefix), or
+    the keys are the very tensor held (cross-attention to a cached encoder output: the
+    decoder's new rows are appended)."""
     att = previous.attention
     if att.dense is not None or att.kv_groups != groups or att.scale != scale:
         return False
@@ -38,6 +40,8 @@ def extends(previous: Any, q: Any, k: Any, groups: int, scale: float) -> bool:
     held = att.key
     if (q.shape[0], q.shape[1], q.shape[-1]) != (b, h, att.segments[0].query.shape[-1]):
         return False
+    if k.shape == held.shape and k.data_ptr() == held.data_ptr() and k.stride() == held.stride():
+        return True  # the same cached cross-attention keys
     if n_rows != n_keys or k.shape[-2] != n_keys + q.shape[-2]:
         return False
     if k.shape[:2] != held.shape[:2] or k.device != held.device:
