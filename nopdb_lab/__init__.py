@@ -8,8 +8,10 @@ fallback on 3.10/3.11.
 from ._version import __version__
 from .analysis.attention import (
     AttentionRecord,
+    attention_flow,
     attention_probabilities,
     attention_rollout,
+    attention_sinks,
     capture_attention,
     start_attention_capture,
     stop_attention_capture,
@@ -71,7 +73,9 @@ __all__ = [
     "NoPdb",
     "Scope",
     "backend_name",
+    "attention_flow",
     "attention_probabilities",
+    "attention_sinks",
     "attention_rollout",
     "breakpoint",
     "capture_attention",

@@ -62,6 +62,9 @@ def record_nbytes(record: Record) -> int:
     """An estimate of the bytes a record keeps alive: its values (tensor and array buffers
     whole, each storage counted once; Python objects by their size, containers with their
     items), its errors and a fixed overhead for the record itself."""
+    held = getattr(record, "nbytes_held", None)  # a lazy attention record knows itself
+    if callable(held):
+        return RECORD_OVERHEAD + int(held())
     seen: set[int] = set()
     total = RECORD_OVERHEAD
     for value in record.held_values():
@@ -139,6 +142,19 @@ class CaptureStore:
         except Exception:  # never lose a record to a sizing bug: count it big and say so
             log.exception("nopdb_lab store: could not size record %s", record.id)
             size = RECORD_OVERHEAD * 64
+        with self._lock:
+            if record.id in self._records:  # a record that grew: re-count its bytes
+                self.nbytes += size - self._sizes[record.id]
+                self._sizes[record.id] = size
+                eviction = self._evict_to_budget(keep=record.id)
+                resized = True
+            else:
+                resized = False
+        if resized:
+            self._notify("resized", record)
+            if eviction is not None:
+                self._report(eviction)
+            return
         with self._lock:
             self._records[record.id] = record
             self._sizes[record.id] = size
@@ -249,7 +265,8 @@ class CaptureStore:
 
     # -- listeners ------------------------------------------------------------------
     def add_listener(self, listener: Listener) -> None:
-        """``listener(kind, payload)`` for ``added`` and ``updated`` (record), ``evicted``
+        """``listener(kind, payload)`` for ``added`` and ``updated`` (a record that changed:
+        a gradient arrived, an attention record grew during generation), ``evicted``
         (Eviction) and ``deleted`` (list of ids)."""
         self._listeners.append(listener)
 

@@ -454,7 +454,7 @@ def _panel(
     one for a stack (layers); every remaining dimension is fixed by ``index`` (0).
     ``stacked`` is None for values that are not attention or stacks (grid named by its
     dimension, not "head")."""
-    if not (is_tensor(value) or is_array(value)):
+    if not (is_tensor(value) or is_array(value) or getattr(value, "lazy_attention", False)):
         raise ShowError(f"{title}: a {type(value).__name__} is not a tensor or array")
     shape = tuple(int(n) for n in value.shape)
     ndim = len(shape)

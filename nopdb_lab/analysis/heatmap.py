@@ -42,6 +42,8 @@ def slice_2d(
     cells per sent cell), ``reduce`` (None when not pooled), ``min``/``max`` (finite, over
     all sent cells) and ``nan``/``inf`` counts.
     """
+    if getattr(value, "lazy_attention", False):  # computed block by block, never whole
+        return value.slice_2d(rows_dim, cols_dim, index, max_size, reduce, mean_dims, grid_dims)
     import numpy as np
 
     array_like, shape = _as_numpy_source(value)

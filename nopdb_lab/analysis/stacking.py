@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, List
 from ..call_info import RawStack, next_id, stack_summary
 from ..records import EventRecord, ProtocolError, Record, resolve
 from ..tracing import observers
+from .attention_lazy import LazyStack, is_lazy
 
 
 class StackRecord(EventRecord):
@@ -85,13 +86,15 @@ def stack_captures(record_store: Any, record_id: int, path: List[Any]) -> StackR
             continue
         if tuple(getattr(value, "shape", ())) != shape:
             continue
-        values.append(torch.as_tensor(value).detach())
+        values.append(value if is_lazy(value) else torch.as_tensor(value).detach())
         ids.append(record.id)
     if len(values) < 2:
         raise ProtocolError(
             f"only one capture of {first.qualname} has {path} with shape {list(shape)}; "
             "nothing to stack"
         )
+    if any(is_lazy(v) for v in values):  # lazy attention maps: stacked and rolled out lazily
+        return _stack_lazy(first, ids, path, values)
     device = values[0].device
     stacked = torch.stack([v.to(device) for v in values])
     result = StackRecord(first, ids, list(path), {"stacked": stacked, "rollout": None})
@@ -102,6 +105,20 @@ def stack_captures(record_store: Any, record_id: int, path: List[Any]) -> StackR
         result.locals["rollout"] = attention_rollout(maps, head_fusion="mean")
         result.locals["rollout_max"] = attention_rollout(maps, head_fusion="max")
         result.locals["rollout_min"] = attention_rollout(maps, head_fusion="min")
+    observers.publish(result)
+    return result
+
+
+def _stack_lazy(first: Any, ids: List[int], path: List[Any], values: List[Any]) -> StackRecord:
+    """Lazy attention maps stacked as a :class:`LazyStack` (L×B×H×Nq×Nk, nothing
+    materialised); rollouts are streamed over row blocks (square maps only)."""
+    from .attention import attention_rollout
+
+    stacked = LazyStack(values)
+    result = StackRecord(first, ids, list(path), {"stacked": stacked, "rollout": None})
+    if stacked.shape[-1] == stacked.shape[-2]:
+        for key, fusion in (("rollout", "mean"), ("rollout_max", "max"), ("rollout_min", "min")):
+            result.locals[key] = attention_rollout(values, head_fusion=fusion)
     observers.publish(result)
     return result
 

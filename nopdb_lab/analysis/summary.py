@@ -40,6 +40,8 @@ def is_array(value: Any) -> bool:
 def summarize(value: Any) -> Summary:
     """Summarise one value; never raises (a failing ``repr`` is reported as such)."""
     try:
+        if getattr(value, "lazy_attention", False):  # a lazy attention map: never materialised
+            return value.summary()
         if is_tensor(value):
             return _tensor_summary(value)
         if is_array(value):
