@@ -19,6 +19,7 @@ from ..tracing.dispatch import DISPATCHER, paused
 from . import wire
 from .batching import EventBatcher
 from .breakpoint_manager import BreakpointManager
+from .interrupts import interrupted_message
 from .ops import OPS
 from .protocol import PROTOCOL_VERSION, validate_request
 from .wire import brief
@@ -155,4 +156,10 @@ class CommService:
             field = getattr(exc, "field", "")
             if field:
                 error["field"] = field
+            self._send({"re": request_id, "ok": False, "error": error})
+        except KeyboardInterrupt:
+            # the stop button while the request ran: still answer (the front end would
+            # wait forever), and do not let the interrupt into the kernel's message loop
+            op = data.get("op") if isinstance(data, dict) else None
+            error = {"type": "Interrupted", "message": interrupted_message(op)}
             self._send({"re": request_id, "ok": False, "error": error})
