@@ -389,10 +389,17 @@ describe('BreakpointModel in an untrusted notebook', () => {
     const model = new BreakpointModel(notebook, connection);
     await settle();
 
-    // what JupyterLab's notebook:trust command does
+    expect(model.releaseIfTrusted()).toBe(false); // not trusted yet: nothing changes
+    await settle();
+    expect(connection.installed.get('encoder')?.enabled).toBe(false);
+
+    // what JupyterLab's notebook:trust command does, then tells the model
     for (const cell of notebook.cells) {
       cell.trusted = true;
     }
+    await settle();
+    expect(connection.installed.get('encoder')?.enabled).toBe(false);
+    expect(model.releaseIfTrusted()).toBe(true);
     await settle();
     expect(model.trusted).toBe(true);
     expect(connection.installed.get('encoder')?.enabled).toBe(true);
@@ -400,6 +407,24 @@ describe('BreakpointModel in an untrusted notebook', () => {
     expect(connection.installed.get('evals')?.enabled).toBe(true);
     expect(connection.installed.get('off')?.enabled).toBe(false); // saved so
     expect(model.isUntrusted('encoder')).toBe(false);
+  });
+
+  it('keeps them disabled when the user runs the cells', async () => {
+    const notebook = notebookOf(false, [CELL]);
+    crafted(notebook);
+    const connection = new FakeConnection();
+    connection.connect();
+    new BreakpointModel(notebook, connection);
+    await settle();
+    // running a cell clears its outputs and marks it trusted, just before it runs: a
+    // hidden exec must not be let in by that
+    (notebook.cells.get(0) as any).clearExecution();
+    expect(notebook.cells.get(0).trusted).toBe(true);
+    await settle();
+    expect(connection.requests.filter(op => op !== 'breakpoint_sync')).toEqual(
+      []
+    );
+    expect(connection.installed.get('cond')?.enabled).toBe(false);
   });
 
   it('does not trust a notebook with one untrusted code cell or none', () => {

@@ -176,7 +176,6 @@ export class BreakpointModel implements IDisposable {
     }
     for (const cell of notebook.cells) {
       this._watchCell(cell.sharedModel);
-      this._watchTrust(cell);
     }
     notebook.cells.changed.connect(this._onCellsChanged, this);
     this._connection = connection;
@@ -249,12 +248,17 @@ export class BreakpointModel implements IDisposable {
   }
 
   /**
-   * Release the breakpoints held for trust, each as the notebook saved it (enabled or
-   * not). Called when the notebook becomes trusted (the Trust command).
+   * After the user's Trust command: if the notebook is trusted now, release the
+   * breakpoints held for trust, each as the notebook saved it (enabled or not).
+   *
+   * Only the Trust command releases them, not any cell turning trusted: JupyterLab also
+   * marks a cell trusted when the user runs it (its outputs are then the user's), just
+   * before the cell reaches the kernel, so releasing then would run a hidden exec of a
+   * breakpoint in an innocent-looking cell.
    */
-  releaseUntrusted(): void {
-    if (this._untrusted.size === 0) {
-      return;
+  releaseIfTrusted(): boolean {
+    if (this._untrusted.size === 0 || !this.trusted) {
+      return false;
     }
     const held = [...this._untrusted];
     this._untrusted.clear();
@@ -266,6 +270,7 @@ export class BreakpointModel implements IDisposable {
       }
     }
     this._changedBreakpoints();
+    return true;
   }
 
   /** The kernel's state of a breakpoint (undefined until the kernel answered). */
@@ -360,9 +365,6 @@ export class BreakpointModel implements IDisposable {
       clearTimeout(timer);
     }
     this._client?.eventReceived.disconnect(this._onEvent, this);
-    for (const cell of this.notebook.cells) {
-      cell.stateChanged?.disconnect(this._onCellState, this);
-    }
     Signal.clearData(this);
   }
 
@@ -535,25 +537,9 @@ export class BreakpointModel implements IDisposable {
     this._changedBreakpoints();
   }
 
-  /** Watch a cell's trust (the Trust command sets `trusted` on every cell). */
-  private _watchTrust(cell: ITrustWatchable): void {
-    if (this._trustWatched.has(cell) || !cell.stateChanged) {
-      return;
-    }
-    this._trustWatched.add(cell);
-    cell.stateChanged.connect(this._onCellState, this);
-  }
-
-  private _onCellState(_: unknown, change: { name: string }): void {
-    if (change.name === 'trusted' && this._untrusted.size > 0 && this.trusted) {
-      this.releaseUntrusted();
-    }
-  }
-
   private _onCellsChanged(): void {
     for (const cell of this.notebook.cells) {
       this._watchCell(cell.sharedModel);
-      this._watchTrust(cell);
     }
     const ids = new Set(this._cellIds());
     const orphans = this._breakpoints.filter(
@@ -600,7 +586,6 @@ export class BreakpointModel implements IDisposable {
   private _states = new Map<string, IBreakpointState>();
   /** Breakpoints held disabled for trust, with the `enabled` the notebook saved. */
   private _untrusted = new Map<string, boolean>();
-  private _trustWatched = new WeakSet<object>();
   private _timers = new Map<string, ReturnType<typeof setTimeout>>();
   private _sources = new Map<string, string>();
   private _watched = new WeakSet<ISourceCell>();
@@ -610,11 +595,6 @@ export class BreakpointModel implements IDisposable {
   private _isDisposed = false;
   private readonly _changed = new Signal<this, void>(this);
   private readonly _notice = new Signal<this, string>(this);
-}
-
-/** A cell model whose `trusted` changes are announced (code cells). */
-interface ITrustWatchable {
-  readonly stateChanged?: ISignal<any, { name: string }>;
 }
 
 /** The parts of a shared cell the model uses. */
