@@ -329,8 +329,9 @@ describe('BreakpointModel in an untrusted notebook', () => {
     expect(sent.get('evals')?.enabled).toBe(false);
     expect(sent.get('plain')?.enabled).toBe(true); // no code: stays active
     expect(sent.get('off')?.enabled).toBe(false);
-    expect(['encoder', 'cond', 'evals', 'off'].map(model.isUntrusted, model))
-      .toEqual([true, true, true, true]);
+    expect(
+      ['encoder', 'cond', 'evals', 'off'].map(model.isUntrusted, model)
+    ).toEqual([true, true, true, true]);
     expect(model.isUntrusted('plain')).toBe(false);
     expect(model.breakpoints.find(b => b.id === 'encoder')?.enabled).toBe(
       false
@@ -362,9 +363,9 @@ describe('BreakpointModel in an untrusted notebook', () => {
     });
     // saved as the file had it: holding for trust is not the user's choice
     const saved = notebook.getMetadata(METADATA_KEY) as any;
-    expect(
-      saved.breakpoints.find((b: any) => b.id === 'encoder').enabled
-    ).toBe(true);
+    expect(saved.breakpoints.find((b: any) => b.id === 'encoder').enabled).toBe(
+      true
+    );
   });
 
   it('enables one breakpoint when the user enables it', async () => {

@@ -458,12 +458,10 @@ function Breakpoints(props: {
       {held ? (
         <div className="jp-NopdbLab-bpTrustNote" role="alert">
           {held === 1
-            ? '1 breakpoint carries code'
-            : `${held} breakpoints carry code`}{' '}
-          (condition, evaluated expressions or exec) saved in a notebook you have not
-          trusted; {held === 1 ? 'it is' : 'they are'} disabled so that opening the
-          notebook runs nothing. Trust the notebook (command “Trust Notebook”) to enable
-          them as saved, or enable each one you have read.
+            ? '1 breakpoint with code from an untrusted notebook is disabled'
+            : `${held} breakpoints with code from an untrusted notebook are disabled`}
+          : opening a notebook runs nothing. Trust the notebook (“Trust
+          Notebook”) or enable each one whose code you have read.
         </div>
       ) : null}
       <ul className="jp-NopdbLab-bpList">
