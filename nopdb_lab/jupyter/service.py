@@ -96,9 +96,10 @@ def _interruptible() -> Iterator[None]:
 
     ipykernel ignores SIGINT between messages and turns it on around each handler, but
     not for a comm message it dispatches while another message is still in flight (its
-    "concurrent" path, taken by JupyterLab's traffic): the stop button then did nothing
-    and the request ran forever. The service turns it on itself, on the main thread
-    (the only one Python delivers signals to), and puts back what was there.
+    "concurrent" path). The service turns it on itself, on the main thread (the only one
+    Python delivers signals to), and puts back what was there. A request served in a
+    kernel subshell (JupyterLab >= 4.6 sends comm messages through one) runs in another
+    thread, which SIGINT does not reach: the client's timeout ends those.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
