@@ -402,9 +402,7 @@ function UntrustedCode(props: { bp: IBreakpoint }): React.ReactElement {
   }
   return (
     <span className="jp-NopdbLab-bpUntrusted" role="note">
-      <span className="jp-NopdbLab-bpUntrustedWhy">
-        Disabled: {UNTRUSTED_MESSAGE}.
-      </span>
+      <span className="jp-NopdbLab-bpUntrustedWhy">{UNTRUSTED_MESSAGE}</span>
       {code.map(([kind, text], index) => (
         <span className="jp-NopdbLab-bpUntrustedCode" key={index}>
           <span className="jp-NopdbLab-captureRow-meta">{kind}</span>{' '}

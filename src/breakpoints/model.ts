@@ -101,8 +101,7 @@ export function notebookTrusted(cells: Iterable<ITrustCell>): boolean {
 
 /** Why a breakpoint loaded from an untrusted notebook does not run its code. */
 export const UNTRUSTED_MESSAGE =
-  'from an untrusted notebook: its code does not run until you trust the notebook ' +
-  '(command "Trust Notebook") or enable this breakpoint';
+  'from an untrusted notebook: trust it or enable this breakpoint';
 
 function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
