@@ -10,15 +10,18 @@ wire encoding (:mod:`.wire`) -> reply. Store and breakpoint events are batched
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import threading
-from typing import Any, Dict, List
+from typing import Any, Dict, Iterator, List
 
 from ..capture_store import CaptureStore, Eviction, store
 from ..tracing.dispatch import DISPATCHER, paused
 from . import wire
 from .batching import EventBatcher
 from .breakpoint_manager import BreakpointManager
+from .interrupts import interrupted_message
 from .ops import OPS
 from .protocol import PROTOCOL_VERSION, validate_request
 from .wire import brief
@@ -87,6 +90,32 @@ def _on_comm_open(comm: Any, open_msg: Dict[str, Any]) -> None:
     _services.append(CommService(comm, store))
 
 
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Let the stop button interrupt a request: SIGINT raises ``KeyboardInterrupt`` here.
+
+    ipykernel ignores SIGINT between messages and turns it on around each handler, but
+    not for a comm message it dispatches while another message is still in flight (its
+    "concurrent" path). The service turns it on itself, on the main thread (the only one
+    Python delivers signals to), and puts back what was there. A request served in a
+    kernel subshell (JupyterLab >= 4.6 sends comm messages through one) runs in another
+    thread, which SIGINT does not reach: the client's timeout ends those.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    except (ValueError, OSError):  # no signals here (an embedded interpreter)
+        yield
+        return
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler set from C, which cannot be put back
+            signal.signal(signal.SIGINT, previous)
+
+
 class CommService:
     """Serves one front-end comm: answers requests, pushes store events (batched)."""
 
@@ -135,7 +164,7 @@ class CommService:
         return [{"event": "breakpoints_changed", "breakpoints": states}] if states else []
 
     def _on_msg(self, msg: Dict[str, Any]) -> None:
-        with paused():
+        with paused(), _interruptible():
             self._serve(msg["content"]["data"])
 
     def _serve(self, data: Any) -> None:
@@ -155,4 +184,10 @@ class CommService:
             field = getattr(exc, "field", "")
             if field:
                 error["field"] = field
+            self._send({"re": request_id, "ok": False, "error": error})
+        except KeyboardInterrupt:
+            # the stop button while the request ran: still answer (the front end would
+            # wait forever), and do not let the interrupt into the kernel's message loop
+            op = data.get("op") if isinstance(data, dict) else None
+            error = {"type": "Interrupted", "message": interrupted_message(op)}
             self._send({"re": request_id, "ok": False, "error": error})

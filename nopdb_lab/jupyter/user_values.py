@@ -13,6 +13,7 @@ import sys
 from typing import Any, Callable, Dict, List, Tuple, TypeVar
 
 from ..analysis.summary import is_array, is_tensor
+from .interrupts import Interrupted
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -44,7 +45,9 @@ def evaluate(expression: str, namespace: Dict[str, Any]) -> Any:
     except KeyboardInterrupt:
         # the stop button while a slow expression runs: answer, rather than let the
         # interrupt escape into the kernel's message loop
-        raise ExpressionError(f"{expression} was interrupted") from None
+        raise Interrupted(
+            f"{expression} was interrupted (the kernel's stop button) before it finished"
+        ) from None
 
 
 def _guarded(convert: F) -> F:
@@ -56,11 +59,16 @@ def _guarded(convert: F) -> F:
     def run(expression: str, namespace: Dict[str, Any]) -> Any:
         try:
             return convert(expression, namespace)
-        except ExpressionError:
+        except (ExpressionError, Interrupted):
             raise
         except Exception as exc:
             raise ExpressionError(f"{expression}: {type(exc).__name__}: {exc}") from None
-        except (SystemExit, GeneratorExit, KeyboardInterrupt) as exc:
+        except KeyboardInterrupt:
+            raise Interrupted(
+                f"{expression} was interrupted (the kernel's stop button) while its value "
+                "was converted"
+            ) from None
+        except (SystemExit, GeneratorExit) as exc:
             raise ExpressionError(
                 f"{expression}: {type(exc).__name__} while converting its value"
             ) from None

@@ -1,7 +1,11 @@
 import { NotebookModel } from '@jupyterlab/notebook';
 import { Signal } from '@lumino/signaling';
 
-import { BreakpointModel, METADATA_KEY } from '../breakpoints/model';
+import {
+  BreakpointModel,
+  METADATA_KEY,
+  notebookTrusted
+} from '../breakpoints/model';
 import { ProtocolClient } from '../kernel/client';
 import { BridgeState } from '../kernel/bridge';
 import {
@@ -98,13 +102,23 @@ class FakeConnection {
   }
 }
 
-function notebookWith(...sources: string[]): NotebookModel {
+/** A notebook as the Jupyter server loads it: code cells marked trusted or not. */
+function notebookOf(trusted: boolean, sources: string[]): NotebookModel {
   const notebook = new NotebookModel();
   notebook.sharedModel.insertCells(
     0,
-    sources.map(source => ({ cell_type: 'code', source }))
+    sources.map(source => ({
+      cell_type: 'code',
+      source,
+      metadata: { trusted }
+    }))
   );
   return notebook;
+}
+
+/** The user's own (signed, so trusted) notebook. */
+function notebookWith(...sources: string[]): NotebookModel {
+  return notebookOf(true, sources);
 }
 
 // @jupyter/ydoc sets a new cell's source before the cell joins the document; Yjs warns
@@ -274,5 +288,162 @@ describe('BreakpointModel', () => {
     notebook.sharedModel.deleteCell(1);
     expect(model.breakpoints).toEqual([]);
     expect(notices).toEqual(['Removed 1 breakpoint of a deleted cell.']);
+  });
+});
+
+describe('BreakpointModel in an untrusted notebook', () => {
+  /** Crafted metadata: a file breakpoint on a line the kernel runs by itself. */
+  function crafted(notebook: NotebookModel): void {
+    const cellId = notebook.cells.get(0).id;
+    notebook.setMetadata(METADATA_KEY, {
+      breakpoints: [
+        {
+          id: 'encoder',
+          file: '/usr/lib/python3.11/json/encoder.py',
+          line: 200,
+          exec: "open('/tmp/pwned', 'w')"
+        },
+        { id: 'cond', cell: cellId, line: 2, condition: '__import__("os")' },
+        { id: 'evals', cell: cellId, line: 3, evals: ['steal()'] },
+        { id: 'plain', cell: cellId, line: 2, enabled: true, max_hits: 3 },
+        { id: 'off', cell: cellId, line: 3, enabled: false, exec: 'x = 1' }
+      ]
+    });
+  }
+
+  it('sends breakpoints carrying code disabled, plain ones as saved', async () => {
+    const notebook = notebookOf(false, [CELL]);
+    crafted(notebook);
+    const connection = new FakeConnection();
+    connection.connect();
+    const model = new BreakpointModel(notebook, connection);
+    await settle();
+
+    expect(model.trusted).toBe(false);
+    const sent = connection.installed;
+    expect(sent.get('encoder')).toMatchObject({
+      enabled: false,
+      exec: "open('/tmp/pwned', 'w')" // the code is kept, to be shown
+    });
+    expect(sent.get('cond')?.enabled).toBe(false);
+    expect(sent.get('evals')?.enabled).toBe(false);
+    expect(sent.get('plain')?.enabled).toBe(true); // no code: stays active
+    expect(sent.get('off')?.enabled).toBe(false);
+    expect(
+      ['encoder', 'cond', 'evals', 'off'].map(model.isUntrusted, model)
+    ).toEqual([true, true, true, true]);
+    expect(model.isUntrusted('plain')).toBe(false);
+    expect(model.breakpoints.find(b => b.id === 'encoder')?.enabled).toBe(
+      false
+    );
+  });
+
+  it('keeps them disabled through restarts, new views and edits', async () => {
+    const notebook = notebookOf(false, [CELL]);
+    crafted(notebook);
+    const connection = new FakeConnection();
+    const model = new BreakpointModel(notebook, connection);
+    connection.connect();
+    await settle();
+    connection.restart();
+    await settle();
+    expect(connection.installed.get('encoder')?.enabled).toBe(false);
+
+    const other = new FakeConnection();
+    other.connect();
+    model.setConnection(other);
+    await settle();
+    expect(other.installed.get('encoder')?.enabled).toBe(false);
+
+    model.update('encoder', { exec: "open('/tmp/other', 'w')" });
+    await settle();
+    expect(other.installed.get('encoder')).toMatchObject({
+      enabled: false,
+      exec: "open('/tmp/other', 'w')"
+    });
+    // saved as the file had it: holding for trust is not the user's choice
+    const saved = notebook.getMetadata(METADATA_KEY) as any;
+    expect(saved.breakpoints.find((b: any) => b.id === 'encoder').enabled).toBe(
+      true
+    );
+  });
+
+  it('enables one breakpoint when the user enables it', async () => {
+    const notebook = notebookOf(false, [CELL]);
+    crafted(notebook);
+    const connection = new FakeConnection();
+    connection.connect();
+    const model = new BreakpointModel(notebook, connection);
+    await settle();
+    model.update('cond', { enabled: true });
+    await settle();
+    expect(model.isUntrusted('cond')).toBe(false);
+    expect(connection.installed.get('cond')?.enabled).toBe(true);
+    expect(connection.installed.get('encoder')?.enabled).toBe(false);
+  });
+
+  it('enables them as saved when the notebook is trusted', async () => {
+    const notebook = notebookOf(false, [CELL, 'f(1)\n']);
+    crafted(notebook);
+    const connection = new FakeConnection();
+    connection.connect();
+    const model = new BreakpointModel(notebook, connection);
+    await settle();
+
+    expect(model.releaseIfTrusted()).toBe(false); // not trusted yet: nothing changes
+    await settle();
+    expect(connection.installed.get('encoder')?.enabled).toBe(false);
+
+    // what JupyterLab's notebook:trust command does, then tells the model
+    for (const cell of notebook.cells) {
+      cell.trusted = true;
+    }
+    await settle();
+    expect(connection.installed.get('encoder')?.enabled).toBe(false);
+    expect(model.releaseIfTrusted()).toBe(true);
+    await settle();
+    expect(model.trusted).toBe(true);
+    expect(connection.installed.get('encoder')?.enabled).toBe(true);
+    expect(connection.installed.get('cond')?.enabled).toBe(true);
+    expect(connection.installed.get('evals')?.enabled).toBe(true);
+    expect(connection.installed.get('off')?.enabled).toBe(false); // saved so
+    expect(model.isUntrusted('encoder')).toBe(false);
+  });
+
+  it('keeps them disabled when the user runs the cells', async () => {
+    const notebook = notebookOf(false, [CELL]);
+    crafted(notebook);
+    const connection = new FakeConnection();
+    connection.connect();
+    new BreakpointModel(notebook, connection);
+    await settle();
+    // running a cell clears its outputs and marks it trusted, just before it runs: a
+    // hidden exec must not be let in by that
+    (notebook.cells.get(0) as any).clearExecution();
+    expect(notebook.cells.get(0).trusted).toBe(true);
+    await settle();
+    expect(connection.requests.filter(op => op !== 'breakpoint_sync')).toEqual(
+      []
+    );
+    expect(connection.installed.get('cond')?.enabled).toBe(false);
+  });
+
+  it('does not trust a notebook with one untrusted code cell or none', () => {
+    const mixed = notebookOf(true, [CELL]);
+    mixed.sharedModel.insertCell(1, {
+      cell_type: 'code',
+      source: 'x',
+      metadata: { trusted: false }
+    });
+    expect(notebookTrusted(mixed.cells)).toBe(false);
+    // a markdown cell's `trusted` is written by the file itself
+    const markdownOnly = new NotebookModel();
+    markdownOnly.sharedModel.insertCell(0, {
+      cell_type: 'markdown',
+      source: '# hi',
+      metadata: { trusted: true }
+    });
+    expect(notebookTrusted(markdownOnly.cells)).toBe(false);
+    expect(notebookTrusted(notebookWith(CELL).cells)).toBe(true);
   });
 });

@@ -1,4 +1,8 @@
-import { ProtocolClient, ProtocolError } from '../kernel/client';
+import {
+  DEFAULT_REQUEST_TIMEOUT_S,
+  ProtocolClient,
+  ProtocolError
+} from '../kernel/client';
 import { PROTOCOL_VERSION, ProtocolEvent } from '../kernel/protocol';
 
 /** A transport that records what the client sends. */
@@ -120,5 +124,68 @@ describe('ProtocolClient', () => {
       message: 'Error: comm is closed'
     });
     expect(client.pendingCount).toBe(0);
+  });
+
+  describe('timeouts', () => {
+    beforeEach(() => jest.useFakeTimers());
+    afterEach(() => jest.useRealTimers());
+
+    it('rejects a request the kernel does not answer in time, naming the wait', async () => {
+      const { sent, transport } = recorder();
+      const client = new ProtocolClient(transport, { timeoutS: 30 });
+      const pending = client.request('labels', { expression: 'tokens' });
+      const outcome = pending.catch(e => e);
+      jest.advanceTimersByTime(29_000);
+      expect(client.pendingCount).toBe(1);
+      jest.advanceTimersByTime(1_000);
+      const error: ProtocolError = await outcome;
+      expect(error).toBeInstanceOf(ProtocolError);
+      expect(error.type).toBe('Timeout');
+      expect(error.message).toContain(
+        'no answer from the kernel after 30 s (labels)'
+      );
+      expect(client.pendingCount).toBe(0);
+      // a late answer is ignored: nobody waits for it any more
+      client.handleMessage({
+        v: PROTOCOL_VERSION,
+        re: sent[0].id,
+        ok: true,
+        result: { labels: ['a'] }
+      });
+      expect(client.pendingCount).toBe(0);
+    });
+
+    it('has a generous default, a per-request override and 0 for no limit', async () => {
+      const { transport } = recorder();
+      const client = new ProtocolClient(transport);
+      expect(client.timeoutS).toBe(DEFAULT_REQUEST_TIMEOUT_S);
+      expect(DEFAULT_REQUEST_TIMEOUT_S).toBeGreaterThanOrEqual(60);
+      const quick = client
+        .request('list', {}, { timeoutS: 1 })
+        .catch(e => e.type);
+      const forever = client.request('list', {}, { timeoutS: 0 });
+      jest.advanceTimersByTime(DEFAULT_REQUEST_TIMEOUT_S * 10_000);
+      expect(await quick).toBe('Timeout');
+      expect(client.pendingCount).toBe(1);
+      client.close('the kernel restarted before answering; ask again');
+      await expect(forever).rejects.toMatchObject({
+        type: 'ConnectionClosed',
+        message: 'the kernel restarted before answering; ask again'
+      });
+    });
+
+    it('clears the timer of an answered request', async () => {
+      const { sent, transport } = recorder();
+      const client = new ProtocolClient(transport, { timeoutS: 5 });
+      const pending = client.request('list', {});
+      client.handleMessage({
+        v: PROTOCOL_VERSION,
+        re: sent[0].id,
+        ok: false,
+        error: { type: 'Interrupted', message: 'list was interrupted' }
+      });
+      await expect(pending).rejects.toMatchObject({ type: 'Interrupted' });
+      expect(jest.getTimerCount()).toBe(0);
+    });
   });
 });

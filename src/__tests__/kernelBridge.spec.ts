@@ -37,6 +37,9 @@ class FakeComm {
     this.opened = true;
   }
   send(data: any): void {
+    if (this._kernel.unanswered.has(data.op)) {
+      return; // a kernel busy with it, or that will never answer it
+    }
     const reply = this._kernel.answer(data);
     void Promise.resolve().then(() =>
       this.onMsg({ content: { data: reply }, buffers: [] })
@@ -93,6 +96,8 @@ class FakeKernel {
   }
 
   attentionCapture = false;
+  /** Ops this kernel never answers. */
+  unanswered = new Set<string>();
 
   answer(data: any): any {
     if (this.strictVersion && data.v !== this.protocol) {
@@ -269,6 +274,41 @@ describe('KernelBridge', () => {
       captures: [brief(1), brief(2)]
     });
     expect(bridge.captures.size).toBe(2);
+  });
+
+  it('rejects requests pending when the kernel restarts or dies, saying so', async () => {
+    const kernel = new FakeKernel();
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'ready');
+    kernel.unanswered.add('labels');
+    const beforeRestart = bridge.client!.request('labels', {
+      expression: 'tokens'
+    });
+    kernel.setStatus('restarting');
+    await expect(beforeRestart).rejects.toMatchObject({
+      type: 'ConnectionClosed',
+      message: 'the kernel restarted before answering; ask again'
+    });
+
+    kernel.setStatus('idle');
+    await until(bridge, 'ready');
+    const beforeDeath = bridge.client!.request('labels', {
+      expression: 'tokens'
+    });
+    kernel.setStatus('dead');
+    await expect(beforeDeath).rejects.toMatchObject({
+      message: 'the kernel died before answering'
+    });
+  });
+
+  it('gives its requests the configured timeout', async () => {
+    const kernel = new FakeKernel();
+    const bridge = new KernelBridge(sessionWith(kernel) as any, {
+      ...options,
+      requestTimeoutS: () => 42
+    });
+    await until(bridge, 'ready');
+    expect(bridge.client!.timeoutS).toBe(42);
   });
 
   it('switches attention capture in the kernel and forgets it on restart', async () => {

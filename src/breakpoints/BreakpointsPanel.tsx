@@ -17,7 +17,7 @@ import { CommandRegistry } from '@lumino/commands';
 import { BrowserModel } from '../captures/browserModel';
 import { CommandIDs } from '../commands';
 import { ExpressionInput } from '../ui/ExpressionInput';
-import { BreakpointModel, IBreakpoint } from './model';
+import { BreakpointModel, IBreakpoint, UNTRUSTED_MESSAGE } from './model';
 import { basename } from '../ui/format';
 import { KernelBridge } from '../kernel/bridge';
 import { IBreakpointState } from '../kernel/protocol';
@@ -316,6 +316,7 @@ function Row(props: {
   const { model, bp } = props;
   const state = model.state(bp.id);
   const status = state?.state ?? 'unknown';
+  const untrusted = model.isUntrusted(bp.id);
   return (
     <li
       className={`jp-NopdbLab-bpRow${props.selected ? ' jp-mod-selected' : ''}`}
@@ -326,7 +327,13 @@ function Row(props: {
       <input
         type="checkbox"
         aria-label="Enabled"
-        title={bp.enabled ? 'Disable' : 'Enable'}
+        title={
+          untrusted
+            ? 'Enable: run this code from an untrusted notebook'
+            : bp.enabled
+              ? 'Disable'
+              : 'Enable'
+        }
         checked={bp.enabled}
         onClick={event => event.stopPropagation()}
         onChange={event =>
@@ -355,6 +362,7 @@ function Row(props: {
           {status}
           {state?.message ? `: ${state.message}` : ''}
         </span>
+        {untrusted ? <UntrustedCode bp={bp} /> : null}
       </span>
       <span className="jp-NopdbLab-bpHitCount" title="Hits">
         {state?.hits ?? 0}
@@ -371,6 +379,37 @@ function Row(props: {
         <closeIcon.react tag="span" width="14px" height="14px" />
       </button>
     </li>
+  );
+}
+
+/**
+ * A breakpoint held disabled because its code came from an untrusted notebook: says so
+ * and shows the code it would run, so the user can judge it before enabling it.
+ */
+function UntrustedCode(props: { bp: IBreakpoint }): React.ReactElement {
+  const { bp } = props;
+  const code: [string, string][] = [];
+  if (bp.condition.trim()) {
+    code.push(['condition', bp.condition]);
+  }
+  for (const expression of bp.evals) {
+    if (expression.trim()) {
+      code.push(['evaluate', expression]);
+    }
+  }
+  if (bp.exec.trim()) {
+    code.push(['exec', bp.exec]);
+  }
+  return (
+    <span className="jp-NopdbLab-bpUntrusted" role="note">
+      <span className="jp-NopdbLab-bpUntrustedWhy">{UNTRUSTED_MESSAGE}</span>
+      {code.map(([kind, text], index) => (
+        <span className="jp-NopdbLab-bpUntrustedCode" key={index}>
+          <span className="jp-NopdbLab-captureRow-meta">{kind}</span>{' '}
+          <code>{text}</code>
+        </span>
+      ))}
+    </span>
   );
 }
 
@@ -393,6 +432,7 @@ function Breakpoints(props: {
   }, [model, bridge]);
   const list = model.breakpoints;
   const current = list.find(bp => bp.id === selected) ?? null;
+  const held = list.filter(bp => model.isUntrusted(bp.id)).length;
   return (
     <div className="jp-NopdbLab-breakpoints">
       <OpenByName env={env} />
@@ -413,6 +453,15 @@ function Breakpoints(props: {
           </button>
         ) : null}
       </div>
+      {held ? (
+        <div className="jp-NopdbLab-bpTrustNote" role="alert">
+          {held === 1
+            ? '1 breakpoint with code from an untrusted notebook is disabled'
+            : `${held} breakpoints with code from an untrusted notebook are disabled`}
+          : opening a notebook runs nothing. Trust the notebook (“Trust
+          Notebook”) or enable each one whose code you have read.
+        </div>
+      ) : null}
       <ul className="jp-NopdbLab-bpList">
         {list.map(bp => (
           <Row

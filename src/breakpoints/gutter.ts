@@ -22,7 +22,12 @@ import {
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { IBreakpointState } from '../kernel/protocol';
-import { BreakpointModel, BreakpointPlace, IBreakpoint } from './model';
+import {
+  BreakpointModel,
+  BreakpointPlace,
+  IBreakpoint,
+  UNTRUSTED_MESSAGE
+} from './model';
 
 /** One marker: a breakpoint and what the kernel says about it. */
 export interface IMarker {
@@ -35,7 +40,8 @@ export interface IMarker {
 /** The marker of a breakpoint, with the hover text that explains its state. */
 export function markerOf(
   bp: IBreakpoint,
-  state: IBreakpointState | undefined
+  state: IBreakpointState | undefined,
+  untrusted = false
 ): IMarker {
   const status = state?.state ?? 'unknown';
   const hits = state?.hits ?? 0;
@@ -45,8 +51,20 @@ export function markerOf(
   if (state?.message) {
     parts.push(state.message);
   }
+  if (untrusted) {
+    parts.push(`Disabled: ${UNTRUSTED_MESSAGE}`);
+  }
   if (bp.condition) {
     parts.push(`if ${bp.condition}`);
+  }
+  if (untrusted) {
+    // the code it would run, so the user can judge it before enabling it
+    for (const expression of bp.evals) {
+      parts.push(`evaluate ${expression}`);
+    }
+    if (bp.exec) {
+      parts.push(`exec ${bp.exec}`);
+    }
   }
   parts.push(`${hits} hit${hits === 1 ? '' : 's'}`, 'Click to remove');
   return { line: bp.line, status, hits, title: parts.join('\n') };
@@ -70,7 +88,9 @@ export class BreakpointTarget {
   markers(): IMarker[] {
     return this.model
       .at(this.place)
-      .map(bp => markerOf(bp, this.model.state(bp.id)));
+      .map(bp =>
+        markerOf(bp, this.model.state(bp.id), this.model.isUntrusted(bp.id))
+      );
   }
 
   toggle(line: number): void {

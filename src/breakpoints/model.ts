@@ -60,6 +60,49 @@ export const DEFAULT_OPTIONS: IBreakpointOptions = {
 /** How long edits of a cell wait before its breakpoints are sent to the kernel again. */
 const PUSH_DELAY_MS = 200;
 
+/**
+ * Whether a breakpoint carries code the kernel would run: a condition, evaluated
+ * expressions or exec code. Names, line numbers, `keep_locals`, `max_hits` are not code.
+ */
+export function carriesCode(bp: IBreakpointOptions): boolean {
+  return (
+    bp.condition.trim() !== '' ||
+    bp.evals.some(e => e.trim() !== '') ||
+    bp.exec.trim() !== ''
+  );
+}
+
+/** The notebook's cells as far as trust goes (`ICellModel` has `type` and `trusted`). */
+interface ITrustCell {
+  readonly type: string;
+  readonly trusted: boolean;
+}
+
+/**
+ * Whether JupyterLab trusts the notebook: it has code cells and every one is trusted.
+ * Jupyter's trust is per code cell (the server marks each code cell of a notebook whose
+ * signature it knows; the `notebook:trust` command marks every cell), as JupyterLab's
+ * trust indicator counts it. A notebook without code cells is not trusted here: its
+ * markdown cells' `trusted` comes from the file itself, which anyone can write.
+ */
+export function notebookTrusted(cells: Iterable<ITrustCell>): boolean {
+  let codeCells = 0;
+  for (const cell of cells) {
+    if (cell.type !== 'code') {
+      continue;
+    }
+    codeCells++;
+    if (!cell.trusted) {
+      return false;
+    }
+  }
+  return codeCells > 0;
+}
+
+/** Why a breakpoint loaded from an untrusted notebook does not run its code. */
+export const UNTRUSTED_MESSAGE =
+  'from an untrusted notebook: trust it or enable this breakpoint';
+
 function sameValue(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
@@ -116,9 +159,17 @@ export class BreakpointModel implements IDisposable {
     const saved = notebook.getMetadata(METADATA_KEY) as
       { breakpoints?: unknown[] } | undefined;
     const cellIds = new Set(this._cellIds());
+    // Opening a notebook must never run code: breakpoints with code saved in a notebook
+    // the user has not trusted are loaded disabled (their saved `enabled` is kept for
+    // the file) until the notebook is trusted or the user enables each one.
+    const trusted = this.trusted;
     for (const item of saved?.breakpoints ?? []) {
       const bp = fromSaved(item);
       if (bp && (bp.file !== undefined || cellIds.has(bp.cell!))) {
+        if (!trusted && carriesCode(bp)) {
+          this._untrusted.set(bp.id, bp.enabled);
+          bp.enabled = false;
+        }
         this._breakpoints.push(bp);
       }
     }
@@ -182,6 +233,45 @@ export class BreakpointModel implements IDisposable {
     return this._isDisposed;
   }
 
+  /** Whether JupyterLab trusts the notebook (see {@link notebookTrusted}). */
+  get trusted(): boolean {
+    return notebookTrusted(this.notebook.cells);
+  }
+
+  /**
+   * Whether a breakpoint came with code from an untrusted notebook and is held disabled
+   * until the notebook is trusted or the user enables it.
+   */
+  isUntrusted(id: string): boolean {
+    return this._untrusted.has(id);
+  }
+
+  /**
+   * After the user's Trust command: if the notebook is trusted now, release the
+   * breakpoints held for trust, each as the notebook saved it (enabled or not).
+   *
+   * Only the Trust command releases them, not any cell turning trusted: JupyterLab also
+   * marks a cell trusted when the user runs it (its outputs are then the user's), just
+   * before the cell reaches the kernel, so releasing then would run a hidden exec of a
+   * breakpoint in an innocent-looking cell.
+   */
+  releaseIfTrusted(): boolean {
+    if (this._untrusted.size === 0 || !this.trusted) {
+      return false;
+    }
+    const held = [...this._untrusted];
+    this._untrusted.clear();
+    for (const [id, enabled] of held) {
+      const bp = this._find(id);
+      if (bp) {
+        bp.enabled = enabled;
+        this._push(id, true);
+      }
+    }
+    this._changedBreakpoints();
+    return true;
+  }
+
   /** The kernel's state of a breakpoint (undefined until the kernel answered). */
   state(id: string): IBreakpointState | undefined {
     return this._states.get(id);
@@ -225,6 +315,11 @@ export class BreakpointModel implements IDisposable {
       return;
     }
     Object.assign(bp, patch);
+    if (patch.enabled === true) {
+      this._untrusted.delete(id); // the user enabled it: its code is theirs now
+    } else if (this._untrusted.has(id) && patch.enabled === false) {
+      this._untrusted.set(id, false); // saved as disabled from now on
+    }
     this._changedBreakpoints();
     this._push(id, true);
   }
@@ -236,6 +331,7 @@ export class BreakpointModel implements IDisposable {
     }
     this._breakpoints.splice(index, 1);
     this._states.delete(id);
+    this._untrusted.delete(id);
     clearTimeout(this._timers.get(id));
     this._timers.delete(id);
     this._changedBreakpoints();
@@ -329,11 +425,17 @@ export class BreakpointModel implements IDisposable {
     this._changed.emit();
   }
 
+  /**
+   * What the kernel is sent for a breakpoint: every message to the kernel (set and sync,
+   * after restarts and view changes too) is built here, so a breakpoint held for trust
+   * always goes disabled; the kernel runs what the front end sends, this is the gate.
+   */
   private _spec(bp: IBreakpoint): IBreakpointSpec {
     const { cell, file, ...fields } = bp; // id, line and the options
     const where =
       cell !== undefined ? { source: this._cellSource(cell) ?? '' } : { file };
-    return { ...fields, ...where, owner: this.owner() };
+    const enabled = this._untrusted.has(bp.id) ? false : fields.enabled;
+    return { ...fields, enabled, ...where, owner: this.owner() };
   }
 
   /** Send a breakpoint to the kernel now, or after the edit pause. */
@@ -458,6 +560,9 @@ export class BreakpointModel implements IDisposable {
     const saved = this._breakpoints.map(bp => {
       const copy: Partial<IBreakpoint> = { ...bp };
       delete copy.instance; // capture ids mean nothing in another kernel session
+      if (this._untrusted.has(bp.id)) {
+        copy.enabled = this._untrusted.get(bp.id); // held for trust, not by the user
+      }
       return copy;
     });
     const current = this.notebook.getMetadata(METADATA_KEY) as
@@ -478,6 +583,8 @@ export class BreakpointModel implements IDisposable {
 
   private _breakpoints: IBreakpoint[] = [];
   private _states = new Map<string, IBreakpointState>();
+  /** Breakpoints held disabled for trust, with the `enabled` the notebook saved. */
+  private _untrusted = new Map<string, boolean>();
   private _timers = new Map<string, ReturnType<typeof setTimeout>>();
   private _sources = new Map<string, string>();
   private _watched = new WeakSet<ISourceCell>();

@@ -114,6 +114,26 @@ export const breakpointsPlugin: JupyterFrontEndPlugin<IBreakpointRegistry> = {
     palette: ICommandPalette | null
   ) => {
     const registry = new BreakpointRegistry();
+    // Breakpoints with code from an untrusted notebook are held disabled until the user
+    // runs JupyterLab's Trust command on it (model.ts, README "Security").
+    app.commands.commandExecuted.connect((_, executed) => {
+      if (executed.id !== 'notebook:trust') {
+        return;
+      }
+      const panel = tracker.currentWidget; // the notebook the command acts on
+      const notebook = panel?.context.model;
+      if (!panel || !notebook) {
+        return;
+      }
+      void Promise.resolve(executed.result)
+        .then(() => {
+          const bridge = connections.get(panel);
+          if (bridge) {
+            registry.modelOf(bridge)?.releaseIfTrusted();
+          }
+        })
+        .catch(() => undefined); // a cancelled dialog: nothing to release
+    });
     const gutterTargets = new GutterTargets();
     editorExtensions.addExtension({
       name: 'nopdb-lab:breakpoints',

@@ -33,6 +33,11 @@ export type BridgeState =
 export interface IBridgeOptions {
   /** The command a user runs in the notebook to install nopdb-lab into its kernel. */
   installCommand: () => string;
+  /**
+   * Seconds a request waits for the kernel's answer before it fails with "no answer
+   * from the kernel after N s" (0: forever); the client's default when absent.
+   */
+  requestTimeoutS?: () => number | undefined;
 }
 
 /** Kernel statuses after which the kernel is a new process (or none). */
@@ -176,7 +181,13 @@ export class KernelBridge implements IDisposable {
     status: Kernel.Status
   ): void {
     if (RESET_STATUSES.has(status)) {
-      // a new kernel process: the old store and comm are gone with the old one
+      // a new kernel process: the old store and comm are gone with the old one, and
+      // so are the answers to requests it had not answered yet
+      this._client?.close(
+        status === 'dead'
+          ? 'the kernel died before answering'
+          : 'the kernel restarted before answering; ask again'
+      );
       this._teardown();
       this.captures.reset([]);
       this._needsBootstrap = true;
@@ -340,11 +351,14 @@ export class KernelBridge implements IDisposable {
 
   private _openComm(kernel: Kernel.IKernelConnection): ProtocolClient {
     const comm = kernel.createComm(COMM_TARGET);
-    const client = new ProtocolClient({
-      send: (data, buffers) => {
-        comm.send(data as any, undefined, buffers);
-      }
-    });
+    const client = new ProtocolClient(
+      {
+        send: (data, buffers) => {
+          comm.send(data as any, undefined, buffers);
+        }
+      },
+      { timeoutS: this._options.requestTimeoutS?.() }
+    );
     comm.onMsg = msg => {
       client.handleMessage(msg.content.data as IIncoming, msg.buffers ?? []);
     };

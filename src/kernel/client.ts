@@ -41,11 +41,33 @@ interface IPending {
   op: string;
   resolve: (value: IResponse<any>) => void;
   reject: (reason: Error) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+/**
+ * How long a request waits for its answer by default (seconds). Generous: the kernel
+ * answers comm requests between cells, so a request made while a long cell runs waits
+ * for the cell; a request that never gets an answer must still end.
+ */
+export const DEFAULT_REQUEST_TIMEOUT_S = 300;
+
+/** Options of a client or of one request. */
+export interface IRequestOptions {
+  /** Seconds to wait for the answer before rejecting with a `Timeout` error; 0: forever. */
+  timeoutS?: number;
 }
 
 /** Talks protocol v1 over a transport. */
 export class ProtocolClient implements IDisposable {
-  constructor(private readonly _transport: ITransport) {}
+  constructor(
+    private readonly _transport: ITransport,
+    options: IRequestOptions = {}
+  ) {
+    this.timeoutS = options.timeoutS ?? DEFAULT_REQUEST_TIMEOUT_S;
+  }
+
+  /** Seconds a request waits for its answer unless it says otherwise (0: forever). */
+  timeoutS: number;
 
   /** Events pushed by the kernel (capture added, evicted, deleted). */
   get eventReceived(): ISignal<this, ProtocolEvent> {
@@ -64,7 +86,8 @@ export class ProtocolClient implements IDisposable {
   /** Send a request; resolves with the result, rejects with a ProtocolError. */
   request<K extends RequestName>(
     op: K,
-    args: RequestArgs<K>
+    args: RequestArgs<K>,
+    options: IRequestOptions = {}
   ): Promise<IResponse<K>> {
     if (this._isDisposed) {
       return Promise.reject(
@@ -76,11 +99,29 @@ export class ProtocolClient implements IDisposable {
       );
     }
     const id = `${++this._counter}`;
+    const timeoutS = options.timeoutS ?? this.timeoutS;
     return new Promise<IResponse<K>>((resolve, reject) => {
-      this._pending.set(id, { op, resolve, reject });
+      const timer =
+        timeoutS > 0
+          ? setTimeout(() => {
+              if (this._pending.delete(id)) {
+                reject(
+                  new ProtocolError(
+                    op,
+                    'Timeout',
+                    `no answer from the kernel after ${timeoutS} s (${op}); it may be ` +
+                      'busy running a cell or an expression that does not end ' +
+                      "(the notebook's stop button interrupts it)"
+                  )
+                );
+              }
+            }, timeoutS * 1000)
+          : undefined;
+      this._pending.set(id, { op, resolve, reject, timer });
       try {
         this._transport.send({ v: PROTOCOL_VERSION, id, op, args });
       } catch (error) {
+        clearTimeout(timer);
         this._pending.delete(id);
         reject(new ProtocolError(op, 'SendFailed', String(error)));
       }
@@ -109,6 +150,7 @@ export class ProtocolClient implements IDisposable {
         return; // an answer to a request made before a reset; nobody waits for it
       }
       this._pending.delete(data.re);
+      clearTimeout(pending.timer);
       if (data.ok) {
         pending.resolve({
           result: data.result,
@@ -132,23 +174,26 @@ export class ProtocolClient implements IDisposable {
     }
   }
 
-  /** Reject every pending request and stop; safe to call twice. */
-  dispose(): void {
+  /**
+   * Reject every pending request with a message saying why no answer will come (the
+   * kernel restarted, died, the notebook closed) and stop; safe to call twice.
+   */
+  close(reason: string): void {
     if (this._isDisposed) {
       return;
     }
     this._isDisposed = true;
     for (const pending of this._pending.values()) {
-      pending.reject(
-        new ProtocolError(
-          pending.op,
-          'ConnectionClosed',
-          'the kernel connection was closed'
-        )
-      );
+      clearTimeout(pending.timer);
+      pending.reject(new ProtocolError(pending.op, 'ConnectionClosed', reason));
     }
     this._pending.clear();
     Signal.clearData(this);
+  }
+
+  /** Reject every pending request and stop; safe to call twice. */
+  dispose(): void {
+    this.close('the kernel connection was closed before the kernel answered');
   }
 
   private _counter = 0;
