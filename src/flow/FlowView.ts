@@ -100,6 +100,13 @@ export class FlowWidget extends Widget {
     }
     this._lastPaintMs = performance.now() - t0;
     this.node.dataset.paintMs = this._lastPaintMs.toFixed(2);
+    const links = this.model.links;
+    requestAnimationFrame(() => {
+      // the benchmark times user action → the frame after the canvases were painted
+      this.node.dataset.paintedAt = String(performance.now());
+      this.node.dataset.paintedLinks = String(links?.value.length ?? 0);
+      this.node.dataset.paints = String(++this._paints);
+    });
     this.node.dataset.links = String(this._shown);
     this.node.dataset.state = this.model.busy
       ? 'busy'
@@ -521,10 +528,10 @@ export class FlowWidget extends Widget {
 
   private _drawSankey(): void {
     const m = this.model;
-    const width = Math.max(
-      240,
-      (this._sankey.parentElement?.clientWidth ?? 800) - 2 * (HEAT_PX + 24)
-    );
+    // beside the heatmaps when there is room, above them (full width) in a narrow split
+    const room = (this._sankey.parentElement?.clientWidth ?? 800) - 16;
+    const beside = room - 2 * (HEAT_PX + 24);
+    const width = beside >= 360 ? beside : Math.max(240, room);
     const height = 2 * HEAT_PX + 48;
     const ctx = this._fit(this._sankey, width, height);
     this._shown = 0;
@@ -788,4 +795,5 @@ export class FlowWidget extends Widget {
   >();
   private _shown = 0;
   private _lastPaintMs = 0;
+  private _paints = 0;
 }

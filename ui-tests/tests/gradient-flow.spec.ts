@@ -44,9 +44,16 @@ async function viewState(page: IJupyterLabPageFixture, selector: string) {
 }
 
 /** Evaluate a Python expression in the notebook's kernel (cell 1) and parse its JSON. */
-async function kernel(page: IJupyterLabPageFixture, code: string): Promise<any> {
+async function kernel(
+  page: IJupyterLabPageFixture,
+  code: string
+): Promise<any> {
   await page.notebook.activate(NOTEBOOK);
-  await page.notebook.setCell(1, 'code', `import json\nprint(json.dumps(${code}))`);
+  await page.notebook.setCell(
+    1,
+    'code',
+    `import json\nprint(json.dumps(${code}))`
+  );
   await page.notebook.runCell(1, { inplace: true });
   const out = await page.notebook.getCellTextOutput(1);
   return JSON.parse((out ?? [''])[0].trim());
@@ -94,7 +101,9 @@ test.describe('gradient flow', () => {
       page,
       '[int(d) for s, d in zip(*flow.links(0, 2000)[:2]) if int(s) == 100]'
     );
-    expect(state.visible.map(i => state.dst[i]).sort()).toEqual(fromNode.sort());
+    expect(state.visible.map(i => state.dst[i]).sort()).toEqual(
+      fromNode.sort()
+    );
     expect(state.shown).toBe(fromNode.length);
 
     // the threshold (log slider): repaints locally, agrees with the kernel's threshold
@@ -123,7 +132,9 @@ test.describe('gradient flow', () => {
       page,
       `sorted(int(s) for s, d in zip(*flow.links(0, 2000)[:2]) if int(d) == ${node})`
     );
-    expect(state.visible.map(i => state.src[i]).sort((a, b) => a - b)).toEqual(intoNode);
+    expect(state.visible.map(i => state.src[i]).sort((a, b) => a - b)).toEqual(
+      intoNode
+    );
     await keepScreenshot(page, testInfo, 'flow-target-node');
 
     // a region on the selected layer, applied in the kernel before the top-k
@@ -132,7 +143,10 @@ test.describe('gradient flow', () => {
     await inputs.nth(1).fill('6');
     await inputs.nth(2).fill('4');
     await inputs.nth(3).fill('9');
-    await page.locator(view).getByRole('button', { name: 'Apply regions' }).click();
+    await page
+      .locator(view)
+      .getByRole('button', { name: 'Apply regions' })
+      .click();
     await expect(page.locator(view)).toContainText('regions applied');
     state = await viewState(page, view);
     expect(state.srcRegion).toEqual([2, 6, 4, 9]);
@@ -145,14 +159,19 @@ test.describe('gradient flow', () => {
     await keepScreenshot(page, testInfo, 'flow-region');
   });
 
-  test('display(flow) renders the view inline', async ({ page, tmpPath }, testInfo) => {
+  test('display(flow) renders the view inline', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
     test.setTimeout(180000);
     NOTEBOOK = 'flow-display.ipynb';
     await openNotebook(page, tmpPath, NOTEBOOK, [MODEL_CELL, 'flow']);
     await run(page, 0);
     await run(page, 1);
     const inline = page.locator('.jp-OutputArea .jp-NopdbLab-flow');
-    await expect(inline).toHaveAttribute('data-state', 'ready', { timeout: 60000 });
+    await expect(inline).toHaveAttribute('data-state', 'ready', {
+      timeout: 60000
+    });
     const state = await viewState(page, '.jp-OutputArea .jp-NopdbLab-flow');
     const ref = await kernel(page, 'flow.links(0, 2000)[1].tolist()');
     expect(state.dst).toEqual(ref);
