@@ -517,9 +517,16 @@ export class FlowWidget extends Widget {
       const current = i === m.layer || i === m.layer + 1;
       ctx.fillStyle = current ? '#d6604d' : '#92c5de';
       ctx.fillRect(i * w + 2, 24 - h, w - 4, h);
-      ctx.fillStyle = getComputedStyle(this.node).color || '#222';
+      ctx.fillStyle = this._inkColor();
       ctx.fillText(layer.name, i * w + 2, 34, w - 4);
     });
+  }
+
+  private _inkColor(): string {
+    if (!this._ink) {
+      this._ink = getComputedStyle(this.node).color || '#222';
+    }
+    return this._ink;
   }
 
   private _nodeY(i: number, n: number, top: number, height: number): number {
@@ -546,7 +553,7 @@ export class FlowWidget extends Widget {
     const x0 = 70;
     const x1 = width - 70;
     ctx.font = '11px sans-serif';
-    ctx.fillStyle = getComputedStyle(this.node).color || '#222';
+    ctx.fillStyle = this._inkColor();
     ctx.fillText(src.name, 4, 11, x0 - 8);
     ctx.textAlign = 'right';
     ctx.fillText(dst.name, width - 4, 11, x0 - 8);
@@ -562,18 +569,33 @@ export class FlowWidget extends Widget {
       Math.min(14, inner / Math.max(8, Math.sqrt(src.nodes)))
     );
     ctx.globalAlpha = 0.55;
+    // one path per (sign, width step): a few strokes instead of one per link
+    const paths = new Map<number, Path2D>();
+    const mid = (x0 + x1) / 2;
     for (let k = visible.length - 1; k >= 0; k--) {
       const i = visible[k];
       const v = links.value[i];
       const ys = this._nodeY(links.src[i], src.nodes, top, inner);
       const yd = this._nodeY(links.dst[i], dst.nodes, top, inner);
-      ctx.strokeStyle = v >= 0 ? '#b2182b' : '#2166ac';
-      ctx.lineWidth = Math.max(0.3, (maxWidth * Math.abs(v)) / (maxAbs || 1));
-      ctx.beginPath();
-      ctx.moveTo(x0, ys);
-      const mid = (x0 + x1) / 2;
-      ctx.bezierCurveTo(mid, ys, mid, yd, x1, yd);
-      ctx.stroke();
+      const step = Math.max(
+        1,
+        Math.round((4 * maxWidth * Math.abs(v)) / (maxAbs || 1))
+      );
+      const key = v >= 0 ? step : -step;
+      let path = paths.get(key);
+      if (!path) {
+        path = new Path2D();
+        paths.set(key, path);
+      }
+      path.moveTo(x0, ys);
+      path.bezierCurveTo(mid, ys, mid, yd, x1, yd);
+    }
+    for (const key of [...paths.keys()].sort(
+      (a, b) => Math.abs(a) - Math.abs(b)
+    )) {
+      ctx.strokeStyle = key >= 0 ? '#b2182b' : '#2166ac';
+      ctx.lineWidth = Math.max(0.3, Math.abs(key) / 4);
+      ctx.stroke(paths.get(key)!);
     }
     ctx.globalAlpha = 1;
     const column = (
@@ -582,25 +604,28 @@ export class FlowWidget extends Widget {
       n: number,
       role: 'src' | 'dst'
     ) => {
-      let bound = 0;
-      grads?.forEach(g => (bound = Math.max(bound, Math.abs(g))));
       const h = Math.max(1, inner / Math.max(1, n) - 1);
-      for (let i = 0; i < n; i++) {
-        const g = grads ? grads[i] : NaN;
-        const t = Number.isFinite(g)
-          ? bound
-            ? 0.5 + g / (2 * bound)
-            : 0.5
-          : NaN;
-        const k = Number.isNaN(t)
-          ? -1
-          : Math.round(Math.min(1, Math.max(0, t)) * 255) * 3;
-        ctx.fillStyle =
-          k < 0
-            ? 'rgb(128,128,128)'
-            : `rgb(${TABLE[k]},${TABLE[k + 1]},${TABLE[k + 2]})`;
-        const y = this._nodeY(i, n, top, inner) - h / 2;
-        ctx.fillRect(x - 6, y, 12, h);
+      if (grads && grads.length === n) {
+        let image = this._columns.get(grads);
+        if (!image) {
+          const { positions } = normalise(grads, n, 1, {
+            scale: 'linear',
+            normalisation: 'global',
+            diverging: true
+          });
+          image = document.createElement('canvas');
+          image.width = 1;
+          image.height = n;
+          image
+            .getContext('2d')!
+            .putImageData(new ImageData(paint(positions, TABLE), 1, n), 0, 0);
+          this._columns.set(grads, image);
+        }
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(image, x - 6, top, 12, inner);
+      } else {
+        ctx.fillStyle = 'rgb(128,128,128)';
+        ctx.fillRect(x - 6, top, 12, inner);
       }
       if (m.selection?.role === role) {
         const y = this._nodeY(m.selection.node, n, top, inner);
@@ -658,17 +683,22 @@ export class FlowWidget extends Widget {
     if (!grads || grads.length !== rows * cols) {
       return;
     }
-    const { positions } = normalise(grads, rows, cols, {
-      scale: 'linear',
-      normalisation: 'global',
-      diverging: true
-    });
-    const pixels = paint(positions, TABLE);
-    const image = new ImageData(pixels, cols, rows);
-    const off = document.createElement('canvas');
-    off.width = cols;
-    off.height = rows;
-    off.getContext('2d')!.putImageData(image, 0, 0);
+    let off = this._images.get(grads);
+    if (!off) {
+      // painted once per gradient array; a threshold or selection only redraws circles
+      const { positions } = normalise(grads, rows, cols, {
+        scale: 'linear',
+        normalisation: 'global',
+        diverging: true
+      });
+      off = document.createElement('canvas');
+      off.width = cols;
+      off.height = rows;
+      off
+        .getContext('2d')!
+        .putImageData(new ImageData(paint(positions, TABLE), cols, rows), 0, 0);
+      this._images.set(grads, off);
+    }
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(off, 0, 0, width, height);
     ctx.strokeStyle = '#000';
@@ -796,4 +826,7 @@ export class FlowWidget extends Widget {
   private _shown = 0;
   private _lastPaintMs = 0;
   private _paints = 0;
+  private _images = new WeakMap<Float32Array, HTMLCanvasElement>();
+  private _ink = '';
+  private _columns = new WeakMap<Float32Array, HTMLCanvasElement>();
 }

@@ -3,7 +3,8 @@
  * Two captured 8→8-channel 3×3 convolutions on 48×48 pixels: transition 0 has 20,736
  * nonzero pixel links, of which the view gets the top 2,000. Medians of repeated runs of:
  *   open       click "Gradient flow" → first paint (kernel computes the flow; no goal)
- *   paint      repaint of the 2,000 links, Sankey + 4 heatmaps (goal ≤ 150 ms)
+ *   first paint  in-page paint of the 2,000 links, Sankey + 4 heatmaps (goal ≤ 150 ms)
+ *   repaint    repaint() → next frame with the same links
  *   threshold  move the threshold slider → repainted (goal ≤ 50 ms, no kernel round trip)
  * Times are taken in the page (performance.now) from the user's action to the animation
  * frame after the canvases were painted.
@@ -65,6 +66,7 @@ test('gradient flow view latency', async ({ page, tmpPath }) => {
 
   const open: number[] = [];
   const paint: number[] = [];
+  const firstPaint: number[] = [];
   const threshold: number[] = [];
   for (let run = 0; run < RUNS; run++) {
     const t0 = await page.evaluate(() => performance.now());
@@ -78,6 +80,10 @@ test('gradient flow view latency', async ({ page, tmpPath }) => {
     );
     open.push(
       Number(await page.locator(VIEW).getAttribute('data-painted-at')) - t0
+    );
+    // in-page time of the first paint with the 2,000 links (cold image caches)
+    firstPaint.push(
+      Number(await page.locator(VIEW).getAttribute('data-paint-ms'))
     );
     paint.push(
       await timeUntilPainted(page, await paints(page), () =>
@@ -103,9 +109,10 @@ test('gradient flow view latency', async ({ page, tmpPath }) => {
   }
   const report = {
     open_ms: median(open),
-    paint_2000_links_ms: median(paint),
+    first_paint_2000_links_ms: median(firstPaint),
+    repaint_2000_links_ms: median(paint),
     threshold_ms: median(threshold)
   };
   console.log(`flow view (medians of ${RUNS} runs): ${JSON.stringify(report)}`);
-  expect(report.paint_2000_links_ms).toBeGreaterThan(0);
+  expect(report.repaint_2000_links_ms).toBeGreaterThan(0);
 });
