@@ -165,16 +165,16 @@ test.describe('gradient flow', () => {
   }, testInfo) => {
     test.setTimeout(180000);
     NOTEBOOK = 'flow-display.ipynb';
-    await openNotebook(page, tmpPath, NOTEBOOK, [MODEL_CELL, 'flow']);
+    await openNotebook(page, tmpPath, NOTEBOOK, [MODEL_CELL, '', 'flow']);
     await run(page, 0);
-    await run(page, 1);
+    await run(page, 2);
     const inline = page.locator('.jp-OutputArea .jp-NopdbLab-flow');
     await expect(inline).toHaveAttribute('data-state', 'ready', {
       timeout: 60000
     });
     const state = await viewState(page, '.jp-OutputArea .jp-NopdbLab-flow');
+    await keepScreenshot(page, testInfo, 'flow-inline');
     const ref = await kernel(page, 'flow.links(0, 2000)[1].tolist()');
     expect(state.dst).toEqual(ref);
-    await keepScreenshot(page, testInfo, 'flow-inline');
   });
 });
