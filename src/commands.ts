@@ -27,6 +27,8 @@ export namespace CommandIDs {
   export const copyExpression = 'nopdb-lab:copy-expression';
   /** Insert a code cell below the active one; args `{ code }`. */
   export const insertCell = 'nopdb-lab:insert-cell';
+  /** Open the gradient flow of captures; args `{ captureIds? , stackId?, title? }`. */
+  export const openGradientFlow = 'nopdb-lab:open-gradient-flow';
 }
 
 /** The palette category of nopdb-lab's commands. */

@@ -11,6 +11,8 @@
 import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { breakpointsPlugin } from './breakpoints/plugin';
+import { flowPlugin } from './flow/plugin';
+import { renderPlugin } from './render/plugin';
 import { capturesPlugin } from './captures/plugin';
 import { heatmapPlugin } from './heatmap/plugin';
 import { kernelPlugin } from './kernel/plugin';
@@ -24,7 +26,9 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   sourcesPlugin,
   heatmapPlugin,
   capturesPlugin,
-  breakpointsPlugin
+  breakpointsPlugin,
+  flowPlugin,
+  renderPlugin
 ];
 
 export default plugins;

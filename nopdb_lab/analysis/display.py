@@ -888,3 +888,117 @@ def _title_line(panel: Panel) -> str:
     if meta.get("nan") or meta.get("inf"):
         bad = f", {meta['nan']} NaN / {meta['inf']} Inf (grey)"
     return f"{panel.title} {tuple(panel.shape)}{fixed}{extra}{bad}"
+
+
+# -- display(flow) ------------------------------------------------------------------------
+#: Flows shown with ``display(flow)`` that a notebook's view can still open, newest last.
+MAX_DISPLAYED_FLOWS = 8
+_displayed_flows: Dict[str, Any] = {}
+_flow_tokens = iter(range(1, sys.maxsize))
+_FLOW_TILE_PX = 160
+
+
+def displayed_flow(token: str) -> Any:
+    """The flow displayed under ``token`` (the ``"flow"`` item's ``token``); raises
+    :class:`ShowError` naming why when it is gone."""
+    if token not in _displayed_flows:
+        raise ShowError(
+            f"the flow displayed as {token!r} is no longer in this kernel (the kernel "
+            f"restarted, or more than {MAX_DISPLAYED_FLOWS} flows were displayed since): "
+            "run the cell again"
+        )
+    return _displayed_flows[token]
+
+
+def _register_flow(flow: Any) -> str:
+    for token, known in _displayed_flows.items():
+        if known is flow:
+            return token
+    token = f"displayed-{next(_flow_tokens)}"
+    _displayed_flows[token] = flow
+    while len(_displayed_flows) > MAX_DISPLAYED_FLOWS:
+        del _displayed_flows[next(iter(_displayed_flows))]
+    return token
+
+
+def _flow_layers(flow: Any) -> Tuple[List[Any], List[str]]:
+    """Each layer's node gradients (``None`` where not captured) and notes on the gaps."""
+    grads: List[Any] = []
+    notes: List[str] = []
+    for index, layer in enumerate(flow.layers):
+        try:
+            grads.append(flow.node_grads(index).numpy())
+        except LookupError as exc:
+            grads.append(None)
+            notes.append(f"layer {layer['name']}: {exc}")
+    return grads, notes
+
+
+def flow_png(flow: Any) -> bytes:
+    """The static picture of a flow: each layer's node gradients as a map (RdBu, one
+    symmetric range per layer), left to right in network order."""
+    import numpy as np
+
+    grads, _ = _flow_layers(flow)
+    tiles = []
+    for layer, g in zip(flow.layers, grads, strict=True):
+        grid = list(layer["grid"]) or [1]
+        shape = (1, grid[0]) if len(grid) == 1 else (grid[-2], grid[-1])
+        if g is None or int(np.prod(shape)) != g.size:
+            plane = np.full(shape, np.nan)
+        else:
+            plane = g.reshape(shape)
+        finite = plane[np.isfinite(plane)]
+        bound = float(np.abs(finite).max()) if finite.size else 0.0
+        rgb = colorize(plane, -bound, bound, "RdBu")
+        scale = max(1, _FLOW_TILE_PX // max(shape))
+        tiles.append(np.repeat(np.repeat(rgb, scale, axis=0), scale, axis=1))
+    height = max(t.shape[0] for t in tiles)
+    width = sum(t.shape[1] for t in tiles) + _GAP * (len(tiles) + 1)
+    canvas = np.full((height + 2 * _GAP, width, 3), _BACKGROUND, dtype=np.uint8)
+    x = _GAP
+    for t in tiles:
+        canvas[_GAP : _GAP + t.shape[0], x : x + t.shape[1]] = t
+        x += t.shape[1] + _GAP
+    return encode_png(canvas)
+
+
+def flow_json(flow: Any) -> Dict[str, Any]:
+    """The :data:`VIEW_MIME` payload of a flow: one ``"flow"`` item (``docs/display.md``)."""
+    _, notes = _flow_layers(flow)
+    return {
+        "version": VIEW_VERSION,
+        "items": [
+            {
+                "kind": "flow",
+                "token": _register_flow(flow),
+                "title": repr(flow),
+                "flow_kind": flow.kind,
+                "sample": flow.sample,
+                "layers": [
+                    {
+                        "name": str(layer["name"]),
+                        "grid": [int(s) for s in layer["grid"]],
+                        "node_kind": str(layer["node_kind"]),
+                    }
+                    for layer in flow.layers
+                ],
+            }
+        ],
+        "notes": notes,
+    }
+
+
+def flow_bundle(flow: Any, include: Any = None, exclude: Any = None) -> Dict[str, Any]:
+    """``GradientFlow._repr_mimebundle_``: the view JSON, a PNG of the node gradients and
+    a text description."""
+    producers = {
+        VIEW_MIME: lambda: flow_json(flow),
+        "image/png": lambda: flow_png(flow),
+        "text/plain": lambda: repr(flow),
+    }
+    return {
+        mime: produce()
+        for mime, produce in producers.items()
+        if (not include or mime in include) and not (exclude and mime in exclude)
+    }

@@ -597,6 +597,13 @@ class GradientFlow:
             f"<GradientFlow {self.kind}, {self.layers[0]['node_kind']} nodes: {' → '.join(parts)}>"
         )
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Dict[str, Any]:
+        """``display(flow)``: the extension's interactive flow view (``docs/display.md``),
+        a PNG of each layer's node gradients where it is not installed, and the text."""
+        from .display import flow_bundle
+
+        return flow_bundle(self, include, exclude)
+
     def _check_transition(self, layer: int) -> None:
         if not 0 <= layer < len(self.records):
             raise FlowError(

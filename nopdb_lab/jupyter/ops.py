@@ -19,6 +19,7 @@ from ..capture_store import CaptureStore
 from ..records import ProtocolError, resolve
 from ..tracing.backends import backend_name
 from .breakpoint_manager import BreakpointManager, is_cell_file
+from .flow_ops import flow_close_op, flow_links_op, flow_open_op
 from .protocol import PROTOCOL_VERSION
 from .source_lookup import locate
 from .user_values import evaluate_image, evaluate_labels, user_namespace
@@ -186,4 +187,7 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "breakpoint_list": breakpoint_list_op,
     "locate": locate_op,
     "set_budget": set_budget_op,
+    "flow_open": flow_open_op,
+    "flow_links": flow_links_op,
+    "flow_close": flow_close_op,
 }

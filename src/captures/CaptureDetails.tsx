@@ -14,6 +14,7 @@ import {
   fileIcon,
   LabIcon,
   ReactWidget,
+  shareIcon,
   tableRowsIcon
 } from '@jupyterlab/ui-components';
 
@@ -314,6 +315,35 @@ function Details(props: {
             })
           }
         />
+        {detail.kind === 'call' || detail.kind === 'stack' ? (
+          <IconButton
+            icon={shareIcon}
+            label="Gradient flow"
+            title={
+              detail.kind === 'stack'
+                ? 'Open the gradient flow between the stacked captures (captured with grads=True)'
+                : `Open the gradient flow between the calls of ${detail.qualname} (captured with grads=True)`
+            }
+            size="16px"
+            onClick={() => {
+              const all = env.model.bridge?.captures.all() ?? [];
+              void env.commands.execute(
+                CommandIDs.openGradientFlow,
+                detail.kind === 'stack'
+                  ? { stackId: detail.id, title: detail.qualname }
+                  : {
+                      captureIds: all
+                        .filter(
+                          c =>
+                            c.kind === 'call' && c.qualname === detail.qualname
+                        )
+                        .map(c => c.id),
+                      title: detail.qualname
+                    }
+              );
+            }}
+          />
+        ) : null}
         <IconButton
           icon={deleteIcon}
           label="Delete capture"

@@ -103,6 +103,11 @@ export class CaptureListModel {
     return found;
   }
 
+  /** Every capture, unfiltered (e.g. all calls of a function for a gradient flow). */
+  all(): ICaptureBrief[] {
+    return [...this._byId.values()];
+  }
+
   get(id: number): ICaptureBrief | undefined {
     return this._byId.get(id);
   }
