@@ -37,6 +37,7 @@ import { BrowserHeader } from './BrowserHeader';
 import { BrowserModel } from './browserModel';
 import { CaptureDetailsView } from './CaptureDetails';
 import { CaptureListView } from './CaptureListView';
+import { cellNamesOf } from '../cells/registry';
 
 export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
   id: 'nopdb-lab:captures',
@@ -59,6 +60,7 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
         panel ? (connections.get(panel) ?? null) : null,
         panel?.context.path ?? ''
       );
+      model.setCellNames(panel ? cellNamesOf(panel) : null);
     };
     connections.added.connect((_, { panel, bridge }) => {
       panel.context.pathChanged.connect(() => {
