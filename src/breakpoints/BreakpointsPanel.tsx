@@ -4,6 +4,7 @@
  * condition, expressions to evaluate, code to execute, snapshot of locals, max hits,
  * one-instance scope, enable/disable, remove; "remove all".
  */
+import { describeHits, totalHits } from './hitCounts';
 import * as React from 'react';
 import {
   addIcon,
@@ -356,8 +357,15 @@ function Row(props: {
           {state?.message ? `: ${state.message}` : ''}
         </span>
       </span>
-      <span className="jp-NopdbLab-bpHitCount" title="Hits">
-        {state?.hits ?? 0}
+      <span
+        className="jp-NopdbLab-bpHitCount"
+        title={describeHits(state)}
+        aria-label={describeHits(state)}
+      >
+        {totalHits(state)}
+        {state && state.hits !== totalHits(state) ? (
+          <span className="jp-NopdbLab-bpSince"> ({state.hits} new)</span>
+        ) : null}
       </span>
       <button
         className="jp-NopdbLab-iconButton"

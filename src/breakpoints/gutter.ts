@@ -4,6 +4,7 @@
  * in read-only source views. A click toggles a breakpoint; each marker shows the
  * breakpoint's state (active, pending, disabled, error) and its hit count.
  */
+import { describeHits, totalHits } from './hitCounts';
 import { CodeEditor } from '@jupyterlab/codeeditor';
 import {
   Compartment,
@@ -38,7 +39,7 @@ export function markerOf(
   state: IBreakpointState | undefined
 ): IMarker {
   const status = state?.state ?? 'unknown';
-  const hits = state?.hits ?? 0;
+  const hits = totalHits(state);
   const parts = [
     `Breakpoint (${status === 'unknown' ? 'not sent to the kernel yet' : status})`
   ];
@@ -48,7 +49,7 @@ export function markerOf(
   if (bp.condition) {
     parts.push(`if ${bp.condition}`);
   }
-  parts.push(`${hits} hit${hits === 1 ? '' : 's'}`, 'Click to remove');
+  parts.push(describeHits(state), 'Click to remove');
   return { line: bp.line, status, hits, title: parts.join('\n') };
 }
 

@@ -293,11 +293,11 @@ function FoldedFrames(props: {
       <button
         className="jp-NopdbLab-foldToggle"
         aria-expanded={open}
-        title="Frames of IPython, ipykernel, asyncio and other kernel machinery"
+        title={`${count} frames of the kernel's machinery (IPython, ipykernel, asyncio, …): ${open ? 'hide' : 'show'} them`}
         onClick={() => setOpen(!open)}
       >
         <Caret.react tag="span" width="14px" height="14px" />
-        {count} kernel frame{count === 1 ? '' : 's'} (IPython, ipykernel…)
+        {count} kernel frame{count === 1 ? '' : 's'}
       </button>
       {open ? (
         <ol className="jp-NopdbLab-stack jp-NopdbLab-stackInner">
