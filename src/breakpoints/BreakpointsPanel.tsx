@@ -317,8 +317,16 @@ function Row(props: {
   const { model, bp } = props;
   const state = model.state(bp.id);
   const status = state?.state ?? 'unknown';
+  const node = React.useRef<HTMLLIElement>(null);
+  React.useEffect(() => {
+    // the selected breakpoint stays in view (selected from the gutter or the list)
+    if (props.selected) {
+      node.current?.scrollIntoView?.({ block: 'nearest' });
+    }
+  }, [props.selected]);
   return (
     <li
+      ref={node}
       className={`jp-NopdbLab-bpRow${props.selected ? ' jp-mod-selected' : ''}`}
       data-breakpoint-id={bp.id}
       data-status={status}

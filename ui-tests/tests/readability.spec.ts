@@ -145,3 +145,73 @@ test('cells by name, folded kernel frames, expression → value, hit totals', as
   ).toHaveText('2');
   await keepScreenshot(page, testInfo, 'hit-totals-after-reload');
 });
+
+const HEATMAP_CELLS = [
+  `import torch, nopdb_lab
+
+def attend(q, k):
+    attn = (q @ k.transpose(-2, -1)).softmax(dim=-1)
+    return attn`,
+  `with nopdb_lab.capture_calls(attend):
+    attend(torch.randn(2, 24, 8), torch.randn(2, 24, 8))`
+];
+
+/** Whether an element is wholly inside the window. */
+async function inViewport(
+  page: IJupyterLabPageFixture,
+  element: Locator
+): Promise<boolean> {
+  const box = await element.boundingBox();
+  const size = page.viewportSize()!;
+  return (
+    !!box &&
+    box.y >= 0 &&
+    box.x >= 0 &&
+    box.y + box.height <= size.height &&
+    box.x + box.width <= size.width
+  );
+}
+
+test('the heatmap in a right split keeps map, colour bar and readout in view', async ({
+  page,
+  tmpPath
+}, testInfo) => {
+  await openNotebook(page, tmpPath, 'heatmap-fit.ipynb', HEATMAP_CELLS);
+  await run(page, 0);
+  await run(page, 1);
+  await expect(rows(page)).toHaveCount(1);
+  await rows(page).first().click();
+  const details = browser(page).locator('.jp-NopdbLab-details');
+  const attn = details.locator(
+    `.jp-NopdbLab-value[data-path='["locals","attn"]']`
+  );
+  await attn.locator('.jp-NopdbLab-valueRow').first().hover();
+  await attn.getByRole('button', { name: 'Open as heatmap' }).click();
+
+  // the viewer opens split to the right of the notebook
+  const viewer = page.locator('.jp-NopdbLab-heatmap');
+  await expect(viewer.locator('.jp-NopdbLab-heatmapStatus')).toContainText(
+    '24×24'
+  );
+  const notebookBox = (await page
+    .locator('.jp-NotebookPanel')
+    .first()
+    .boundingBox())!;
+  const viewerBox = (await viewer.boundingBox())!;
+  expect(viewerBox.x).toBeGreaterThan(notebookBox.x + notebookBox.width / 2);
+
+  const canvas = viewer.locator('.jp-NopdbLab-heatmapCanvas');
+  const box = (await canvas.boundingBox())!;
+  await page.mouse.move(
+    box.x + (5.5 * box.width) / 24,
+    box.y + (20.5 * box.height) / 24
+  );
+  const readout = viewer.locator('.jp-NopdbLab-heatmapTooltip');
+  await expect(readout).toContainText('row 20, column 5: ');
+  // all three in the window together, without scrolling
+  expect(await inViewport(page, canvas)).toBe(true);
+  expect(await inViewport(page, viewer.getByLabel('Colour bar'))).toBe(true);
+  expect(await inViewport(page, readout)).toBe(true);
+  expect(box.width).toBeGreaterThan(200); // scaled to fit, not shrunk to a stamp
+  await keepScreenshot(page, testInfo, 'heatmap-right-split');
+});
