@@ -13,6 +13,7 @@ import {
   duplicateIcon,
   fileIcon,
   LabIcon,
+  launchIcon,
   ReactWidget,
   tableRowsIcon
 } from '@jupyterlab/ui-components';
@@ -32,6 +33,7 @@ import { KernelBridge } from '../kernel/bridge';
 import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
 import { formatTime } from '../ui/format';
 import { foldFrames, IFrameLike } from './stackFrames';
+import { OPEN_DETAILS_IN_MAIN } from './detailsCommand';
 
 /** What the views act through: the browser model (requests) and the commands. */
 interface IDetailsEnv {
@@ -406,6 +408,17 @@ function Details(props: {
             void env.commands.execute(CommandIDs.openSource, {
               file: detail.file,
               line: detail.line
+            })
+          }
+        />
+        <IconButton
+          icon={launchIcon}
+          label="Open in the main area"
+          title="Open these details in a main-area tab (room for big captures)"
+          size="16px"
+          onClick={() =>
+            void env.commands.execute(OPEN_DETAILS_IN_MAIN, {
+              captureId: detail.id
             })
           }
         />

@@ -12,7 +12,7 @@ import { formatBytes, formatTime } from '../ui/format';
 import { FileNamer } from '../cells/registry';
 import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
 
-const ROW_HEIGHT = 44;
+const ROW_HEIGHT = 40;
 
 const KIND_LABELS: Record<string, string> = {
   call: 'call',

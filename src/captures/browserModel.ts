@@ -32,6 +32,11 @@ export class BrowserModel {
     return namerOf(this._names);
   }
 
+  /** The followed notebook's cell names, if any. */
+  get cellNames(): CellNames | null {
+    return this._names;
+  }
+
   /** Name the followed notebook's cell files (re-renders when its cells move). */
   setCellNames(names: CellNames | null): void {
     if (names === this._names) {

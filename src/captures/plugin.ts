@@ -38,6 +38,7 @@ import { BrowserModel } from './browserModel';
 import { CaptureDetailsView } from './CaptureDetails';
 import { CaptureListView } from './CaptureListView';
 import { cellNamesOf } from '../cells/registry';
+import { addOpenDetailsCommand, shareSidebarHeight } from './detailsInMain';
 
 export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
   id: 'nopdb-lab:captures',
@@ -99,6 +100,8 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
     sidebar.addWidget(new CaptureDetailsView(model, app.commands));
     app.shell.add(sidebar, 'right', { rank: 600 });
     restorer?.add(sidebar, 'nopdb-lab-capture-browser');
+    addOpenDetailsCommand(app, model);
+    void app.restored.then(() => shareSidebarHeight(sidebar));
 
     const ready = () => model.bridge?.state.status === 'ready';
     app.commands.addCommand(CommandIDs.openBrowser, {

@@ -105,6 +105,21 @@ test('cells by name, folded kernel frames, expression → value, hit totals', as
   await keepScreenshot(page, testInfo, 'kernel-frames-unfolded');
   await fold.click();
 
+  // the capture list has room for more than four rows at 1000 px
+  const list = browser(page).locator('.jp-NopdbLab-captureList');
+  const listHeight = (await list.boundingBox())?.height ?? 0;
+  const rowHeight = (await row.boundingBox())?.height ?? 1;
+  expect(listHeight / rowHeight).toBeGreaterThan(5);
+
+  // big captures open in the main area, named the same way
+  await details.getByRole('button', { name: 'Open in the main area' }).click();
+  const mainDetails = page.locator('.jp-NopdbLab-detailsMain');
+  await expect(
+    mainDetails.locator('.jp-NopdbLab-detailsHeader .jp-NopdbLab-place')
+  ).toHaveText('Cell 1 [1], line 2');
+  await keepScreenshot(page, testInfo, 'details-in-main-area');
+  await page.locator('.lm-TabBar-tab', { hasText: 'readable.ipynb' }).click();
+
   // moving the cells: the names follow the cell
   await page.notebook.selectCells(1);
   await page.keyboard.press('Escape');
@@ -119,15 +134,11 @@ test('cells by name, folded kernel frames, expression → value, hit totals', as
   await condition.press('Enter');
   await expect(count).toHaveText('1 (0 new)');
   const moved = cellEditor(page, 1); // the definition is the second cell now
-  await expect(marker(moved, 2).locator('.jp-NopdbLab-bpHits')).toHaveText(
-    '1'
-  );
+  await expect(marker(moved, 2).locator('.jp-NopdbLab-bpHits')).toHaveText('1');
   await run(page, 0); // the call cell is first now
   await expect(rows(page)).toHaveCount(2);
   await expect(count).toHaveText('2 (1 new)');
-  await expect(marker(moved, 2).locator('.jp-NopdbLab-bpHits')).toHaveText(
-    '2'
-  );
+  await expect(marker(moved, 2).locator('.jp-NopdbLab-bpHits')).toHaveText('2');
   await keepScreenshot(page, testInfo, 'hit-totals-after-edit');
 
   // a reload: the front end re-syncs its breakpoints, the kernel keeps the totals
