@@ -118,6 +118,11 @@ test('cells by name, folded kernel frames, expression → value, hit totals', as
     mainDetails.locator('.jp-NopdbLab-detailsHeader .jp-NopdbLab-place')
   ).toHaveText('Cell 1 [1], line 2');
   await keepScreenshot(page, testInfo, 'details-in-main-area');
+  // the sidebar's details did not scroll sideways: the title starts at its left edge
+  const title = details.locator('.jp-NopdbLab-detailsTitle');
+  const titleBox = (await title.boundingBox())!;
+  const sidebarBox = (await browser(page).boundingBox())!;
+  expect(titleBox.x).toBeGreaterThanOrEqual(sidebarBox.x);
   await page.locator('.lm-TabBar-tab', { hasText: 'readable.ipynb' }).click();
 
   // moving the cells: the names follow the cell
