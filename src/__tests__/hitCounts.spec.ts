@@ -16,9 +16,7 @@ const state = (hits: number, total_hits: number): IBreakpointState => ({
 describe('hit counts', () => {
   it('shows the total across edits, and the count since the last change', () => {
     expect(totalHits(state(1, 3))).toBe(3);
-    expect(describeHits(state(1, 3))).toBe(
-      '3 hits (1 since the last change)'
-    );
+    expect(describeHits(state(1, 3))).toBe('3 hits (1 since the last change)');
     expect(describeHits(state(1, 1))).toBe('1 hit');
     expect(totalHits(undefined)).toBe(0);
   });
