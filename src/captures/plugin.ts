@@ -101,7 +101,8 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
     app.shell.add(sidebar, 'right', { rank: 600 });
     restorer?.add(sidebar, 'nopdb-lab-capture-browser');
     addOpenDetailsCommand(app, model);
-    void app.restored.then(() => shareSidebarHeight(sidebar));
+    // after every plugin added its section (the breakpoints are another plugin)
+    void Promise.resolve(app.restored).then(() => shareSidebarHeight(sidebar));
 
     const ready = () => model.bridge?.state.status === 'ready';
     app.commands.addCommand(CommandIDs.openBrowser, {
