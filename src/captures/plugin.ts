@@ -39,6 +39,7 @@ import { CaptureDetailsView } from './CaptureDetails';
 import { CaptureListView } from './CaptureListView';
 import { cellNamesOf } from '../cells/registry';
 import { addOpenDetailsCommand, shareSidebarHeight } from './detailsInMain';
+import { withProgress } from './longWork';
 
 export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
   id: 'nopdb-lab:captures',
@@ -180,12 +181,19 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
         }
       },
       execute: async args => {
+        const bridge = model.bridge;
         try {
-          await model.stackAcross(
+          const work = model.stackAcross(
             args.captureId as number,
             args.path as PathStep[]
           );
+          await (bridge
+            ? withProgress(bridge, 'Stacking across captures', work)
+            : work);
         } catch (error) {
+          if ((error as { reported?: boolean }).reported) {
+            return;
+          }
           Notification.error(`Cannot stack: ${(error as Error).message}`);
         }
       }
