@@ -58,7 +58,13 @@ def test_a_cell_breakpoint_is_pending_until_the_cell_runs_then_fires(client):
     detail, _ = client.request("get", id=hit["id"])
     assert detail["result"]["locals"]["x"]["repr"] == "4"
     assert detail["result"]["evals"]["x * 10"]["repr"] == "40"
-    assert states_pushed(client)[-1] == {**state, "state": "active", "message": "", "hits": 1}
+    assert states_pushed(client)[-1] == {
+        **state,
+        "state": "active",
+        "message": "",
+        "hits": 1,
+        "total_hits": 1,
+    }
 
 
 def test_moving_a_breakpoint_to_another_line_and_removing_it(client):
@@ -263,3 +269,24 @@ def test_sync_replaces_only_the_breakpoints_of_one_notebook(client):
     client.request("breakpoint_sync", breakpoints=[], owner="a.ipynb")
     listed, _ = client.request("breakpoint_list")
     assert [(b["id"], b["state"]) for b in listed["result"]["breakpoints"]] == [("b1", "active")]
+
+
+def test_hit_totals_survive_an_edit_and_a_page_load(client):
+    """The capture list still shows earlier hits: the count must not drop to 0 (issue 17)."""
+    cell = CELL + "# totals\n"
+    client.run(cell)
+    set_bp(client, id="t", source=cell, line=2)
+    client.run("scale(1, 1)\nscale(2, 1)")
+    edited = set_bp(client, id="t", source=cell, line=2, condition="x > 1")
+    assert (edited["hits"], edited["total_hits"]) == (0, 2)
+    client.run("scale(1, 1)\nscale(2, 1)")  # only the second passes the condition
+    listed = client.request("breakpoint_list")[0]["result"]["breakpoints"]
+    (state,) = [s for s in listed if s["id"] == "t"]
+    assert (state["hits"], state["total_hits"]) == (1, 3)
+    # a page load: the front end re-syncs its list, the kernel keeps the totals by id
+    synced, _ = client.request(
+        "breakpoint_sync", breakpoints=[{"id": "t", "source": cell, "line": 2}]
+    )
+    (state,) = synced["result"]["breakpoints"]
+    assert (state["hits"], state["total_hits"]) == (0, 3)
+    assert len(hits(client)) == 3

@@ -101,10 +101,19 @@ class ManagedBreakpoint:
         self.state = "pending"
         self.message = ""
         self.field = ""
+        # hits of this id's earlier versions (before an edit, a page load's re-sync):
+        # the front end's capture list still shows them, so the count must not drop to 0
+        self.earlier_hits = 0
 
     @property
     def hits(self) -> int:
+        """Hits since the breakpoint was last set (what ``max_hits`` counts)."""
         return 0 if self.tracer is None else self.tracer.hit_count
+
+    @property
+    def total_hits(self) -> int:
+        """Hits of every version of this breakpoint id in this kernel."""
+        return self.earlier_hits + self.hits
 
     def fail(self, field_name: str, message: str) -> None:
         self.state, self.field, self.message = "error", field_name, message
@@ -120,6 +129,7 @@ class ManagedBreakpoint:
             "file": self.file,
             "line": self.spec.line,
             "function": self.function,
+            "total_hits": self.total_hits,
         }
 
 
@@ -185,6 +195,7 @@ class BreakpointManager:
         self._listeners: List[Listener] = []
         self._lock = threading.RLock()
         self._file_code: Dict[str, CodeType | None] = {}
+        self._earlier_hits: Dict[str, int] = {}
         record_store.add_listener(self._on_store_event)
 
     # -- requests -------------------------------------------------------------------
@@ -267,12 +278,15 @@ class BreakpointManager:
     # -- installing -------------------------------------------------------------------
     def _uninstall(self, breakpoint_id: str) -> None:
         managed = self._by_id.get(breakpoint_id)
+        if managed is not None:
+            self._earlier_hits[breakpoint_id] = managed.total_hits
         if managed is not None and managed.tracer is not None:
             managed.tracer.disable()
             self._by_tracer.pop(id(managed.tracer), None)
 
     def _install(self, spec: BreakpointSpec) -> ManagedBreakpoint:
         managed = ManagedBreakpoint(spec)
+        managed.earlier_hits = self._earlier_hits.get(spec.id, 0)
         try:
             if spec.source is not None:
                 scope, known = self._cell_scope(managed, spec.source)

@@ -79,7 +79,8 @@ class FakeConnection {
       hits: 0,
       file: spec.file ?? '/tmp/cell.py',
       line: spec.line,
-      function: 'f'
+      function: 'f',
+      total_hits: 0
     };
   }
 

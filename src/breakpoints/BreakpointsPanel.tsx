@@ -4,6 +4,7 @@
  * condition, expressions to evaluate, code to execute, snapshot of locals, max hits,
  * one-instance scope, enable/disable, remove; "remove all".
  */
+import { describeHits, totalHits } from './hitCounts';
 import * as React from 'react';
 import {
   addIcon,
@@ -317,8 +318,16 @@ function Row(props: {
   const state = model.state(bp.id);
   const status = state?.state ?? 'unknown';
   const untrusted = model.isUntrusted(bp.id);
+  const node = React.useRef<HTMLLIElement>(null);
+  React.useEffect(() => {
+    // the selected breakpoint stays in view (selected from the gutter or the list)
+    if (props.selected) {
+      node.current?.scrollIntoView?.({ block: 'nearest' });
+    }
+  }, [props.selected]);
   return (
     <li
+      ref={node}
       className={`jp-NopdbLab-bpRow${props.selected ? ' jp-mod-selected' : ''}`}
       data-breakpoint-id={bp.id}
       data-status={status}
@@ -364,8 +373,15 @@ function Row(props: {
         </span>
         {untrusted ? <UntrustedCode bp={bp} /> : null}
       </span>
-      <span className="jp-NopdbLab-bpHitCount" title="Hits">
-        {state?.hits ?? 0}
+      <span
+        className="jp-NopdbLab-bpHitCount"
+        title={describeHits(state)}
+        aria-label={describeHits(state)}
+      >
+        {totalHits(state)}
+        {state && state.hits !== totalHits(state) ? (
+          <span className="jp-NopdbLab-bpSince"> ({state.hits} new)</span>
+        ) : null}
       </span>
       <button
         className="jp-NopdbLab-iconButton"

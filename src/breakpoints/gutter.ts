@@ -4,6 +4,7 @@
  * in read-only source views. A click toggles a breakpoint; each marker shows the
  * breakpoint's state (active, pending, disabled, error) and its hit count.
  */
+import { describeHits, totalHits } from './hitCounts';
 import { CodeEditor } from '@jupyterlab/codeeditor';
 import {
   Compartment,
@@ -44,7 +45,7 @@ export function markerOf(
   untrusted = false
 ): IMarker {
   const status = state?.state ?? 'unknown';
-  const hits = state?.hits ?? 0;
+  const hits = totalHits(state);
   const parts = [
     `Breakpoint (${status === 'unknown' ? 'not sent to the kernel yet' : status})`
   ];
@@ -66,7 +67,7 @@ export function markerOf(
       parts.push(`exec ${bp.exec}`);
     }
   }
-  parts.push(`${hits} hit${hits === 1 ? '' : 's'}`, 'Click to remove');
+  parts.push(describeHits(state), 'Click to remove');
   return { line: bp.line, status, hits, title: parts.join('\n') };
 }
 

@@ -476,6 +476,7 @@ export class BreakpointModel implements IDisposable {
       message: error.message,
       field: '',
       hits: 0,
+      total_hits: this._states.get(id)?.total_hits ?? 0,
       file: bp.file ?? null,
       line: bp.line,
       function: null

@@ -33,7 +33,11 @@ export class BrowserHeader extends ReactWidget {
       );
     }
     const state = bridge.state;
-    const title = <div className="jp-NopdbLab-notebook">{model.label}</div>;
+    const title = (
+      <div className="jp-NopdbLab-notebook" title={model.label}>
+        {model.label.split('/').pop() || model.label}
+      </div>
+    );
     switch (state.status) {
       case 'no-kernel':
         return (
@@ -54,10 +58,16 @@ export class BrowserHeader extends ReactWidget {
         return (
           <div className="jp-NopdbLab-status" data-status={state.status}>
             {title}
-            <span>
+            <span
+              className="jp-NopdbLab-statusLine"
+              title={
+                `Python ${state.hello.python} · ${state.hello.backend} backend · ` +
+                `nopdb-lab ${state.hello.version} · capture budget ` +
+                formatBytes(state.hello.store.budget)
+              }
+            >
               {count} capture{count === 1 ? '' : 's'} · Python{' '}
-              {state.hello.python} · {state.hello.backend} backend · nopdb-lab{' '}
-              {state.hello.version} · budget{' '}
+              {state.hello.python} · {state.hello.backend} ·{' '}
               {formatBytes(state.hello.store.budget)}
             </span>
           </div>

@@ -13,6 +13,7 @@ import {
   duplicateIcon,
   fileIcon,
   LabIcon,
+  launchIcon,
   ReactWidget,
   shareIcon,
   tableRowsIcon
@@ -31,7 +32,9 @@ import {
 } from '../ui/format';
 import { KernelBridge } from '../kernel/bridge';
 import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
-import { basename, formatTime } from '../ui/format';
+import { formatTime } from '../ui/format';
+import { foldFrames, IFrameLike } from './stackFrames';
+import { OPEN_DETAILS_IN_MAIN } from './detailsCommand';
 
 /** What the views act through: the browser model (requests) and the commands. */
 interface IDetailsEnv {
@@ -46,6 +49,8 @@ interface IValueProps {
   summary: ISummary;
   env: IDetailsEnv;
   depth: number;
+  /** An evaluated expression: shown as `expression → value`. */
+  evaluated?: boolean;
 }
 
 /** A small icon button that does not toggle the row it sits in. */
@@ -109,10 +114,17 @@ function ValueRow(props: IValueProps): React.ReactElement {
           ) : null}
         </span>
         <span className="jp-NopdbLab-valueName">{name}</span>
+        {props.evaluated && depth === 0 ? (
+          <span className="jp-NopdbLab-evalArrow" aria-hidden="true">
+            →
+          </span>
+        ) : null}
         {isTensorLike(summary) ? (
           <span className="jp-NopdbLab-tensorSummary">
             <span className="jp-NopdbLab-shape">{formatShape(summary)}</span>
-            <span className="jp-NopdbLab-stats">{formatStats(summary)}</span>
+            <span className="jp-NopdbLab-stats" title={formatStats(summary)}>
+              {formatStats(summary)}
+            </span>
           </span>
         ) : (
           <span className={`jp-NopdbLab-repr jp-NopdbLab-type-${summary.type}`}>
@@ -239,9 +251,92 @@ function Values(props: {
           summary={props.values[name]}
           env={props.env}
           depth={0}
+          evaluated={props.root === 'evals'}
         />
       ))}
     </>
+  );
+}
+
+/** One frame of a stack: a link that opens its source (the cell, for cell code). */
+function FrameLink(props: {
+  frame: IFrameLike;
+  env: IDetailsEnv;
+}): React.ReactElement {
+  const { frame, env } = props;
+  return (
+    <button
+      className="jp-NopdbLab-frame"
+      title={`Open ${frame.file}:${frame.line} (read-only)`}
+      onClick={() =>
+        void env.commands.execute(CommandIDs.openSource, {
+          file: frame.file,
+          line: frame.line
+        })
+      }
+    >
+      <span className="jp-NopdbLab-frameName">{frame.name}</span>{' '}
+      <span className="jp-NopdbLab-captureRow-meta jp-NopdbLab-place">
+        {env.model.names.label(frame.file, frame.line)}
+      </span>
+    </button>
+  );
+}
+
+/** A run of kernel-machinery frames, folded behind one line until opened. */
+function FoldedFrames(props: {
+  frames: { frame: IFrameLike; index: number }[];
+  env: IDetailsEnv;
+}): React.ReactElement {
+  const [open, setOpen] = React.useState(false);
+  const count = props.frames.length;
+  const Caret = open ? caretDownIcon : caretRightIcon;
+  return (
+    <li className="jp-NopdbLab-foldedFrames">
+      <button
+        className="jp-NopdbLab-foldToggle"
+        aria-expanded={open}
+        title={`${count} frames of the kernel's machinery (IPython, ipykernel, asyncio, …): ${open ? 'hide' : 'show'} them`}
+        onClick={() => setOpen(!open)}
+      >
+        <Caret.react tag="span" width="14px" height="14px" />
+        {count} kernel frame{count === 1 ? '' : 's'}
+      </button>
+      {open ? (
+        <ol className="jp-NopdbLab-stack jp-NopdbLab-stackInner">
+          {props.frames.map(({ frame, index }) => (
+            <li key={index}>
+              <FrameLink frame={frame} env={props.env} />
+            </li>
+          ))}
+        </ol>
+      ) : null}
+    </li>
+  );
+}
+
+/** A capture's stack, innermost first, the kernel's machinery folded. */
+function StackFrames(props: {
+  stack: IFrameLike[];
+  env: IDetailsEnv;
+}): React.ReactElement {
+  const groups = foldFrames([...props.stack].reverse());
+  return (
+    <ol className="jp-NopdbLab-stack">
+      {groups.map(group =>
+        group.kind === 'frame' ? (
+          <li key={group.index}>
+            <FrameLink frame={group.frame} env={props.env} />
+          </li>
+        ) : (
+          <FoldedFrames
+            key={`folded-${group.frames[0].index}`}
+            frames={group.frames}
+            env={props.env}
+          />
+        )
+      )}
+    </ol>
   );
 }
 
@@ -299,8 +394,10 @@ function Details(props: {
             <span className="jp-NopdbLab-captureRow-id">#{detail.id}</span>
           </div>
           <div className="jp-NopdbLab-captureRow-meta">
-            {basename(detail.file)}:{detail.line} · {formatTime(detail.time)} ·
-            thread {detail.thread}
+            <span className="jp-NopdbLab-place">
+              {env.model.names.label(detail.file, detail.line)}
+            </span>{' '}
+            · {formatTime(detail.time)} · thread {detail.thread}
           </div>
         </div>
         <IconButton
@@ -344,6 +441,17 @@ function Details(props: {
             }}
           />
         ) : null}
+        <IconButton
+          icon={launchIcon}
+          label="Open in the main area"
+          title="Open these details in a main-area tab (room for big captures)"
+          size="16px"
+          onClick={() =>
+            void env.commands.execute(OPEN_DETAILS_IN_MAIN, {
+              captureId: detail.id
+            })
+          }
+        />
         <IconButton
           icon={deleteIcon}
           label="Delete capture"
@@ -411,27 +519,7 @@ function Details(props: {
         </Section>
       ) : null}
       <Section title="Stack">
-        <ol className="jp-NopdbLab-stack" reversed>
-          {[...detail.stack].reverse().map((frame, i) => (
-            <li key={i}>
-              <button
-                className="jp-NopdbLab-frame"
-                title={`Open ${frame.file}:${frame.line} (read-only)`}
-                onClick={() =>
-                  void env.commands.execute(CommandIDs.openSource, {
-                    file: frame.file,
-                    line: frame.line
-                  })
-                }
-              >
-                <span className="jp-NopdbLab-frameName">{frame.name}</span>{' '}
-                <span className="jp-NopdbLab-captureRow-meta">
-                  {basename(frame.file)}:{frame.line}
-                </span>
-              </button>
-            </li>
-          ))}
-        </ol>
+        <StackFrames stack={detail.stack} env={env} />
       </Section>
     </div>
   );

@@ -8,10 +8,11 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 
 import { BrowserModel } from './browserModel';
 import { CaptureListModel } from './captureList';
-import { basename, formatBytes, formatTime } from '../ui/format';
+import { formatBytes, formatTime } from '../ui/format';
+import { FileNamer } from '../cells/registry';
 import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
 
-const ROW_HEIGHT = 44;
+const ROW_HEIGHT = 40;
 
 const KIND_LABELS: Record<string, string> = {
   call: 'call',
@@ -24,6 +25,7 @@ interface IRowProps {
   rows: readonly ICaptureBrief[];
   selectedId: number | null;
   onSelect: (id: number) => void;
+  names: FileNamer;
 }
 
 function CaptureRow({
@@ -32,7 +34,8 @@ function CaptureRow({
   ariaAttributes,
   rows,
   selectedId,
-  onSelect
+  onSelect,
+  names
 }: RowComponentProps<IRowProps>): React.ReactElement {
   const brief = rows[index];
   const failed =
@@ -64,7 +67,10 @@ function CaptureRow({
         <span className="jp-NopdbLab-captureRow-id">#{brief.id}</span>
       </div>
       <div className="jp-NopdbLab-captureRow-meta">
-        {basename(brief.file)}:{brief.line} · {formatTime(brief.time)}
+        <span className="jp-NopdbLab-place">
+          {names.label(brief.file, brief.line)}
+        </span>{' '}
+        · {formatTime(brief.time)}
         {brief.nbytes > 0 ? ` · ${formatBytes(brief.nbytes)}` : ''}
         {failed && brief.kind === 'call' ? ' · raised' : ''}
         {failed && brief.kind === 'hit'
@@ -162,7 +168,8 @@ export class CaptureListView extends ReactWidget {
             rowProps={{
               rows,
               selectedId: this._model.selectedId,
-              onSelect: (id: number) => this._model.select(id)
+              onSelect: (id: number) => this._model.select(id),
+              names: this._model.names
             }}
             overscanCount={8}
           />

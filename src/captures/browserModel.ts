@@ -8,6 +8,8 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { BridgeState, KernelBridge } from '../kernel/bridge';
 import { ProtocolClient } from '../kernel/client';
 import { ICaptureDetail, IChild, PathStep } from '../kernel/protocol';
+import { CellNames } from '../cells/cellNames';
+import { FileNamer, namerOf } from '../cells/registry';
 
 /** The followed notebook's bridge and the selection. */
 export class BrowserModel {
@@ -23,6 +25,27 @@ export class BrowserModel {
   /** A label for the followed notebook. */
   get label(): string {
     return this._label;
+  }
+
+  /** How files are named: the followed notebook's cells by their names. */
+  get names(): FileNamer {
+    return namerOf(this._names);
+  }
+
+  /** The followed notebook's cell names, if any. */
+  get cellNames(): CellNames | null {
+    return this._names;
+  }
+
+  /** Name the followed notebook's cell files (re-renders when its cells move). */
+  setCellNames(names: CellNames | null): void {
+    if (names === this._names) {
+      return;
+    }
+    this._names?.changed.disconnect(this._emit, this);
+    this._names = names;
+    names?.changed.connect(this._emit, this);
+    this._emit();
   }
 
   get selectedId(): number | null {
@@ -115,6 +138,7 @@ export class BrowserModel {
     this._changed.emit();
   }
 
+  private _names: CellNames | null = null;
   private _bridge: KernelBridge | null = null;
   private _label = '';
   private _selectedId: number | null = null;

@@ -37,6 +37,9 @@ import { BrowserHeader } from './BrowserHeader';
 import { BrowserModel } from './browserModel';
 import { CaptureDetailsView } from './CaptureDetails';
 import { CaptureListView } from './CaptureListView';
+import { cellNamesOf } from '../cells/registry';
+import { addOpenDetailsCommand, shareSidebarHeight } from './detailsInMain';
+import { withProgress } from './longWork';
 
 export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
   id: 'nopdb-lab:captures',
@@ -59,6 +62,7 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
         panel ? (connections.get(panel) ?? null) : null,
         panel?.context.path ?? ''
       );
+      model.setCellNames(panel ? cellNamesOf(panel) : null);
     };
     connections.added.connect((_, { panel, bridge }) => {
       panel.context.pathChanged.connect(() => {
@@ -97,6 +101,9 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
     sidebar.addWidget(new CaptureDetailsView(model, app.commands));
     app.shell.add(sidebar, 'right', { rank: 600 });
     restorer?.add(sidebar, 'nopdb-lab-capture-browser');
+    addOpenDetailsCommand(app, model);
+    // after every plugin added its section (the breakpoints are another plugin)
+    void Promise.resolve(app.restored).then(() => shareSidebarHeight(sidebar));
 
     const ready = () => model.bridge?.state.status === 'ready';
     app.commands.addCommand(CommandIDs.openBrowser, {
@@ -174,12 +181,19 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
         }
       },
       execute: async args => {
+        const bridge = model.bridge;
         try {
-          await model.stackAcross(
+          const work = model.stackAcross(
             args.captureId as number,
             args.path as PathStep[]
           );
+          await (bridge
+            ? withProgress(bridge, 'Stacking across captures', work)
+            : work);
         } catch (error) {
+          if ((error as { reported?: boolean }).reported) {
+            return;
+          }
           Notification.error(`Cannot stack: ${(error as Error).message}`);
         }
       }

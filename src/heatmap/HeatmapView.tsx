@@ -397,7 +397,7 @@ function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
   return (
     <div
       className="jp-NopdbLab-heatmapViewport"
-      style={{ width: `min(${VIEW_PX}px, 100%)` }}
+      style={{ width: `min(${VIEW_PX}px, 100cqw, 100cqh)` }}
       onWheel={event => {
         const box = event.currentTarget.getBoundingClientRect();
         model.zoomAt(
@@ -588,13 +588,14 @@ export class HeatmapWidget extends ReactWidget {
         <DimSliders model={model} />
         <Expressions model={model} />
         <Status model={model} />
+        {/* above the maps: the colour bar and the readout stay in view beside them */}
+        <div className="jp-NopdbLab-heatmapSide">
+          <ColourBar model={model} />
+          <HoverReadout model={model} />
+        </div>
         <div className="jp-NopdbLab-heatmapBody">
           <Maps model={model} />
           <Overlay model={model} />
-          <div className="jp-NopdbLab-heatmapSide">
-            <ColourBar model={model} />
-            <HoverReadout model={model} />
-          </div>
         </div>
       </div>
     );
