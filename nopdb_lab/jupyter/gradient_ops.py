@@ -136,4 +136,7 @@ def layer_strip_op(session: "Session", id: int, path: List[Any]) -> Tuple[Dict[s
             "capture, or turn on the Gradients switch"
         )
     rows = g.layer_strip(records, path)
+    for row, r in zip(rows, records, strict=True):
+        if row.get("present"):  # the viewer's sliders need the gradient's shape
+            row["shape"] = list(g.gradient_of(r, path).shape)
     return {"path": path, "layers": rows}, None

@@ -31,6 +31,7 @@ import {
 import { KernelBridge } from '../kernel/bridge';
 import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
 import { basename, formatTime } from '../ui/format';
+import { GradientsSection } from '../gradients/GradientsSection';
 
 /** What the views act through: the browser model (requests) and the commands. */
 interface IDetailsEnv {
@@ -269,7 +270,7 @@ function Details(props: {
     return () => {
       live = false;
     };
-  }, [bridge, id]);
+  }, [bridge, id, bridge.captures.get(id)?.grads?.received]);
 
   if (!bridge.captures.get(id)) {
     return (
@@ -371,6 +372,11 @@ function Details(props: {
           />
         </Section>
       ) : null}
+      <GradientsSection
+        detail={detail}
+        bridge={bridge}
+        commands={env.commands}
+      />
       {errors.length ? (
         <Section title="Action errors">
           {errors.map((error, i) => (

@@ -10,6 +10,7 @@ import { BrowserModel } from './browserModel';
 import { CaptureListModel } from './captureList';
 import { basename, formatBytes, formatTime } from '../ui/format';
 import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
+import { GradientMark } from '../gradients/GradientMark';
 
 const ROW_HEIGHT = 44;
 
@@ -61,6 +62,7 @@ function CaptureRow({
           {KIND_LABELS[brief.kind] ?? brief.kind}
         </span>
         <span className="jp-NopdbLab-captureRow-name">{brief.qualname}</span>
+        {brief.grads ? <GradientMark marker={brief.grads} /> : null}
         <span className="jp-NopdbLab-captureRow-id">#{brief.id}</span>
       </div>
       <div className="jp-NopdbLab-captureRow-meta">
