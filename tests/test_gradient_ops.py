@@ -9,11 +9,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from test_protocol_contract import request, service  # noqa: E402,F401
-
 import nopdb_lab  # noqa: E402
 from nopdb_lab.analysis import gradients  # noqa: E402
 from nopdb_lab.jupyter.batching import merge_events  # noqa: E402
+
+from .test_protocol_contract import request, service  # noqa: E402,F401
 
 
 class Block(torch.nn.Module):
@@ -84,7 +84,7 @@ def test_details_heatmaps_and_strip_equal_autograd(service) -> None:  # noqa: F8
         assert data["ok"], data
         plane = np.frombuffer(buffers[0], dtype=np.float32).reshape(3, 4)
         np.testing.assert_allclose(plane, want.numpy(), rtol=1e-5, atol=1e-7)
-        assert "gradient_of" in data["result"]["expression"]
+        assert ".grads['locals']['h']" in data["result"]["expression"]
     # the strip: one bar per layer, the damped middle layer flagged as vanishing
     strip = request(comm, "layer_strip", id=ids[1], path=["locals", "h"])[0]["result"]
     assert [bar["id"] for bar in strip["layers"]] == ids
@@ -145,3 +145,33 @@ def test_updated_events_merge_to_the_newest_row_per_capture() -> None:
     ]
     assert merged[0]["captures"] == [{"id": 1, "n": 1}, {"id": 2, "n": 0}]
     assert events[0]["captures"] == [{"id": 1, "n": 0}]  # the inputs are left intact
+
+
+def test_a_real_kernel_pushes_captures_updated_after_a_backward_in_a_later_cell() -> None:
+    """Through ipykernel: the capture is announced without gradients, the backward in the
+    next cell pushes its updated row, and the heatmap paints the gradient."""
+    pytest.importorskip("jupyter_client")
+    from .kernel_client import Client
+
+    client = Client()
+    try:
+        client.run(
+            "import torch, nopdb_lab\n"
+            "def f(x):\n    h = x * 3\n    return h.sum()\n"
+            "x = torch.ones(2, 3, requires_grad=True)\n"
+            "with nopdb_lab.capture_calls(f, grads=['h']) as calls:\n    y = f(x)"
+        )
+        (added,) = [b for b in client.added() if b["qualname"] == "f"]
+        assert added["grads"] == {"received": 0, "asked": 1}
+        client.run("y.backward()")
+        client.request("hello")  # drains pushed events
+        updated = [b for e in client.pushed("captures_updated") for b in e["captures"]]
+        assert [b["grads"] for b in updated if b["id"] == added["id"]][-1] == {
+            "received": 1,
+            "asked": 1,
+        }
+        data, buffers = client.request("heatmap", id=added["id"], path=["locals", "h"], of="grad")
+        assert data["ok"], data
+        assert np.frombuffer(buffers[0], dtype=np.float32).tolist() == [1.0] * 6
+    finally:
+        client.close()

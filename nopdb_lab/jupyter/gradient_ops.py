@@ -44,6 +44,20 @@ def status_path(record: Any, key: str) -> List[Any]:
     return parts
 
 
+def grad_expression(record: Any, path: List[Any]) -> str:
+    """Python that reaches the gradient at ``path``: ``nopdb_lab.store[3].grads['locals']['attn']``
+    (a hit's ``grads`` are keyed by name, an attention record's ``grads`` is the tensor)."""
+    root = f"nopdb_lab.store[{record.id}].grads"
+    kind = getattr(record, "kind", "")
+    if kind == "attention":
+        steps = list(path[2:])
+    elif kind == "hit":
+        steps = list(path[1:])
+    else:
+        steps = list(path)
+    return root + "".join(f"[{step!r}]" for step in steps)
+
+
 def gradients_section(record: Any) -> List[Dict[str, Any]] | None:
     """One row per value asked for: its path, status and, when present, the gradient's
     summary and statistics (‖g‖₂, mean |g|, max |g|, NaN/Inf)."""
@@ -51,7 +65,6 @@ def gradients_section(record: Any) -> List[Dict[str, Any]] | None:
     if status is None:
         return None
     rows: List[Dict[str, Any]] = []
-    root = f"nopdb_lab.gradient_of(nopdb_lab.store[{record.id}], "
     for key, state in sorted(dict(status).items()):
         path = status_path(record, key)
         row: Dict[str, Any] = {"key": key, "path": path, "status": state}
@@ -62,7 +75,10 @@ def gradients_section(record: Any) -> List[Dict[str, Any]] | None:
                 row["status"] = str(exc)
             else:
                 if getattr(grad, "shape", None) is not None:
-                    row["summary"] = {**summarize(grad), "expression": f"{root}{path!r})"}
+                    row["summary"] = {
+                        **summarize(grad),
+                        "expression": grad_expression(record, path),
+                    }
                     stats = g.gradient_stats([grad])[0]
                     row["stats"] = {
                         k: stats[k] for k in ("norm", "mean_abs", "max_abs", "nan", "inf")
@@ -85,7 +101,7 @@ def value_of(record: Any, path: List[Any], of: str) -> Tuple[Any, str]:
         grad = g.gradient_of(record, path)
     except g.NoGradientError as exc:
         raise ProtocolError(f"capture #{record.id} {path}: {exc}") from None
-    grad_expr = f"nopdb_lab.gradient_of(nopdb_lab.store[{record.id}], {path!r})"
+    grad_expr = grad_expression(record, path)
     if of == "grad":
         return grad, grad_expr
     if of == "abs_grad":
@@ -139,4 +155,5 @@ def layer_strip_op(session: "Session", id: int, path: List[Any]) -> Tuple[Dict[s
     for row, r in zip(rows, records, strict=True):
         if row.get("present"):  # the viewer's sliders need the gradient's shape
             row["shape"] = list(g.gradient_of(r, path).shape)
+            row["expression"] = grad_expression(r, path)
     return {"path": path, "layers": rows}, None

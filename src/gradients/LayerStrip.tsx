@@ -103,7 +103,7 @@ export function LayerStrip(props: {
     if (!bar.present || !bar.shape) {
       return;
     }
-    const expression = `nopdb_lab.gradient_of(nopdb_lab.store[${bar.id}], ${JSON.stringify(loaded.path)})`;
+    const expression = bar.expression ?? `nopdb_lab.store[${bar.id}].grads`;
     void commands.execute(CommandIDs.openHeatmap, {
       captureId: bar.id,
       path: loaded.path,
