@@ -49,22 +49,10 @@ function GradientRow(props: {
     <div className="jp-NopdbLab-gradRow" data-path={JSON.stringify(row.path)}>
       <div className="jp-NopdbLab-valueRow">
         <span className="jp-NopdbLab-valueName">∇ {label}</span>
-        {ok && row.stats ? (
-          <span className="jp-NopdbLab-tensorSummary">
-            <span className="jp-NopdbLab-shape">
-              {formatShape(row.summary!)}
-            </span>
-            <span className="jp-NopdbLab-stats">
-              ‖g‖₂ {fmt(row.stats.norm)} · mean |g| {fmt(row.stats.mean_abs)} ·
-              max |g| {fmt(row.stats.max_abs)}
-              {row.stats.nan || row.stats.inf
-                ? ` · NaN ${row.stats.nan} · Inf ${row.stats.inf}`
-                : ''}
-            </span>
-          </span>
-        ) : (
-          <span className="jp-NopdbLab-gradStatus">{row.status}</span>
-        )}
+        {ok ? (
+          <span className="jp-NopdbLab-shape">{formatShape(row.summary!)}</span>
+        ) : null}
+        <span className="jp-NopdbLab-gradSpacer" />
         {ok ? (
           <span className="jp-NopdbLab-valueActions jp-NopdbLab-gradActions">
             {shape.length >= 1
@@ -116,6 +104,19 @@ function GradientRow(props: {
             </button>
           </span>
         ) : null}
+      </div>
+      <div className="jp-NopdbLab-gradLine">
+        {ok && row.stats ? (
+          <>
+            ‖g‖₂ {fmt(row.stats.norm)} · mean |g| {fmt(row.stats.mean_abs)} ·
+            max |g| {fmt(row.stats.max_abs)}
+            {row.stats.nan || row.stats.inf
+              ? ` · NaN ${row.stats.nan} · Inf ${row.stats.inf}`
+              : ''}
+          </>
+        ) : (
+          <span className="jp-NopdbLab-gradStatus">{row.status}</span>
+        )}
       </div>
       {strip ? (
         <LayerStrip
