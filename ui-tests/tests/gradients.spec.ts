@@ -82,7 +82,9 @@ test.describe('gradients', () => {
     await strip.locator('.jp-NopdbLab-layerBar').nth(1).hover();
     await expect(
       strip.locator('.jp-NopdbLab-layerStrip-readout')
-    ).toContainText(/layer 1 \(#\d+\): ‖g‖₂ [0-9.e-]+ · mean \|g\| .* NaN 0 · Inf 0/);
+    ).toContainText(
+      /layer 1 \(#\d+\): ‖g‖₂ [0-9.e-]+ · mean \|g\| .* NaN 0 · Inf 0/
+    );
     await keepScreenshot(page, testInfo, 'gradients-details');
 
     // open the gradient of attn as a heatmap
@@ -132,7 +134,9 @@ test.describe('gradients', () => {
     expect(await page.notebook.getCellTextOutput(3)).toEqual([`${shown}\n`]);
 
     // the Gradients switch beside Capture attention
-    const toggle = browser(page).getByRole('button', { name: /Gradients: off/ });
+    const toggle = browser(page).getByRole('button', {
+      name: /Gradients: off/
+    });
     await toggle.click();
     await expect(
       browser(page).getByRole('button', { name: /Gradients: on/ })
