@@ -151,6 +151,15 @@ def test_every_op_succeeds_with_messages_matching_the_schema(service, tmp_path) 
         assert request(comm, "stack", id=first, path=["args", "x"])[0]["ok"]
         assert request(comm, "attention_capture", enabled=True)[0]["ok"]
         assert request(comm, "attention_capture", enabled=False)[0]["ok"]
+        assert request(comm, "gradient_capture", enabled=True)[0]["ok"]
+        assert request(comm, "gradient_capture", enabled=False)[0]["ok"]
+        x = torch.rand(3, 4, requires_grad=True)
+        with nopdb_lab.capture_calls(add, grads=True):
+            add(x, x).sum().backward()  # a gradient arrives: captures_updated
+        graded = max(r.id for r in svc.store)
+        assert request(comm, "layer_strip", id=graded, path=["locals", "total"])[0]["ok"]
+        data, _ = request(comm, "heatmap", id=graded, path=["args", "x"], of="grad_x_value")
+        assert data["ok"]
         source = tmp_path / "mod.py"
         source.write_text("x = 1\n")
         assert request(comm, "source", file=str(source))[0]["ok"]
@@ -186,6 +195,9 @@ def test_every_op_succeeds_with_messages_matching_the_schema(service, tmp_path) 
         ("image", {"expression": "'text'"}, "ExpressionError", None),
         ("stack", {"id": "1", "path": []}, "RequestError", "args.id"),
         ("attention_capture", {"enabled": "no"}, "RequestError", "args.enabled"),
+        ("gradient_capture", {"enabled": 1}, "RequestError", "args.enabled"),
+        ("layer_strip", {"id": 10**9, "path": ["locals", "x"]}, "KeyError", None),
+        ("heatmap", {"id": 1, "path": ["args"], "of": "grads"}, "RequestError", "args.of"),
         ("source", {"file": "<nowhere>"}, "ProtocolError", None),
         ("delete", {"id": 10**9}, "KeyError", None),
         ("clear", {"everything": True}, "RequestError", "args.everything"),

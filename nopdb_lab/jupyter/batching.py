@@ -85,6 +85,14 @@ def merge_events(events: List[Dict[str, Any]], max_batch: int) -> List[Dict[str,
             if name == "captures_added" and len(last["captures"]) < max_batch:
                 last["captures"].extend(event["captures"])
                 continue
+            if name == "captures_updated":  # keep each capture's newest row, in first order
+                rows = {row["id"]: row for row in last["captures"]}
+                fresh = [row for row in event["captures"] if row["id"] not in rows]
+                for row in event["captures"]:
+                    if row["id"] in rows:
+                        last["captures"][list(rows).index(row["id"])] = row
+                last["captures"].extend(fresh)
+                continue
             if name in ("captures_evicted", "captures_deleted"):
                 last["ids"] = last["ids"] + event["ids"]
                 if "message" in event:

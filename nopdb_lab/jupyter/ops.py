@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Protocol, Tuple
 
 from .._version import __version__
 from ..analysis.attention import attention_capture_active
+from ..analysis.gradients import gradient_capture_active
 from ..analysis.heatmap import slice_2d
 from ..analysis.stacking import stack_captures
 from ..analysis.summary import summarize
@@ -20,6 +21,7 @@ from ..records import ProtocolError, resolve
 from ..tracing.backends import backend_name
 from .breakpoint_manager import BreakpointManager, is_cell_file
 from .flow_ops import flow_close_op, flow_links_op, flow_open_op
+from .gradient_ops import gradient_capture_op, layer_strip_op, value_of
 from .protocol import PROTOCOL_VERSION
 from .source_lookup import locate
 from .user_values import evaluate_image, evaluate_labels, user_namespace
@@ -42,6 +44,7 @@ def hello_op(session: Session) -> Tuple[Dict[str, Any], None]:
         "backend": backend_name(),
         "python": platform.python_version(),
         "attention_capture": attention_capture_active(),
+        "gradient_capture": gradient_capture_active(),
         "store": {
             "count": len(session.store),
             "nbytes": session.store.nbytes,
@@ -95,8 +98,9 @@ def heatmap_op(
     reduce: str = "max",
     mean_dims: List[int] | None = None,
     grid_dims: List[int] | None = None,
+    of: str = "value",
 ) -> Tuple[Dict[str, Any], List[bytes]]:
-    value, expression = resolve(session.store[id], path)
+    value, expression = value_of(session.store[id], path, of)
     fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
     meta, plane = slice_2d(
         value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dims or ()
@@ -190,4 +194,6 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "flow_open": flow_open_op,
     "flow_links": flow_links_op,
     "flow_close": flow_close_op,
+    "gradient_capture": gradient_capture_op,
+    "layer_strip": layer_strip_op,
 }

@@ -149,6 +149,10 @@ class CommService:
             self.events.push(
                 {"event": "captures_evicted", "ids": list(payload.ids), "message": str(payload)}
             )
+        elif kind == "updated":  # a gradient arrived: the row's marker and size changed
+            self.events.push(
+                {"event": "captures_updated", "captures": [brief(payload, self.store)]}
+            )
         elif kind == "deleted":
             self.events.push({"event": "captures_deleted", "ids": list(payload)})
 

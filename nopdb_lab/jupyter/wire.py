@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Tuple
 from ..analysis.summary import check_payload_size, is_array, is_tensor, summarize
 from ..capture_store import CaptureStore
 from ..records import ProtocolError, Record
+from .gradient_ops import grad_marker, gradients_section
 
 if TYPE_CHECKING:
     from ..analysis.attention import AttentionRecord
@@ -44,6 +45,9 @@ def brief(record: Record, record_store: CaptureStore) -> Dict[str, Any]:
         "line": record.line,
         **record.brief_fields(),
     }
+    marker = grad_marker(record)
+    if marker is not None:
+        out["grads"] = marker
     origin = record.origin()
     if origin is not None and breakpoint_id is not None:
         out["breakpoint"] = breakpoint_id(origin)
@@ -60,6 +64,9 @@ def detail(record: Record, record_store: CaptureStore) -> Dict[str, Any]:
     out["locals"] = _summaries(record.locals, f"{root}.locals")
     out["stack"] = [{"file": f, "line": n, "name": name} for f, n, name in record.raw_stack]
     out.update(record.describe(root, _summary, _summaries))
+    gradients = gradients_section(record)
+    if gradients is not None:
+        out["gradients"] = gradients
     return out
 
 

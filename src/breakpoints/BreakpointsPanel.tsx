@@ -172,7 +172,9 @@ function Editor(props: {
   }
   const general =
     state?.state === 'error' &&
-    !['condition', 'exec', 'max_hits', 'instance'].includes(state.field) &&
+    !['condition', 'exec', 'max_hits', 'instance', 'grads'].includes(
+      state.field
+    ) &&
     !state.field.startsWith('evals.')
       ? state.message
       : '';
@@ -220,6 +222,20 @@ function Editor(props: {
           onAdd={value => update({ evals: [...bp.evals, value] })}
         />
       </div>
+      <Field
+        label="Gradients of"
+        placeholder="locals whose gradients each hit keeps, e.g. attn, x"
+        value={bp.grads.join(', ')}
+        error={fieldError(state, 'grads')}
+        onCommit={value =>
+          update({
+            grads: value
+              .split(',')
+              .map(name => name.trim())
+              .filter(Boolean)
+          })
+        }
+      />
       <Field
         label="Execute at each hit"
         multiline

@@ -27,6 +27,8 @@ export interface IBreakpointOptions extends Pick<
 > {
   /** A capture id whose `self` the breakpoint is limited to (not saved: ids are per kernel). */
   instance: number | null;
+  /** Names of locals whose gradients each hit keeps (empty: none). */
+  grads: string[];
 }
 
 /** Where a breakpoint is: a line of a notebook cell (by cell id) or of a file. */
@@ -54,7 +56,8 @@ export const DEFAULT_OPTIONS: IBreakpointOptions = {
   exec: '',
   keep_locals: true,
   max_hits: null,
-  instance: null
+  instance: null,
+  grads: []
 };
 
 /** How long edits of a cell wait before its breakpoints are sent to the kernel again. */
@@ -141,7 +144,10 @@ function fromSaved(value: unknown): IBreakpoint | null {
     exec: typeof v.exec === 'string' ? v.exec : '',
     keep_locals: typeof v.keep_locals === 'boolean' ? v.keep_locals : true,
     max_hits:
-      typeof v.max_hits === 'number' && v.max_hits >= 1 ? v.max_hits : null
+      typeof v.max_hits === 'number' && v.max_hits >= 1 ? v.max_hits : null,
+    grads: Array.isArray(v.grads)
+      ? v.grads.filter((g): g is string => typeof g === 'string')
+      : []
   };
 }
 

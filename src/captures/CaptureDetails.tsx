@@ -35,6 +35,7 @@ import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
 import { formatTime } from '../ui/format';
 import { foldFrames, IFrameLike } from './stackFrames';
 import { OPEN_DETAILS_IN_MAIN } from './detailsCommand';
+import { GradientsSection } from '../gradients/GradientsSection';
 
 /** What the views act through: the browser model (requests) and the commands. */
 interface IDetailsEnv {
@@ -365,7 +366,7 @@ function Details(props: {
     return () => {
       live = false;
     };
-  }, [bridge, id]);
+  }, [bridge, id, bridge.captures.get(id)?.grads?.received]);
 
   if (!bridge.captures.get(id)) {
     return (
@@ -509,6 +510,11 @@ function Details(props: {
           />
         </Section>
       ) : null}
+      <GradientsSection
+        detail={detail}
+        bridge={bridge}
+        commands={env.commands}
+      />
       {errors.length ? (
         <Section title="Action errors">
           {errors.map((error, i) => (

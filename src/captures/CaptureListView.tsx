@@ -11,6 +11,7 @@ import { CaptureListModel } from './captureList';
 import { formatBytes, formatTime } from '../ui/format';
 import { FileNamer } from '../cells/registry';
 import { CaptureKind, ICaptureBrief } from '../kernel/protocol';
+import { GradientMark } from '../gradients/GradientMark';
 
 const ROW_HEIGHT = 40;
 
@@ -64,6 +65,7 @@ function CaptureRow({
           {KIND_LABELS[brief.kind] ?? brief.kind}
         </span>
         <span className="jp-NopdbLab-captureRow-name">{brief.qualname}</span>
+        {brief.grads ? <GradientMark marker={brief.grads} /> : null}
         <span className="jp-NopdbLab-captureRow-id">#{brief.id}</span>
       </div>
       <div className="jp-NopdbLab-captureRow-meta">

@@ -131,6 +131,20 @@ export class CaptureListModel {
     this._invalidate();
   }
 
+  /** Captures whose rows changed (a gradient arrived); unknown ids are ignored. */
+  update(...briefs: ICaptureBrief[]): void {
+    let changed = false;
+    for (const brief of briefs) {
+      if (this._byId.has(brief.id)) {
+        this._byId.set(brief.id, brief);
+        changed = true;
+      }
+    }
+    if (changed) {
+      this._invalidate();
+    }
+  }
+
   /** Captures the kernel deleted or evicted. */
   remove(ids: readonly number[], evictionNotice?: string): void {
     const gone = new Set<number>();

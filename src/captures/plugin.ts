@@ -33,6 +33,7 @@ import { PathStep } from '../kernel/protocol';
 import { ICaptureBrowser, IKernelConnections } from '../tokens';
 import { probeIcon } from '../ui/icons';
 import { AttentionToggle } from './AttentionToggle';
+import { GradientToggle } from '../gradients/GradientToggle';
 import { BrowserHeader } from './BrowserHeader';
 import { BrowserModel } from './browserModel';
 import { CaptureDetailsView } from './CaptureDetails';
@@ -97,6 +98,7 @@ export const capturesPlugin: JupyterFrontEndPlugin<ICaptureBrowser> = {
       })
     );
     sidebar.toolbar.addItem('attention', new AttentionToggle(model));
+    sidebar.toolbar.addItem('gradients', new GradientToggle(model));
     sidebar.addWidget(new CaptureListView(model));
     sidebar.addWidget(new CaptureDetailsView(model, app.commands));
     app.shell.add(sidebar, 'right', { rank: 600 });

@@ -35,7 +35,12 @@ export interface IHeatmapSource {
   shape: number[];
   /** Signed data opens with the diverging colormap. */
   signed: boolean;
+  /** Paint the value (default), its gradient, |gradient| or gradient × value. */
+  of?: HeatmapOf;
 }
+
+/** What a heatmap paints of a value path (the `heatmap` request's `of`). */
+export type HeatmapOf = 'value' | 'grad' | 'abs_grad' | 'grad_x_value';
 
 /** One slice as the kernel sent it. */
 export interface ISlice {
@@ -296,7 +301,10 @@ export class HeatmapModel {
       cols_dim: this._colsDim,
       ...request,
       max_size: request.grid_dims.length ? GRID_MAX_SIZE : MAX_SIZE,
-      reduce: this._reduce
+      reduce: this._reduce,
+      ...(this.source.of && this.source.of !== 'value'
+        ? { of: this.source.of }
+        : {})
     };
   }
 

@@ -10,7 +10,7 @@ import { CommandIDs } from '../commands';
 import { PathStep } from '../kernel/protocol';
 import { IHeatmapOpener, IKernelConnections } from '../tokens';
 import { HeatmapWidget } from './HeatmapView';
-import { HeatmapModel, IHeatmapSource } from './model';
+import { HeatmapModel, HeatmapOf, IHeatmapSource } from './model';
 
 export const heatmapPlugin: JupyterFrontEndPlugin<IHeatmapOpener> = {
   id: 'nopdb-lab:heatmap',
@@ -50,7 +50,11 @@ export const heatmapPlugin: JupyterFrontEndPlugin<IHeatmapOpener> = {
             path: { type: 'array', items: { type: ['string', 'number'] } },
             expression: { type: 'string' },
             shape: { type: 'array', items: { type: 'number' } },
-            signed: { type: 'boolean' }
+            signed: { type: 'boolean' },
+            of: {
+              type: 'string',
+              enum: ['value', 'grad', 'abs_grad', 'grad_x_value']
+            }
           },
           required: ['captureId', 'path', 'expression', 'shape']
         }
@@ -67,7 +71,8 @@ export const heatmapPlugin: JupyterFrontEndPlugin<IHeatmapOpener> = {
           path: args.path as PathStep[],
           expression: args.expression as string,
           shape: args.shape as number[],
-          signed: Boolean(args.signed)
+          signed: Boolean(args.signed),
+          of: (args.of as HeatmapOf | undefined) ?? 'value'
         });
       }
     });

@@ -139,6 +139,23 @@ export class KernelBridge implements IDisposable {
     this._stateChanged.emit(this._state);
   }
 
+  /** Whether the panel's captures keep gradients (the Gradients switch). */
+  get gradientCapture(): boolean {
+    return this._gradientCapture;
+  }
+
+  /** Turn the Gradients switch on or off in the kernel (from the next cell on). */
+  async setGradientCapture(enabled: boolean): Promise<void> {
+    if (!this._client) {
+      throw new Error('the kernel is not connected');
+    }
+    const response = await this._client.request('gradient_capture', {
+      enabled
+    });
+    this._gradientCapture = response.result.enabled;
+    this._stateChanged.emit(this._state);
+  }
+
   /** Try again (after installing nopdb-lab into the kernel, say). */
   reconnect(): void {
     this._attach(this.sessionContext.session?.kernel ?? null);
@@ -293,6 +310,7 @@ export class KernelBridge implements IDisposable {
       }
       this.captures.reset(listed.captures);
       this._attentionCapture = hello.attention_capture ?? false;
+      this._gradientCapture = hello.gradient_capture ?? false;
       this._setState({ status: 'ready', hello });
     } catch (error) {
       if (stale()) {
@@ -389,12 +407,16 @@ export class KernelBridge implements IDisposable {
       case 'captures_deleted':
         this.captures.remove(event.ids);
         break;
+      case 'captures_updated':
+        this.captures.update(...event.captures);
+        break;
     }
   }
 
   private _teardown(): void {
     this._generation++;
     this._attentionCapture = false;
+    this._gradientCapture = false;
     clearTimeout(this._settleTimer);
     const comm = this._comm;
     this._comm = null;
@@ -428,6 +450,7 @@ export class KernelBridge implements IDisposable {
   private _generation = 0;
   private _needsBootstrap = false;
   private _attentionCapture = false;
+  private _gradientCapture = false;
   private _settleTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   private _isDisposed = false;
   private _state: BridgeState = { status: 'no-kernel' };

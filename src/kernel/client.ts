@@ -168,6 +168,7 @@ export class ProtocolClient implements IDisposable {
       data.event === 'captures_added' ||
       data.event === 'captures_evicted' ||
       data.event === 'captures_deleted' ||
+      data.event === 'captures_updated' ||
       data.event === 'breakpoints_changed'
     ) {
       this._eventReceived.emit(data as unknown as ProtocolEvent);
