@@ -19,6 +19,13 @@ from ..capture_store import CaptureStore
 from ..records import ProtocolError, resolve
 from ..tracing.backends import backend_name
 from .breakpoint_manager import BreakpointManager, is_cell_file
+from .probe_ops import (
+    probe_delta_op,
+    probe_edit_op,
+    probe_list_op,
+    probe_reset_op,
+    probe_undo_op,
+)
 from .protocol import PROTOCOL_VERSION
 from .source_lookup import locate
 from .user_values import evaluate_image, evaluate_labels, user_namespace
@@ -186,4 +193,9 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "breakpoint_list": breakpoint_list_op,
     "locate": locate_op,
     "set_budget": set_budget_op,
+    "probe_list": probe_list_op,
+    "probe_edit": probe_edit_op,
+    "probe_undo": probe_undo_op,
+    "probe_reset": probe_reset_op,
+    "probe_delta": probe_delta_op,
 }
