@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import nopdb_lab  # noqa: E402
-from nopdb_lab.jupyter import probe_ops, service  # noqa: E402
+from nopdb_lab.jupyter import probe_ops, probe_runs, service  # noqa: E402
 from nopdb_lab.records import ProtocolError  # noqa: E402
 
 
@@ -68,7 +68,7 @@ def test_refuses_bad_edits_naming_the_problem(probe) -> None:
 def test_rerun_delta_lists_exactly_the_edited_cells(probe) -> None:
     cells = [[0, 0, 1], [0, 2, 3], [1, 1, 1]]
     probe_ops.probe_edit_op(None, probe="ops", input="x", value=5.0, cells=cells)
-    record_id = probe_ops.rerun("ops")
+    record_id = nopdb_lab.get_probe("ops").rerun().record.id  # what the front end runs
     assert nopdb_lab.store[record_id].kind == "run"
     listed, _ = probe_ops.probe_list_op(None)
     info = next(p for p in listed["probes"] if p["name"] == "ops")
@@ -104,7 +104,7 @@ def test_attribute_reports_progress_and_an_interrupt_leaves_the_store(probe) -> 
     fake = _FakeService()
     service._services.append(fake)
     try:
-        record_id = probe_ops.attribute(
+        record_id = probe_runs.attribute(
             "t1", "ops", method="integrated_gradients", steps=8, internal_batch_size=4
         )
         assert nopdb_lab.store[record_id].kind == "attribution"
@@ -120,7 +120,7 @@ def test_attribute_reports_progress_and_an_interrupt_leaves_the_store(probe) -> 
 
         fake.events.push = interrupt  # the stop button during the first pass
         with pytest.raises(KeyboardInterrupt):
-            probe_ops.attribute("t2", "ops", method="integrated_gradients", steps=8)
+            probe_runs.attribute("t2", "ops", method="integrated_gradients", steps=8)
         assert [r.id for r in nopdb_lab.store] == before
     finally:
         service._services.remove(fake)

@@ -180,12 +180,12 @@ def test_every_op_succeeds_with_messages_matching_the_schema(service, tmp_path) 
         nopdb_lab.get_probe("contract").rerun()
         assert request(comm, "probe_delta", probe="contract", input="x", against=1)[0]["ok"]
         assert request(comm, "probe_reset", probe="contract")[0]["ok"]
-        from nopdb_lab.jupyter import probe_ops
+        from nopdb_lab.jupyter import probe_runs
         from nopdb_lab.jupyter import service as service_module
 
         service_module._services.append(svc)
         try:
-            probe_ops.attribute("tok", "contract", method="saliency")
+            probe_runs.attribute("tok", "contract", method="saliency")
         finally:
             service_module._services.remove(svc)
         assert request(comm, "delete", id=second)[0]["ok"]

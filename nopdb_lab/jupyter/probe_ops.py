@@ -2,12 +2,11 @@
 
 The comm ops here (``probe_list``, ``probe_edit``, ``probe_undo``, ``probe_reset``,
 ``probe_delta``) are quick and run inside the comm handler. Re-running a probe and
-attributing it are NOT ops: they can take minutes, so the front end runs
-:func:`rerun` and :func:`attribute` as silent execute requests on the notebook's kernel.
-That way the notebook's stop button interrupts them (a KeyboardInterrupt in the
-kernel's main thread, which a comm handler would not get), and their errors come back
-in the execute reply. :func:`attribute` reports its progress as ``probe_progress``
-events, which the services' batching timer sends while the cell-less request runs.
+attributing it are NOT ops: they can take minutes, so the front end runs them as silent
+execute requests on the notebook's kernel (``nopdb_lab.get_probe(name).rerun()``, and
+:func:`nopdb_lab.jupyter.probe_runs.attribute`). That way the notebook's stop button
+interrupts them (a KeyboardInterrupt in the kernel's main thread, which a comm handler
+would not get), and their errors come back in the execute reply.
 
 Edits are kept per probe on an undo stack (the elements' values before each edit), so
 Undo restores exactly what one edit changed; Reset puts the inputs back as at run 1.
@@ -226,39 +225,3 @@ def probe_delta_op(
         "indices": indices,
         "truncated": edit.count > len(indices),
     }, None
-
-
-# -- run as silent execute requests by the front end ----------------------------------
-def rerun(name: str) -> int:
-    """Re-run probe ``name`` (the front end's Re-run); returns the new run's record id."""
-    run = get_probe(name).rerun()
-    assert run.record is not None
-    return run.record.id
-
-
-def push_progress(token: str, done: int, total: int) -> None:
-    """Send a ``probe_progress`` event to every connected front end (batched, timely)."""
-    from .service import _services
-
-    for service in list(_services):
-        service.events.push(
-            {"event": "probe_progress", "token": token, "done": int(done), "total": int(total)}
-        )
-
-
-def attribute(token: str, name: str, **options: Any) -> int:
-    """Attribute probe ``name`` (the front end's Attribute…) reporting progress under
-    ``token``; returns the attribution's record id. A KeyboardInterrupt (the stop button)
-    propagates: nothing is recorded, the probe and the store are untouched."""
-    from ..analysis.attribution import attribute as run_attribution
-
-    att = run_attribution(
-        get_probe(name),
-        progress=lambda done, total: push_progress(token, done, total),
-        **options,
-    )
-    from .service import flush_all
-
-    flush_all()  # the last progress before the reply
-    assert att.record is not None
-    return att.record.id
