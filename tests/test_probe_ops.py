@@ -124,3 +124,11 @@ def test_attribute_reports_progress_and_an_interrupt_leaves_the_store(probe) -> 
         assert [r.id for r in nopdb_lab.store] == before
     finally:
         service._services.remove(fake)
+
+
+def test_probe_heatmap_shows_pending_edits(probe) -> None:
+    probe_ops.probe_edit_op(None, probe="ops", input="x", value=9.0, cells=[[1, 2, 3]])
+    meta, (raw,) = probe_ops.probe_heatmap_op(None, probe="ops", input="x", index={"0": 1})
+    plane = torch.frombuffer(bytearray(raw), dtype=torch.float32).reshape(meta["rows"], -1)
+    assert torch.equal(plane, probe.inputs["x"][1])
+    assert plane[2, 3] == 9.0 and probe.runs[-1].inputs["x"][1, 2, 3] != 9.0

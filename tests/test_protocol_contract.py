@@ -177,6 +177,8 @@ def test_every_op_succeeds_with_messages_matching_the_schema(service, tmp_path) 
             0
         ]["ok"]
         assert request(comm, "probe_undo", probe="contract")[0]["ok"]
+        data, buffers = request(comm, "probe_heatmap", probe="contract", input="x")
+        assert data["ok"] and len(buffers[0]) == 2 * 4 * 4
         nopdb_lab.get_probe("contract").rerun()
         assert request(comm, "probe_delta", probe="contract", input="x", against=1)[0]["ok"]
         assert request(comm, "probe_reset", probe="contract")[0]["ok"]
@@ -225,6 +227,7 @@ def test_every_op_succeeds_with_messages_matching_the_schema(service, tmp_path) 
         ("probe_edit", {"probe": "p", "input": "x"}, "RequestError", None),
         ("probe_undo", {"probe": 3}, "RequestError", "args.probe"),
         ("probe_reset", {"probe": "nope"}, "KeyError", None),
+        ("probe_heatmap", {"probe": "nope", "input": "x"}, "KeyError", None),
         ("probe_delta", {"probe": "nope", "input": "x", "against": 0}, "RequestError", None),
     ],
 )

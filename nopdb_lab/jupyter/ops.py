@@ -22,6 +22,7 @@ from .breakpoint_manager import BreakpointManager, is_cell_file
 from .probe_ops import (
     probe_delta_op,
     probe_edit_op,
+    probe_heatmap_op,
     probe_list_op,
     probe_reset_op,
     probe_undo_op,
@@ -198,4 +199,5 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "probe_undo": probe_undo_op,
     "probe_reset": probe_reset_op,
     "probe_delta": probe_delta_op,
+    "probe_heatmap": probe_heatmap_op,
 }

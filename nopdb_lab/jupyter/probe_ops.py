@@ -225,3 +225,30 @@ def probe_delta_op(
         "indices": indices,
         "truncated": edit.count > len(indices),
     }, None
+
+
+def probe_heatmap_op(
+    session: Any,
+    probe: str,
+    input: str,
+    rows_dim: int = -2,
+    cols_dim: int = -1,
+    index: Dict[str, int] | None = None,
+    max_size: int = 512,
+    reduce: str = "max",
+    mean_dims: List[int] | None = None,
+    grid_dims: List[int] | None = None,
+) -> Tuple[Dict[str, Any], List[bytes]]:
+    """A 2-D slice of a probe input as it is now (edits not yet re-run included), as the
+    ``heatmap`` op slices captured values: the edit mode paints what Re-run will use."""
+    from ..analysis.heatmap import slice_2d
+
+    the_probe = _probe(probe)
+    value = _editable(the_probe, input)
+    fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
+    meta, plane = slice_2d(
+        value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dims or ()
+    )
+    return {**meta, "expression": f"nopdb_lab.get_probe({probe!r}).inputs[{input!r}]"}, [
+        plane.tobytes()
+    ]
