@@ -14,6 +14,7 @@ import { breakpointsPlugin } from './breakpoints/plugin';
 import { capturesPlugin } from './captures/plugin';
 import { heatmapPlugin } from './heatmap/plugin';
 import { kernelPlugin } from './kernel/plugin';
+import { probesPlugin } from './probes/plugin';
 import { sourcesPlugin } from './sources/plugin';
 
 export { CommandIDs } from './commands';
@@ -24,7 +25,8 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   sourcesPlugin,
   heatmapPlugin,
   capturesPlugin,
-  breakpointsPlugin
+  breakpointsPlugin,
+  probesPlugin
 ];
 
 export default plugins;
