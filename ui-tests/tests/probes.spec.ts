@@ -45,15 +45,18 @@ async function clickCell(
   rows: number,
   cols: number
 ): Promise<void> {
+  await canvas.scrollIntoViewIfNeeded();
   const box = (await canvas.boundingBox())!;
-  await canvas.page().mouse.click(
-    box.x + ((c + 0.5) * box.width) / cols,
-    box.y + ((r + 0.5) * box.height) / rows
-  );
+  await canvas
+    .page()
+    .mouse.click(
+      box.x + ((c + 0.5) * box.width) / cols,
+      box.y + ((r + 0.5) * box.height) / rows
+    );
 }
 
 test.use({ kernels: null });
-test.setTimeout(240000);
+test.setTimeout(400000);
 
 test('edit three cells, re-run, Δ shows exactly them, the attribution refreshes', async ({
   page,
@@ -69,7 +72,7 @@ test('edit three cells, re-run, Δ shows exactly them, the attribution refreshes
   const editor = page.locator('.jp-NopdbLab-probeEdit');
   await expect(editor).toBeVisible();
   const canvas = editor.getByLabel('Edit map');
-  await expect(canvas).toBeVisible();
+  await expect(canvas).toBeVisible({ timeout: 90000 });
   await expect(editor.locator('.jp-NopdbLab-probeRuns')).toHaveText('run 1');
 
   // an attribution of run 1, open beside the editor
@@ -95,6 +98,7 @@ test('edit three cells, re-run, Δ shows exactly them, the attribution refreshes
   );
   await keepScreenshot(page, testInfo, 'probe-edited');
 
+  await editor.getByRole('button', { name: 'Re-run' }).scrollIntoViewIfNeeded();
   await editor.getByRole('button', { name: 'Re-run' }).click();
   await expect(editor.locator('.jp-NopdbLab-probeRuns')).toHaveText('run 2');
   await editor.getByLabel('Δ vs run').selectOption('1');
@@ -130,13 +134,15 @@ test('the stop button interrupts a long attribution; the kernel survives', async
     input: 'x'
   });
   const editor = page.locator('.jp-NopdbLab-probeEdit');
-  await expect(editor.getByLabel('Edit map')).toBeVisible();
+  await expect(editor.getByLabel('Edit map')).toBeVisible({
+    timeout: 90000
+  });
   await editor.getByRole('button', { name: 'Attribute…' }).click();
   await editor.getByLabel('Steps').fill('64');
   await editor.getByLabel('Internal batch size').fill('1');
   await editor.getByRole('button', { name: 'Attribute', exact: true }).click();
   const progress = editor.locator('.jp-NopdbLab-probeProgress');
-  await expect(progress).toContainText(/pass \d+ of 64/, { timeout: 30000 });
+  await expect(progress).toContainText(/pass \d+ of 64/, { timeout: 90000 });
   await keepScreenshot(page, testInfo, 'attribution-progress');
 
   // the notebook's own stop button
