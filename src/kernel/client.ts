@@ -126,7 +126,8 @@ export class ProtocolClient implements IDisposable {
       data.event === 'captures_added' ||
       data.event === 'captures_evicted' ||
       data.event === 'captures_deleted' ||
-      data.event === 'breakpoints_changed'
+      data.event === 'breakpoints_changed' ||
+      data.event === 'probe_progress'
     ) {
       this._eventReceived.emit(data as unknown as ProtocolEvent);
     }
