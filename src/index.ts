@@ -16,6 +16,7 @@ import { renderPlugin } from './render/plugin';
 import { capturesPlugin } from './captures/plugin';
 import { heatmapPlugin } from './heatmap/plugin';
 import { kernelPlugin } from './kernel/plugin';
+import { probesPlugin } from './probes/plugin';
 import { sourcesPlugin } from './sources/plugin';
 
 export { CommandIDs } from './commands';
@@ -28,7 +29,8 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   capturesPlugin,
   breakpointsPlugin,
   flowPlugin,
-  renderPlugin
+  renderPlugin,
+  probesPlugin
 ];
 
 export default plugins;

@@ -174,6 +174,31 @@ def test_every_op_succeeds_with_messages_matching_the_schema(service, tmp_path) 
         assert request(comm, "breakpoint_list")[0]["ok"]
         assert request(comm, "breakpoint_sync", breakpoints=[spec], owner="nb")[0]["ok"]
         assert request(comm, "breakpoint_remove", id="bp1")[0]["ok"]
+        # probes (issue 13): edit, undo, reset, delta; progress of a front-end attribution
+        weights = torch.rand(4)
+        nopdb_lab.probe("contract", lambda x: x @ weights, x=torch.rand(2, 4))
+        assert request(comm, "probe_list")[0]["ok"]
+        assert request(comm, "probe_edit", probe="contract", input="x", value=0.0, cells=[[0, 1]])[
+            0
+        ]["ok"]
+        region = {"start": [0, 0], "stop": [1, 2]}
+        assert request(comm, "probe_edit", probe="contract", input="x", value=1.0, region=region)[
+            0
+        ]["ok"]
+        assert request(comm, "probe_undo", probe="contract")[0]["ok"]
+        data, buffers = request(comm, "probe_heatmap", probe="contract", input="x")
+        assert data["ok"] and len(buffers[0]) == 2 * 4 * 4
+        nopdb_lab.get_probe("contract").rerun()
+        assert request(comm, "probe_delta", probe="contract", input="x", against=1)[0]["ok"]
+        assert request(comm, "probe_reset", probe="contract")[0]["ok"]
+        from nopdb_lab.jupyter import probe_runs
+        from nopdb_lab.jupyter import service as service_module
+
+        service_module._services.append(svc)
+        try:
+            probe_runs.attribute("tok", "contract", method="saliency")
+        finally:
+            service_module._services.remove(svc)
         assert request(comm, "delete", id=second)[0]["ok"]
         assert request(comm, "set_budget", nbytes=1)[0]["ok"]  # evicts the tensors' captures
         assert request(comm, "clear")[0]["ok"]
@@ -209,6 +234,13 @@ def test_every_op_succeeds_with_messages_matching_the_schema(service, tmp_path) 
         ("locate", {"name": "no.such.module_x"}, "SourceLookupError", None),
         ("hello", {"x": 1}, "RequestError", "args.x"),
         ("list", {"x": 1}, "RequestError", "args.x"),
+        ("probe_list", {"x": 1}, "RequestError", "args.x"),
+        ("probe_edit", {"probe": "nope", "input": "x", "value": 1}, "KeyError", None),
+        ("probe_edit", {"probe": "p", "input": "x"}, "RequestError", None),
+        ("probe_undo", {"probe": 3}, "RequestError", "args.probe"),
+        ("probe_reset", {"probe": "nope"}, "KeyError", None),
+        ("probe_heatmap", {"probe": "nope", "input": "x"}, "KeyError", None),
+        ("probe_delta", {"probe": "nope", "input": "x", "against": 0}, "RequestError", None),
     ],
 )
 def test_every_op_refuses_bad_requests_with_a_structured_error(

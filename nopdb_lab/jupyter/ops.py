@@ -22,6 +22,14 @@ from ..tracing.backends import backend_name
 from .breakpoint_manager import BreakpointManager, is_cell_file
 from .flow_ops import flow_close_op, flow_links_op, flow_open_op
 from .gradient_ops import gradient_capture_op, layer_strip_op, value_of
+from .probe_ops import (
+    probe_delta_op,
+    probe_edit_op,
+    probe_heatmap_op,
+    probe_list_op,
+    probe_reset_op,
+    probe_undo_op,
+)
 from .protocol import PROTOCOL_VERSION
 from .source_lookup import locate
 from .user_values import evaluate_image, evaluate_labels, user_namespace
@@ -196,4 +204,10 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "flow_close": flow_close_op,
     "gradient_capture": gradient_capture_op,
     "layer_strip": layer_strip_op,
+    "probe_list": probe_list_op,
+    "probe_edit": probe_edit_op,
+    "probe_undo": probe_undo_op,
+    "probe_reset": probe_reset_op,
+    "probe_delta": probe_delta_op,
+    "probe_heatmap": probe_heatmap_op,
 }

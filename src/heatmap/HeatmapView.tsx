@@ -60,6 +60,8 @@ function MapCanvas(props: {
   cols: number;
   style: React.CSSProperties;
   label?: string;
+  /** How many cells the Δ view marks (a data attribute for tests). */
+  marks?: number;
   onHover: (r: number, c: number) => void;
   onLeave: () => void;
   onMouseDown?: (event: React.MouseEvent) => void;
@@ -83,6 +85,7 @@ function MapCanvas(props: {
       ref={ref}
       className="jp-NopdbLab-heatmapCanvas"
       aria-label={props.label}
+      data-marks={props.marks || undefined}
       style={props.style}
       onMouseMove={event => {
         if (props.onDrag?.(event)) {
@@ -104,6 +107,34 @@ function MapCanvas(props: {
       onMouseUp={props.onMouseUp}
     />
   );
+}
+
+/** The cell of a map under the mouse, or null outside it. */
+function cellAt(
+  event: React.MouseEvent,
+  rows: number,
+  cols: number
+): { r: number; c: number } | null {
+  const box = event.currentTarget.getBoundingClientRect();
+  const c = Math.floor(((event.clientX - box.left) / box.width) * cols);
+  const r = Math.floor(((event.clientY - box.top) / box.height) * rows);
+  return r >= 0 && r < rows && c >= 0 && c < cols ? { r, c } : null;
+}
+
+/** The Δ view: marked cells in magenta, the others faded, so what changed stands out. */
+function withMarks(
+  pixels: Uint8ClampedArray,
+  marks: ReadonlySet<number>
+): Uint8ClampedArray {
+  const out = new Uint8ClampedArray(pixels);
+  for (let i = 0; i < out.length / 4; i++) {
+    if (marks.has(i)) {
+      out.set([255, 0, 255, 255], i * 4);
+    } else {
+      out[i * 4 + 3] = 70;
+    }
+  }
+  return out;
 }
 
 const MAX_AXIS_LABELS = 64;
@@ -384,7 +415,19 @@ function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
       </div>
     );
   }
+  const tool = model.cellTool;
+  const marks = model.marks;
+  const pixels =
+    painted && marks.size ? withMarks(painted.pixels[0], marks) : null;
   const onDrag = (event: React.MouseEvent) => {
+    if (tool && slice) {
+      const cell = cellAt(event, slice.rows, slice.cols);
+      if (cell) {
+        model.setHover({ g: 0, ...cell });
+        tool.move(cell.r, cell.c);
+      }
+      return true;
+    }
     if (!drag.current) {
       return false;
     }
@@ -413,20 +456,34 @@ function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
           cols={slice.colStep === 1 && zoom.k === 1 ? model.colLabels : null}
         >
           <MapCanvas
-            pixels={painted.pixels[0]}
+            pixels={pixels ?? painted.pixels[0]}
             rows={slice.rows}
             cols={slice.cols}
+            label={tool ? 'Edit map' : undefined}
+            marks={marks.size}
             style={{
               ...fit(model, '100%'),
-              transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
+              transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`,
+              cursor: tool ? 'crosshair' : undefined
             }}
             onHover={(r, c) => model.setHover({ g: 0, r, c })}
             onLeave={() => {
               model.setHover(null);
               drag.current = null;
+              tool?.up();
             }}
-            onMouseDown={e => (drag.current = { x: e.clientX, y: e.clientY })}
-            onMouseUp={() => (drag.current = null)}
+            onMouseDown={e => {
+              const cell = tool ? cellAt(e, slice.rows, slice.cols) : null;
+              if (tool && cell) {
+                tool.down(cell.r, cell.c, e);
+              } else {
+                drag.current = { x: e.clientX, y: e.clientY };
+              }
+            }}
+            onMouseUp={() => {
+              drag.current = null;
+              tool?.up();
+            }}
             onDrag={onDrag}
           />
         </AxisLabels>

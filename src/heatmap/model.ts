@@ -6,6 +6,7 @@
  * ask the kernel again.
  */
 import { ISignal, Signal } from '@lumino/signaling';
+import type * as React from 'react';
 
 import { ProtocolClient } from '../kernel/client';
 import { PathStep, RequestArgs } from '../kernel/protocol';
@@ -37,6 +38,18 @@ export interface IHeatmapSource {
   signed: boolean;
   /** Paint the value (default), its gradient, |gradient| or gradient × value. */
   of?: HeatmapOf;
+  /**
+   * A probe input as it is now (pending edits included): sliced by the `probe_heatmap`
+   * op instead of `heatmap` on `captureId`/`path`.
+   */
+  live?: { probe: string; input: string };
+}
+
+/** Mouse handling that replaces pan on the single map (the probe's edit mode). */
+export interface ICellTool {
+  down(r: number, c: number, event: React.MouseEvent): void;
+  move(r: number, c: number): void;
+  up(): void;
 }
 
 /** What a heatmap paints of a value path (the `heatmap` request's `of`). */
@@ -82,13 +95,71 @@ export const GRID_MAX_SIZE = 128;
 
 /** The viewer's state; setters ask the kernel again only when the slice changes. */
 export class HeatmapModel {
-  constructor(readonly source: IHeatmapSource) {
+  constructor(source: IHeatmapSource) {
+    this._source = source;
     const ndim = source.shape.length;
     this._rowsDim = ndim - 2;
     this._colsDim = ndim - 1;
     this._index = source.shape.map(() => 0);
     this._modes = source.shape.map(() => 'index');
     this._colormap = source.signed ? 'RdBu' : 'viridis';
+  }
+
+  /** What is shown; `retarget` points the viewer at another capture (a new run). */
+  get source(): IHeatmapSource {
+    return this._source;
+  }
+
+  /**
+   * Show another value of the same shape (a probe's newer run or attribution), keeping
+   * the slice settings, and fetch it.
+   */
+  retarget(change: Partial<IHeatmapSource>): Promise<void> {
+    this._source = { ...this._source, ...change };
+    this._stateChanged.emit();
+    return this.fetch();
+  }
+
+  /** Cells outlined on the single map (row * cols + column of the slice): a Δ view. */
+  get marks(): ReadonlySet<number> {
+    return this._marks;
+  }
+
+  setMarks(marks: Set<number>): void {
+    this._marks = marks;
+    this._stateChanged.emit();
+  }
+
+  /** The mouse tool of the single map, or null to pan. */
+  get cellTool(): ICellTool | null {
+    return this._cellTool;
+  }
+
+  setCellTool(tool: ICellTool | null): void {
+    this._cellTool = tool;
+    this._stateChanged.emit();
+  }
+
+  /**
+   * The full index of cell (r, c) of the single map, or null where a cell is not one
+   * element (pooled, averaged or a grid of maps).
+   */
+  fullIndex(r: number, c: number): number[] | null {
+    const slice = this._slice;
+    if (
+      !slice ||
+      slice.grid ||
+      slice.rowStep !== 1 ||
+      slice.colStep !== 1 ||
+      this._modes.some(
+        (m, d) => m !== 'index' && d !== this._rowsDim && d !== this._colsDim
+      )
+    ) {
+      return null;
+    }
+    return this._index.map((i, d) =>
+      d === this._rowsDim ? r : d === this._colsDim ? c : i
+    );
   }
 
   /** Controls changed (dimensions, modes, colours, labels, overlay, errors). */
@@ -322,10 +393,15 @@ export class HeatmapModel {
     this._started = performance.now();
     const ticket = ++this._requested;
     try {
-      const { result, buffers } = await client.request(
-        'heatmap',
-        this.requestArgs()
-      );
+      const live = this._source.live;
+      const { id, path, ...sliceArgs } = this.requestArgs();
+      const { result, buffers } = live
+        ? await client.request('probe_heatmap', {
+            ...sliceArgs,
+            probe: live.probe,
+            input: live.input
+          })
+        : await client.request('heatmap', { ...sliceArgs, id, path });
       if (ticket !== this._requested) {
         return; // a newer request is on its way
       }
@@ -529,6 +605,9 @@ export class HeatmapModel {
     this._zoomChanged.emit(zoom);
   }
 
+  private _source: IHeatmapSource;
+  private _marks: Set<number> = new Set();
+  private _cellTool: ICellTool | null = null;
   private _rowsDim: number;
   private _colsDim: number;
   private _index: number[];

@@ -169,7 +169,8 @@ export class ProtocolClient implements IDisposable {
       data.event === 'captures_evicted' ||
       data.event === 'captures_deleted' ||
       data.event === 'captures_updated' ||
-      data.event === 'breakpoints_changed'
+      data.event === 'breakpoints_changed' ||
+      data.event === 'probe_progress'
     ) {
       this._eventReceived.emit(data as unknown as ProtocolEvent);
     }

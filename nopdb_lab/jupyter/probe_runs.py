@@ -1,0 +1,39 @@
+"""Probe work the front end runs as silent execute requests, not inside a comm handler.
+
+A re-run or an attribution can take minutes; run as an execute request on the notebook's
+kernel, the notebook's stop button interrupts it (KeyboardInterrupt in the main thread)
+and its errors come back in the execute reply. :func:`attribute` reports progress as
+``probe_progress`` events, which the services' batching timer sends while it runs (a
+silent request fires no post_execute, so nothing else would flush them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..probe import get_probe
+from .service import _services, flush_all
+
+
+def push_progress(token: str, done: int, total: int) -> None:
+    """Send a ``probe_progress`` event to every connected front end (batched, timely)."""
+    for service in list(_services):
+        service.events.push(
+            {"event": "probe_progress", "token": token, "done": int(done), "total": int(total)}
+        )
+
+
+def attribute(token: str, name: str, **options: Any) -> int:
+    """Attribute probe ``name`` (the front end's Attribute…) reporting progress under
+    ``token``; returns the attribution's record id. A KeyboardInterrupt (the stop button)
+    propagates: nothing is recorded, the probe and the store are untouched."""
+    from ..analysis.attribution import attribute as run_attribution
+
+    att = run_attribution(
+        get_probe(name),
+        progress=lambda done, total: push_progress(token, done, total),
+        **options,
+    )
+    flush_all()  # the last progress before the reply
+    assert att.record is not None
+    return att.record.id
