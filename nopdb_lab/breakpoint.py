@@ -101,7 +101,7 @@ class BreakpointHit(EventRecord):
         code = frame.f_code
         self.id = next_id()
         self.time = time.time()
-        self._breakpoint = weakref.ref(breakpoint)
+        self._breakpoint: Callable[[], Any] = weakref.ref(breakpoint)
         #: what the breakpoint was (shared by its hits; plain strings), for when it is gone
         self.breakpoint_summary: Dict[str, Any] = breakpoint.summary
         self.name = code.co_name
@@ -427,9 +427,10 @@ class Breakpoint(NoPdbContextManager):
             self.hit_count += 1
         else:
             with _InterruptWatch():
-                hit = self._run_actions(frame, event, arg)
-            if hit is None:
+                ran = self._run_actions(frame, event, arg)
+            if ran is None:
                 return
+            hit = ran
         spec = self.grad_spec
         if spec is False and self._follow_switch and gradients.gradient_capture_active():
             spec = True

@@ -32,7 +32,7 @@ import struct
 import threading
 import time
 import traceback
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Tuple, cast
 
 from .call_info import next_id
 
@@ -870,7 +870,7 @@ class Bundle:
             cls = _value_types.get(name)
             if cls is None:  # a type this version does not know: keep its fields, inertly
                 return UnknownObject(name, repr(decoded)[:MAX_REPR])
-            obj = cls.__new__(cls)
+            obj = cast(Any, cls).__new__(cls)  # restored field by field, not constructed
             obj.__dict__.update(decoded)
             return obj
         raise BundleError(f"unknown value tag {tag!r:.40} in the manifest")
@@ -890,7 +890,7 @@ class Bundle:
         kind = entry["kind"]
         spec = _kind_spec(kind)
         cls = spec.loaded_cls if spec is not None else BundledRecord
-        record = cls.__new__(cls)
+        record = cast(Any, cls).__new__(cls)  # restored field by field, not constructed
         attrs = {_attr_name(k): self.decode(v, 1) for k, v in entry["attrs"].items()}
         settable = {  # properties with a setter take their value through it
             name
@@ -1000,17 +1000,15 @@ def _loaded_action_error(action: str, exc: SavedError) -> Any:
     if cls is None:
         from .breakpoint import ActionError
 
-        class BundledActionError(ActionError):  # type: ignore[misc,valid-type]
+        class BundledActionError(ActionError):
             """A saved :class:`ActionError`: the exception is a :class:`SavedError`."""
 
             def __init__(self, action: str, exception: SavedError) -> None:
                 self.action = action
                 self.exception = exception
                 self.traceback = exception.text
-
-            @property
-            def message(self) -> str:
-                return f"{self.exception.type_name}: {self.exception.message}"
+                self.message = f"{exception.type_name}: {exception.message}"
+                self.stack = traceback.StackSummary.from_list([])
 
             def __repr__(self) -> str:
                 return f"<ActionError in {self.action}: {self.message}>"

@@ -151,7 +151,7 @@ class CaptureStore:
             else:
                 resized = False
         if resized:
-            self._notify("resized", record)
+            self._notify("updated", record)
             if eviction is not None:
                 self._report(eviction)
             return
@@ -169,11 +169,12 @@ class CaptureStore:
         others beyond the budget, and tell listeners (``updated``)."""
         size = record_nbytes(record)
         with self._lock:
-            if self._records.get(record.id) is not record:
+            record_id = record.id
+            if self._records.get(record_id) is not record:
                 return  # not kept (deleted, evicted, or recorded before the store)
-            self.nbytes += size - self._sizes[record.id]
-            self._sizes[record.id] = size
-            eviction = self._evict_to_budget(keep=record.id)
+            self.nbytes += size - self._sizes[record_id]
+            self._sizes[record_id] = size
+            eviction = self._evict_to_budget(keep=record_id)
         self._notify("updated", record)
         if eviction is not None:
             self._report(eviction)

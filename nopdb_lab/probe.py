@@ -470,7 +470,8 @@ def _find_statement(code: CodeType, line: Union[int, str]) -> ast.stmt:
         if isinstance(s, _COMPOUND):
             continue  # its own text includes its body
         source = "".join(
-            linecache.getline(code.co_filename, n) for n in range(s.lineno, s.end_lineno + 1)
+            linecache.getline(code.co_filename, n)
+            for n in range(s.lineno, (s.end_lineno or s.lineno) + 1)
         )
         first = linecache.getline(code.co_filename, s.lineno)
         if pattern.match(_normalise(source)) or _normalise(first) == text:

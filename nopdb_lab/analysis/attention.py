@@ -36,6 +36,7 @@ import time
 import traceback
 import warnings
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any, Dict, Iterable, Iterator, List
 
 from ..call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
@@ -246,7 +247,7 @@ def attention_rollout(maps: Any, head_fusion: str = "mean", residual: bool = Tru
     if not layers:
         raise ValueError("attention_rollout needs at least one layer of attention")
     squeeze = not is_lazy(getattr(layers[0], "attention", layers[0])) and layers[0].dim() <= 3
-    result = None
+    result: Any = None  # a tensor once the first layer is in
     for depth, attn in enumerate(layers):
         attn = getattr(attn, "attention", attn)
         if is_lazy(attn):  # streamed over row blocks: never B×H×N×N at once
@@ -287,7 +288,8 @@ def _rollout_step(fused: Any, result: Any, residual: bool, depth: int) -> Any:
 
 def _calling_module(frame: Any) -> tuple[str | None, str | None]:
     """Path and class of the innermost ``nn.Module`` whose method is on the stack."""
-    return _calling_module_object(frame)[:2]  # type: ignore[return-value]
+    path, cls, _ = _calling_module_object(frame)
+    return path, cls
 
 
 def _inner_module(frame: Any) -> Any:
@@ -418,7 +420,7 @@ def _interceptor(
             import sys
 
             inner = sys._getframe(1)  # the wrapper (its ``self`` is a module on the stack)
-            frame = inner
+            frame: FrameType | None = inner
             while frame is not None and (
                 frame.f_code.co_filename in (__file__, attention_nn.__file__)
                 or frame.f_code.co_filename.replace("\\", "/").endswith(
@@ -481,7 +483,11 @@ def _interceptor(
                 )
             elif func is embedding:
                 ids = args[0] if args else kwargs.get("input")
-                if self.sdpa_since_tokens and getattr(ids, "dtype", None) is not None:
+                if (
+                    self.sdpa_since_tokens
+                    and ids is not None
+                    and getattr(ids, "dtype", None) is not None
+                ):
                     self.pass_tokens = ids.detach()
                     self.sdpa_since_tokens = False
             else:  # one of the unrecordable fused kernels
@@ -740,7 +746,7 @@ def _record(
     scale = call.get("scale")
     scale = float(scale) if scale is not None else 1.0 / math.sqrt(q.shape[-1])
     # the caller of F.scaled_dot_product_attention: skip this module's and torch's frames
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and (
         frame.f_code.co_filename in (__file__, attention_nn.__file__)
         or frame.f_code.co_filename.replace("\\", "/").endswith("torch/overrides.py")

@@ -87,7 +87,7 @@ class LazyAttention:
     @property
     def shape(self) -> Tuple[int, int, int, int]:
         if self.dense is not None:
-            return tuple(self.dense.shape)  # type: ignore[return-value]
+            return tuple(self.dense.shape)
         q = self.segments[0].query
         return (q.shape[0], q.shape[1], self.n_rows, self.key.shape[-2])
 
@@ -435,7 +435,7 @@ def lazy_slice_2d(
     counts_t = torch.as_tensor(counts, dtype=torch.float32)
     for row0 in range(0, n_q, per_block):
         n_rows = min(n_q, row0 + per_block) - row0
-        acc = None
+        acc: Any = None  # a tensor once the first block is in
         for (layer, batch), items in groups.items():
             rec = layers[layer]
             heads_t = torch.as_tensor([h for h, _ in items], device=rec.device)
@@ -446,6 +446,7 @@ def lazy_slice_2d(
             cells = torch.as_tensor([cell for _, cell in items], device=block.device)
             acc.index_add_(0, cells, block)
         if means:
+            assert counts_t is not None  # made with the accumulator when means are asked
             acc /= counts_t.to(acc.device)[:, None, None]
         pooled = _pool_torch(acc, row_step, col_step, reduce).cpu().numpy()
         r0 = row0 // row_step

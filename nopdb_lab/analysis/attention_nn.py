@@ -85,18 +85,27 @@ def _install() -> None:
 
     _installed[nn.MultiheadAttention] = nn.MultiheadAttention.forward
     _installed[nn.TransformerEncoderLayer] = nn.TransformerEncoderLayer.forward
-    nn.MultiheadAttention.forward = _wrap_mha(nn.MultiheadAttention.forward)
-    nn.TransformerEncoderLayer.forward = _wrap_encoder_layer(nn.TransformerEncoderLayer.forward)
+    # these replace methods on torch's classes while a capture is on (mypy: method-assign)
+    nn.MultiheadAttention.forward = _wrap_mha(  # type: ignore[method-assign]
+        nn.MultiheadAttention.forward
+    )
+    nn.TransformerEncoderLayer.forward = _wrap_encoder_layer(  # type: ignore[method-assign]
+        nn.TransformerEncoderLayer.forward
+    )
     # TransformerEncoder only chooses its nested-tensor fast path; run it as without capture
     _installed[nn.TransformerEncoder] = nn.TransformerEncoder.forward
-    nn.TransformerEncoder.forward = _wrap_encoder(nn.TransformerEncoder.forward)
+    nn.TransformerEncoder.forward = _wrap_encoder(  # type: ignore[method-assign]
+        nn.TransformerEncoder.forward
+    )
 
     try:
         from torch._dynamo.eval_frame import OptimizedModule
     except ImportError:  # pragma: no cover - torch without Dynamo
         return
     _installed[OptimizedModule] = OptimizedModule.__call__
-    OptimizedModule.__call__ = _wrap_fullgraph(OptimizedModule.__call__)
+    OptimizedModule.__call__ = _wrap_fullgraph(  # type: ignore[method-assign]
+        OptimizedModule.__call__
+    )
 
 
 FULLGRAPH_MESSAGE = (
@@ -291,6 +300,7 @@ def mha_weights(
             v_proj_weight=mha.v_proj_weight if separate else None,
             average_attn_weights=False, is_causal=is_causal and attn_mask is not None,
         )  # fmt: skip
+    assert weights is not None  # need_weights=True always returns them
     return weights if is_batched else weights[None]
 
 
@@ -308,6 +318,7 @@ def functional_mha_weights(args: Any, kwargs: dict) -> Any:
         call["is_causal"] = False  # a hint only; the reference path needs the mask itself
     with torch.no_grad():
         _, weights = F.multi_head_attention_forward(**call)
+    assert weights is not None  # need_weights=True always returns them
     return weights if call["query"].dim() == 3 else weights[None]
 
 

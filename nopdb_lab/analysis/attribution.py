@@ -169,8 +169,8 @@ def quadrature(rule: str, steps: int) -> Tuple[List[float], List[float]]:
             raise AttributionError("Gauss–Legendre needs at least 1 step")
         import numpy as np
 
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
-        return (0.5 * (1 + nodes)).tolist(), (0.5 * weights).tolist()
+        nodes, gauss = np.polynomial.legendre.leggauss(steps)
+        return (0.5 * (1 + nodes)).tolist(), (0.5 * gauss).tolist()
     if rule == "riemann_trapezoid":
         if steps < 2:
             raise AttributionError("the trapezoid rule needs at least 2 steps")
@@ -239,7 +239,7 @@ def gradient_rollout(maps: Sequence[Any], grads: Sequence[Any]) -> Any:
             f"{len(grads)} gradients)"
         )
     squeeze = torch.as_tensor(maps[0]).dim() <= 3
-    result = None
+    result: Any = None  # a tensor once the first layer is in
     for depth, (a, g) in enumerate(zip(maps, grads, strict=True)):
         a = torch.as_tensor(a).detach().float()
         g = torch.as_tensor(g).detach().float()
@@ -366,10 +366,8 @@ class _Evaluator:
                 f"the output of probe {self.probe.name!r} does not require grad (the objective "
                 "ran under torch.no_grad(), or detached its result)"
             )
-        found = torch.autograd.grad(out.sum(), watched, allow_unused=True)
-        found = [
-            torch.zeros_like(w) if g is None else g for w, g in zip(watched, found, strict=True)
-        ]
+        raw = torch.autograd.grad(out.sum(), watched, allow_unused=True)
+        found = [torch.zeros_like(w) if g is None else g for w, g in zip(watched, raw, strict=True)]
         return _Pass(out.detach(), [w.detach() for w in watched], found)
 
     @contextmanager
@@ -381,8 +379,8 @@ class _Evaluator:
                 inputs[target] = new
             yield [inputs[target]]
         elif isinstance(target, Line):
-            with tap_local(target, on_value) as seen:
-                yield seen
+            with tap_local(target, on_value) as tapped:
+                yield tapped
         else:
             seen: List[Any] = []
 

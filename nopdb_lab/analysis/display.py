@@ -390,6 +390,7 @@ def _record_panels(
     seen: set[int] = set()
     for part in ("return_value", "args", "locals", "evals"):
         values = getattr(record, part, None)
+        candidates: List[Tuple[List[str], Any]]
         if part == "return_value":
             candidates = [([part], values)]
         elif isinstance(values, dict):
@@ -716,7 +717,7 @@ class _Text:
         left, top, right, bottom = self._draw.Draw(self._image.new("L", (1, 1))).textbbox(
             (0, 0), text or " ", font=self.font
         )
-        image = self._image.new("L", (max(1, right), max(1, bottom)), 0)
+        image = self._image.new("L", (max(1, int(right)), max(1, int(bottom))), 0)
         self._draw.Draw(image).text((0, 0), text, fill=255, font=self.font)
         if rotate:
             image = image.rotate(90, expand=True)
@@ -816,7 +817,7 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str], map_px: int) -> A
     bar_h = min(tile_rows * cell_h - _GAP, max(tile_h, 120))
     bar_label_w = 0
     low, high = meta.get("min"), meta.get("max")
-    if panel.cmap == "RdBu" and low is not None:
+    if panel.cmap == "RdBu" and low is not None and high is not None:
         bound = max(abs(low), abs(high))
         bar_low, bar_high = -bound, bound
     else:
@@ -841,7 +842,7 @@ def _render_panel(panel: Panel, text: _Text, notes: List[str], map_px: int) -> A
         tile = np.repeat(np.repeat(colours[g], scale, axis=0), scale, axis=1)
         canvas[y : y + tile_h, x : x + tile_w] = tile
         if caption:
-            position = (g // grid[1], g % grid[1]) if len(grid) == 2 else (g,)
+            position = (g // grid[1], g % grid[1]) if grid and len(grid) == 2 else (g,)
             _paste_text(
                 canvas, text.mask(_caption(panel.grid_names, position))[:, :tile_w], x, y - caption
             )

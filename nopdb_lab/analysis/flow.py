@@ -34,7 +34,19 @@ import inspect
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    cast,
+)
 
 NodeSpec = Union[str, Tuple[str, int], Callable[[Tuple[int, ...]], Any]]
 Region = Optional[Tuple[int, ...]]  # noqa: UP045 (a runtime alias on 3.10)
@@ -316,6 +328,7 @@ def _callable_of(record: Any) -> Callable[..., Any]:
 def _reinvoker(record: Any, fn: Callable[..., Any], input_name: str) -> Callable[[Any], Any]:
     """``x ↦ fn(captured args with input_name = x)`` returning the layer's output tensor."""
     args = dict(record.args)
+    params: Mapping[str, inspect.Parameter]
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -542,7 +555,9 @@ class GradientFlow:
         outputs = [_output_of(r)[0] for r in self.records]
         self._tensors = [inputs[0]] + outputs
         self._inputs = inputs
-        specs = list(nodes) if isinstance(nodes, list) else [nodes] * len(self._tensors)
+        specs = cast(
+            List[NodeSpec], list(nodes) if isinstance(nodes, list) else [nodes] * len(self._tensors)
+        )
         if len(specs) != len(self._tensors):
             raise FlowError(f"nodes: {len(specs)} specs for {len(self._tensors)} layers")
         batch = int(self._tensors[0].shape[0]) if self._tensors[0].dim() else 0
@@ -741,8 +756,8 @@ class GradientFlow:
                 rows, colv, vals = rows[k], colv[k], vals[k]
             cand = _topk_select(rows, colv, vals, top_k, threshold)
             if best is not None:
-                cand = tuple(torch.cat([a, b]) for a, b in zip(best, cand, strict=True))
-                cand = _topk_select(*cand, top_k, None)
+                joined = [torch.cat([a, b]) for a, b in zip(best, cand, strict=True)]
+                cand = _topk_select(joined[0], joined[1], joined[2], top_k, None)
             best = cand
         if best is None:
             empty = torch.zeros(0, dtype=torch.long)
@@ -980,7 +995,9 @@ class GradientFlow:
 
         rec = self.records[layer]
         module = _module_of(rec)
-        geo = _conv_geometry(module, self._inputs[layer].shape)
+        found = _conv_geometry(module, self._inputs[layer].shape)
+        assert found is not None  # only called for modules with a conv geometry
+        geo: Dict[str, Any] = found
         x = self._inputs[layer].detach().cpu().double()
         g = self._grad_out(layer).detach().cpu().double()
         w = module.weight.detach().cpu().double()
@@ -1066,9 +1083,9 @@ class GradientFlow:
                 and geo["mode"] == "zeros"
             ):
                 weight = module.weight.detach()
-                grad_input = (
-                    torch.nn.grad.conv2d_input if x.dim() == 4 else torch.nn.grad.conv1d_input
-                )
+                from torch.nn import grad as nn_grad
+
+                grad_input = nn_grad.conv2d_input if x.dim() == 4 else nn_grad.conv1d_input
                 pads = tuple(a for a, _ in geo["padding"])
 
                 def conv_vjp(v: Any) -> Any:
@@ -1090,7 +1107,7 @@ class GradientFlow:
         buffers = _save_buffers(module)
         try:
             with torch.enable_grad():
-                out, vjp_fn = torch.func.vjp(fn, x)
+                out, vjp_fn = torch.func.vjp(fn, x)[:2]
         except FlowError:
             raise
         except Exception as exc:

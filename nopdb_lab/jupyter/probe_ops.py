@@ -45,7 +45,7 @@ def _stack(probe: Probe) -> List[Tuple[str, Any, Any]]:
 def _pending(probe: Probe, name: str) -> int:
     """How many elements of input ``name`` differ from the newest run's copy."""
     value = probe.inputs.get(name)
-    if not probe.runs or not _is_tensor(value):
+    if not probe.runs or value is None or not _is_tensor(value):
         return 0
     before = probe.runs[-1].inputs.get(name)
     if before is None or tuple(before.shape) != tuple(value.shape):

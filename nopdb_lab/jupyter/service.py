@@ -192,6 +192,6 @@ class CommService:
         except KeyboardInterrupt:
             # the stop button while the request ran: still answer (the front end would
             # wait forever), and do not let the interrupt into the kernel's message loop
-            op = data.get("op") if isinstance(data, dict) else None
-            error = {"type": "Interrupted", "message": interrupted_message(op)}
+            asked: Any = data.get("op") if isinstance(data, dict) else None
+            error = {"type": "Interrupted", "message": interrupted_message(asked)}
             self._send({"re": request_id, "ok": False, "error": error})

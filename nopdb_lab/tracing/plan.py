@@ -60,7 +60,7 @@ def weak_callback(method: Callback) -> Callback:
     the object is enabled its NoPdb keeps it alive; once it is disabled and the user
     drops it, it is freed at once.
     """
-    ref = weakref.WeakMethod(method)  # type: ignore[arg-type]
+    ref = weakref.WeakMethod(method)
 
     def call(frame: FrameType, event: str, arg: Any) -> None:
         bound = ref()

@@ -345,7 +345,7 @@ class SettraceBackend:
         if _is_ours(current):
             sys.settrace(getattr(current, "chained", None))
         if threading.gettrace() is self.thread_hook:
-            threading.settrace(self._previous_thread_hook)  # type: ignore[arg-type]
+            threading.settrace(self._previous_thread_hook)
         self._installed = False
 
 
