@@ -187,3 +187,7 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "locate": locate_op,
     "set_budget": set_budget_op,
 }
+
+from .bundle_ops import BUNDLE_OPS  # noqa: E402  (bundles, issue 14)
+
+OPS.update(BUNDLE_OPS)

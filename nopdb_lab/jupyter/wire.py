@@ -47,6 +47,9 @@ def brief(record: Record, record_store: CaptureStore) -> Dict[str, Any]:
     origin = record.origin()
     if origin is not None and breakpoint_id is not None:
         out["breakpoint"] = breakpoint_id(origin)
+    if getattr(record, "bundle", None):  # loaded from a capture bundle
+        out["bundle"] = record.bundle
+        out["original_id"] = record.original_id
     return out
 
 
