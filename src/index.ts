@@ -11,6 +11,7 @@
 import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { breakpointsPlugin } from './breakpoints/plugin';
+import { bundlesPlugin } from './bundles/plugin';
 import { capturesPlugin } from './captures/plugin';
 import { heatmapPlugin } from './heatmap/plugin';
 import { kernelPlugin } from './kernel/plugin';
@@ -24,7 +25,8 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   sourcesPlugin,
   heatmapPlugin,
   capturesPlugin,
-  breakpointsPlugin
+  breakpointsPlugin,
+  bundlesPlugin
 ];
 
 export default plugins;

@@ -272,6 +272,8 @@ def test_bundle_ops_save_open_and_compare_with_messages_matching_the_schema(
     # the loaded capture's x equals the live one's
     live_x = svc.store[first].args["x"]
     assert torch.equal(svc.store[loaded["id"]].args["x"], live_x)
+    got, _ = request(comm, "get", id=loaded["id"])
+    assert got["ok"] and got["result"]["bundle"] == "nb.nopdb", got
     # the list marks imported captures with their bundle (and the event did too)
     rows = {r["id"]: r for r in request(comm, "list")[0]["result"]["captures"]}
     assert rows[loaded["id"]]["bundle"] == "nb.nopdb" and "bundle" not in rows[first]
@@ -290,6 +292,8 @@ def test_bundle_ops_save_open_and_compare_with_messages_matching_the_schema(
         first,
         second,
     ]
+    details, _ = request(comm, "get", id=record.id)
+    assert details["ok"] and len(details["result"]["sources"]) == 2, details
     expected = svc.store[first].args["x"] - svc.store[second].args["x"]
     torch.testing.assert_close(record.locals["diff"], expected)
     # a whole-store save writes every capture (the compare record included)
