@@ -12,6 +12,7 @@ import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 
 import { breakpointsPlugin } from './breakpoints/plugin';
 import { bundlesPlugin } from './bundles/plugin';
+import { bundleViewerPlugin } from './bundles/viewer';
 import { capturesPlugin } from './captures/plugin';
 import { heatmapPlugin } from './heatmap/plugin';
 import { kernelPlugin } from './kernel/plugin';
@@ -26,7 +27,8 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   heatmapPlugin,
   capturesPlugin,
   breakpointsPlugin,
-  bundlesPlugin
+  bundlesPlugin,
+  bundleViewerPlugin
 ];
 
 export default plugins;
