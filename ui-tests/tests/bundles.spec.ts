@@ -26,7 +26,8 @@ with nopdb_lab.capture_calls(layer):
     layer(torch.full((4, 5), 0.5))
 len(nopdb_lab.store)`;
 
-const KERNEL_DIFF_CELL = `r = nopdb_lab.load_captures("bundles.nopdb")
+const KERNEL_DIFF_CELL = `import nopdb_lab
+r = nopdb_lab.load_captures("bundles.nopdb")
 a = next(c for c in r if float(c.args["x"].max()) == 19)
 b = next(c for c in r if c is not a)
 print(float((a.args["x"] - b.args["x"])[2, 3]))`;
