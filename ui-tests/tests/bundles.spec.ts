@@ -68,7 +68,7 @@ test('save the store as a bundle, reopen it after a restart, heatmap and compare
     .click();
   await expect(
     page.getByText(/Saved 2 captures to .*bundles\.nopdb/)
-  ).toBeVisible({ timeout: 30000 });
+  ).toBeVisible({ timeout: 90000 });
 
   // a new kernel process: the store is empty
   await restartKernel(page);
