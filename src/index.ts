@@ -13,6 +13,8 @@ import { JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { breakpointsPlugin } from './breakpoints/plugin';
 import { flowPlugin } from './flow/plugin';
 import { renderPlugin } from './render/plugin';
+import { bundlesPlugin } from './bundles/plugin';
+import { bundleViewerPlugin } from './bundles/viewer';
 import { capturesPlugin } from './captures/plugin';
 import { heatmapPlugin } from './heatmap/plugin';
 import { kernelPlugin } from './kernel/plugin';
@@ -30,7 +32,9 @@ const plugins: JupyterFrontEndPlugin<any>[] = [
   breakpointsPlugin,
   flowPlugin,
   renderPlugin,
-  probesPlugin
+  probesPlugin,
+  bundlesPlugin,
+  bundleViewerPlugin
 ];
 
 export default plugins;

@@ -291,3 +291,115 @@ def test_a_newer_minor_version_is_served(service) -> None:
     comm.deliver({"v": f"{major}.99.0", "id": "r", "op": "hello"})
     (data, _), *_ = comm.sent
     assert data["ok"], data
+
+
+def test_bundle_ops_save_open_and_compare_with_messages_matching_the_schema(
+    service, tmp_path, monkeypatch
+) -> None:
+    """Save two captures next to a notebook in ``sub/``, load them back, compare them."""
+    svc, comm = service
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")  # the kernel of sub/nb.ipynb runs in sub/
+    with nopdb_lab.capture_calls(add):
+        add(torch.rand(3, 4), torch.rand(3, 4))
+        add(torch.rand(3, 4), torch.rand(3, 4))
+    first, second = (r.id for r in svc.store)
+    saved, _ = request(comm, "bundle_save", path="sub/nb.nopdb", notebook_dir="sub", ids=[first])
+    assert saved["ok"], saved
+    assert saved["result"]["path"] == "sub/nb.nopdb" and saved["result"]["count"] == 1
+    assert (tmp_path / "sub" / "nb.nopdb").stat().st_size == saved["result"]["nbytes"]
+    opened, _ = request(comm, "bundle_open", path="sub/nb.nopdb", notebook_dir="sub")
+    assert opened["ok"], opened
+    (loaded,) = opened["result"]["captures"]
+    assert loaded["bundle"] == "nb.nopdb" and loaded["original_id"] == first
+    assert loaded["id"] not in (first, second)
+    # the loaded capture's x equals the live one's
+    live_x = svc.store[first].args["x"]
+    assert torch.equal(svc.store[loaded["id"]].args["x"], live_x)
+    got, _ = request(comm, "get", id=loaded["id"])
+    assert got["ok"] and got["result"]["bundle"] == "nb.nopdb", got
+    # the list marks imported captures with their bundle (and the event did too)
+    rows = {r["id"]: r for r in request(comm, "list")[0]["result"]["captures"]}
+    assert rows[loaded["id"]]["bundle"] == "nb.nopdb" and "bundle" not in rows[first]
+    added = [c for e in events_of(comm, svc)["captures_added"] for c in e["captures"]]
+    assert any(c.get("bundle") == "nb.nopdb" for c in added)
+    # compare the live capture's x with the second capture's x: A − B at every cell
+    compared, _ = request(
+        comm,
+        "compare",
+        a={"id": first, "path": ["args", "x"]},
+        b={"id": second, "path": ["args", "x"]},
+    )
+    assert compared["ok"], compared
+    record = svc.store[compared["result"]["id"]]
+    assert compared["result"]["kind"] == "compare" and compared["result"]["sources"] == [
+        first,
+        second,
+    ]
+    details, _ = request(comm, "get", id=record.id)
+    assert details["ok"] and len(details["result"]["sources"]) == 2, details
+    expected = svc.store[first].args["x"] - svc.store[second].args["x"]
+    torch.testing.assert_close(record.locals["diff"], expected)
+    # a whole-store save writes every capture (the compare record included)
+    everything, _ = request(comm, "bundle_save", path="sub/all.nopdb", notebook_dir="sub")
+    assert everything["ok"] and everything["result"]["count"] == len(svc.store)
+
+
+@pytest.mark.parametrize(
+    "op, args, error_type, needle",
+    [
+        ("bundle_save", {"path": "../out.nopdb", "notebook_dir": "sub"}, "ProtocolError", "root"),
+        ("bundle_save", {"path": "/tmp/x.nopdb"}, "ProtocolError", "absolute"),
+        (
+            "bundle_save",
+            {"path": "x.nopdb", "notebook_dir": "elsewhere"},
+            "ProtocolError",
+            "elsewhere",
+        ),
+        ("bundle_save", {"path": "x.nopdb", "ids": [10**9]}, "KeyError", "1000000000"),
+        ("bundle_save", {"path": ""}, "ProtocolError", "no bundle path"),
+        ("bundle_open", {"path": "missing.nopdb"}, "ProtocolError", "no bundle"),
+        ("bundle_open", {"path": "junk.nopdb"}, "ProtocolError", "junk"),
+        (
+            "bundle_open",
+            {"path": "../../etc/passwd", "notebook_dir": "sub"},
+            "ProtocolError",
+            "root",
+        ),
+        ("compare", {"a": {"id": 1, "path": []}}, "RequestError", None),
+        ("compare", {"a": {"id": 10**9, "path": []}, "b": {"id": 1, "path": []}}, "KeyError", None),
+    ],
+)
+def test_bundle_ops_refuse_with_a_clear_error(
+    service, tmp_path, monkeypatch, op, args, error_type, needle
+) -> None:
+    svc, comm = service
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub" if args.get("notebook_dir") == "sub" else tmp_path)
+    (tmp_path / "junk.nopdb").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}junk")
+    with nopdb_lab.capture_calls(add):
+        add(torch.rand(2, 2), torch.rand(2, 2))
+    data, _ = request(comm, op, **args)
+    assert not data["ok"], data
+    assert data["error"]["type"] == error_type, data
+    if needle is not None:
+        assert needle in data["error"]["message"], data
+    assert not (tmp_path / "out.nopdb").exists()
+
+
+def test_compare_op_names_both_shapes_when_they_differ(service) -> None:
+    svc, comm = service
+    with nopdb_lab.capture_calls(add):
+        add(torch.rand(3, 4), torch.rand(3, 4))
+        add(torch.rand(2, 5), torch.rand(2, 5))
+    first, second = (r.id for r in svc.store)
+    data, _ = request(
+        comm,
+        "compare",
+        a={"id": first, "path": ["args", "x"]},
+        b={"id": second, "path": ["args", "x"]},
+    )
+    assert not data["ok"]
+    message = data["error"]["message"]
+    assert "[3, 4]" in message and "[2, 5]" in message, message
+    assert len(svc.store) == 2  # nothing half-added

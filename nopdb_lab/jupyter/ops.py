@@ -20,6 +20,7 @@ from ..capture_store import CaptureStore
 from ..records import ProtocolError, resolve
 from ..tracing.backends import backend_name
 from .breakpoint_manager import BreakpointManager, is_cell_file
+from .bundle_ops import bundle_open_op, bundle_save_op, compare_op
 from .flow_ops import flow_close_op, flow_links_op, flow_open_op
 from .gradient_ops import gradient_capture_op, layer_strip_op, value_of
 from .probe_ops import (
@@ -211,3 +212,5 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "probe_delta": probe_delta_op,
     "probe_heatmap": probe_heatmap_op,
 }
+
+OPS.update({"bundle_save": bundle_save_op, "bundle_open": bundle_open_op, "compare": compare_op})

@@ -51,6 +51,10 @@ def brief(record: Record, record_store: CaptureStore) -> Dict[str, Any]:
     origin = record.origin()
     if origin is not None and breakpoint_id is not None:
         out["breakpoint"] = breakpoint_id(origin)
+    bundle = getattr(record, "bundle", None)
+    if bundle:  # loaded from a capture bundle
+        out["bundle"] = bundle
+        out["original_id"] = getattr(record, "original_id", None)
     return out
 
 

@@ -22,6 +22,7 @@ import {
 import { CommandRegistry } from '@lumino/commands';
 
 import { CommandIDs } from '../commands';
+import { compareIcon } from '../bundles/icons';
 import { BrowserModel } from './browserModel';
 import {
   formatShape,
@@ -159,6 +160,20 @@ function ValueRow(props: IValueProps): React.ReactElement {
                   void env.commands.execute(CommandIDs.stackAcross, {
                     captureId,
                     path
+                  })
+                }
+              />
+            ) : null}
+            {isTensorLike(summary) ? (
+              <IconButton
+                icon={compareIcon}
+                label="Compare with…"
+                title={`Compare ${expression} with another capture of the same shape (A − B)`}
+                onClick={() =>
+                  void env.commands.execute('nopdb-lab:compare', {
+                    captureId,
+                    path,
+                    expression
                   })
                 }
               />
@@ -393,6 +408,14 @@ function Details(props: {
             {detail.kind === 'stack' ? 'Stacked across captures of ' : ''}
             {detail.qualname}{' '}
             <span className="jp-NopdbLab-captureRow-id">#{detail.id}</span>
+            {detail.bundle ? (
+              <span
+                className="jp-NopdbLab-bundleTag"
+                title={`Loaded from ${detail.bundle} (saved as #${detail.original_id})`}
+              >
+                {detail.bundle}
+              </span>
+            ) : null}
           </div>
           <div className="jp-NopdbLab-captureRow-meta">
             <span className="jp-NopdbLab-place">

@@ -66,6 +66,14 @@ function CaptureRow({
         </span>
         <span className="jp-NopdbLab-captureRow-name">{brief.qualname}</span>
         {brief.grads ? <GradientMark marker={brief.grads} /> : null}
+        {brief.bundle ? (
+          <span
+            className="jp-NopdbLab-bundleTag"
+            title={`Loaded from ${brief.bundle} (saved as #${brief.original_id})`}
+          >
+            {brief.bundle}
+          </span>
+        ) : null}
         <span className="jp-NopdbLab-captureRow-id">#{brief.id}</span>
       </div>
       <div className="jp-NopdbLab-captureRow-meta">
