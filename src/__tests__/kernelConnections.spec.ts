@@ -2,6 +2,18 @@ import { Signal } from '@lumino/signaling';
 
 import { KernelConnections } from '../kernel/plugin';
 
+// no Jupyter server here: answer the server-extension request at once (a real fetch
+// would fail and log after the test has ended)
+jest.mock('../kernel/serverInfo', () => ({
+  DEFAULT_INSTALL_COMMAND: '%pip install nopdb-lab',
+  fetchServerInfo: () =>
+    Promise.resolve({
+      version: '0',
+      protocol: 2,
+      install_command: '%pip install nopdb-lab'
+    })
+}));
+
 /** A notebook panel with no kernel yet (the bridge waits for one). */
 function fakePanel() {
   const owner = {};

@@ -138,10 +138,12 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
             }
             const picked = await InputDialog.getItem({
               title: 'Edit a probe input',
-              items: probes.flatMap(p =>
-                p.inputs
-                  .filter(i => i.editable)
-                  .map(i => `${p.name} · ${i.name}`)
+              items: ([] as string[]).concat(
+                ...probes.map(p =>
+                  p.inputs
+                    .filter(i => i.editable)
+                    .map(i => `${p.name} · ${i.name}`)
+                )
               )
             });
             if (!picked.button.accept || !picked.value) {
