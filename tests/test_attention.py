@@ -687,3 +687,29 @@ def test_encoder_decoder_generation_grows_self_and_cross_attention_records():
     assert torch.allclose(attns[1].weights, expected.decoder_attentions[0], atol=1e-5)
     assert torch.allclose(attns[2].weights, expected.cross_attentions[0], atol=1e-5)
     assert attns[2].steps == 5 and torch.equal(attns[2].token_ids, out[:, :-1])
+
+
+def test_capture_puts_torch_classes_back_as_they_were() -> None:
+    """Each patched class attribute is restored after the block, so blocks never nest
+    wrappers (OptimizedModule's __call__ included)."""
+    from torch import nn
+
+    try:
+        from torch._dynamo.eval_frame import OptimizedModule
+    except ImportError:  # pragma: no cover - torch without Dynamo
+        OptimizedModule = None
+    before = {
+        "mha": nn.MultiheadAttention.forward,
+        "layer": nn.TransformerEncoderLayer.forward,
+        "encoder": nn.TransformerEncoder.forward,
+    }
+    call_before = OptimizedModule.__call__ if OptimizedModule is not None else None
+    for _ in range(2):
+        with capture_attention():
+            pass
+    assert nn.MultiheadAttention.forward is before["mha"]
+    assert nn.TransformerEncoderLayer.forward is before["layer"]
+    assert nn.TransformerEncoder.forward is before["encoder"]
+    if OptimizedModule is not None:
+        assert OptimizedModule.__call__ is call_before
+        assert "forward" not in vars(OptimizedModule)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator, List
 
 _state = threading.local()
 _lock = threading.Lock()
+#: (class, attribute) → the original, restored when the last capture ends
 _installed: dict = {}
 _users = 0
 
@@ -83,8 +84,8 @@ def _compiling() -> bool:
 def _install() -> None:
     from torch import nn
 
-    _installed[nn.MultiheadAttention] = nn.MultiheadAttention.forward
-    _installed[nn.TransformerEncoderLayer] = nn.TransformerEncoderLayer.forward
+    _installed[(nn.MultiheadAttention, "forward")] = nn.MultiheadAttention.forward
+    _installed[(nn.TransformerEncoderLayer, "forward")] = nn.TransformerEncoderLayer.forward
     # these replace methods on torch's classes while a capture is on (mypy: method-assign)
     nn.MultiheadAttention.forward = _wrap_mha(  # type: ignore[method-assign]
         nn.MultiheadAttention.forward
@@ -93,7 +94,7 @@ def _install() -> None:
         nn.TransformerEncoderLayer.forward
     )
     # TransformerEncoder only chooses its nested-tensor fast path; run it as without capture
-    _installed[nn.TransformerEncoder] = nn.TransformerEncoder.forward
+    _installed[(nn.TransformerEncoder, "forward")] = nn.TransformerEncoder.forward
     nn.TransformerEncoder.forward = _wrap_encoder(  # type: ignore[method-assign]
         nn.TransformerEncoder.forward
     )
@@ -102,7 +103,7 @@ def _install() -> None:
         from torch._dynamo.eval_frame import OptimizedModule
     except ImportError:  # pragma: no cover - torch without Dynamo
         return
-    _installed[OptimizedModule] = OptimizedModule.__call__
+    _installed[(OptimizedModule, "__call__")] = OptimizedModule.__call__
     OptimizedModule.__call__ = _wrap_fullgraph(  # type: ignore[method-assign]
         OptimizedModule.__call__
     )
@@ -151,8 +152,8 @@ def _wrap_fullgraph(original: Callable) -> Callable:
 
 
 def _uninstall() -> None:
-    for cls, forward in _installed.items():
-        cls.forward = forward
+    for (cls, attribute), original in _installed.items():
+        setattr(cls, attribute, original)
     _installed.clear()
 
 
