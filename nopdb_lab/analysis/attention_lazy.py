@@ -364,7 +364,7 @@ def lazy_slice_2d(
     """
     import numpy as np
 
-    from .heatmap import REDUCTIONS, SliceError
+    from .heatmap import REDUCTIONS, SliceError, finish_slice
 
     shape = tuple(value.shape)
     ndim = len(shape)
@@ -454,21 +454,7 @@ def lazy_slice_2d(
     if rows_dim > cols_dim:
         planes = np.ascontiguousarray(planes.transpose(0, 2, 1))
         row_step, col_step = col_step, row_step
-    finite = planes[np.isfinite(planes)]
-    meta = {
-        "shape": list(shape),
-        "rows": int(planes.shape[1]),
-        "cols": int(planes.shape[2]),
-        "grid": grid_shape or None,
-        "row_step": row_step,
-        "col_step": col_step,
-        "reduce": reduce if row_step > 1 or col_step > 1 else None,
-        "min": float(finite.min()) if finite.size else None,
-        "max": float(finite.max()) if finite.size else None,
-        "nan": int(np.isnan(planes).sum()),
-        "inf": int(np.isinf(planes).sum()),
-    }
-    return meta, planes.reshape(*grid_shape, *planes.shape[1:]) if grids else planes[0]
+    return finish_slice(shape, planes, grid_shape, row_step, col_step, reduce)
 
 
 # -- streamed reductions --------------------------------------------------------------------

@@ -94,21 +94,37 @@ def slice_2d(
     col_step = math.ceil(block.shape[2] / max_size)
     if row_step > 1 or col_step > 1:
         block = np.stack([_pool(plane, row_step, col_step, reduce) for plane in block])
-    finite = block[np.isfinite(block)]
+    return finish_slice(shape, block, grid_shape, row_step, col_step, reduce)
+
+
+def finish_slice(
+    shape: Sequence[int],
+    planes: Any,
+    grid_shape: List[int],
+    row_step: int,
+    col_step: int,
+    reduce: str,
+) -> Tuple[Dict[str, Any], Any]:
+    """The ``(meta, float32 array)`` result of a slice from its pooled ``planes``
+    (grid cells × rows × cols): sizes, steps, finite min/max and NaN/Inf counts; the
+    array keeps the grid's shape, or is 2-D without a grid."""
+    import numpy as np
+
+    finite = planes[np.isfinite(planes)]
     meta = {
         "shape": list(shape),
-        "rows": int(block.shape[1]),
-        "cols": int(block.shape[2]),
+        "rows": int(planes.shape[1]),
+        "cols": int(planes.shape[2]),
         "grid": grid_shape or None,
         "row_step": row_step,
         "col_step": col_step,
         "reduce": reduce if row_step > 1 or col_step > 1 else None,
         "min": float(finite.min()) if finite.size else None,
         "max": float(finite.max()) if finite.size else None,
-        "nan": int(np.isnan(block).sum()),
-        "inf": int(np.isinf(block).sum()),
+        "nan": int(np.isnan(planes).sum()),
+        "inf": int(np.isinf(planes).sum()),
     }
-    return meta, block.reshape(*grid_shape, *block.shape[1:]) if grids else block[0]
+    return meta, planes.reshape(*grid_shape, *planes.shape[1:]) if grid_shape else planes[0]
 
 
 def _dim(name: str, dim: int, shape: Tuple[int, ...]) -> int:
