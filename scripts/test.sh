@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run every test. Usage: scripts/test.sh   (the README's test command; CI runs it)
-#  1. Python: ruff, then pytest on 3.10, 3.11, 3.12 and 3.13 (pyenv), both tracing
-#     backends; torch, NoPdb-parity, real-kernel comm and server-extension tests on 3.11.
+#  1. Python: ruff, mypy, then pytest on 3.10, 3.11, 3.12 and 3.13 (pyenv), both tracing
+#     backends on 3.12; NoPdb-parity and server-extension tests on 3.11.
 #  2. Front end: eslint/prettier/stylelint and Jest.
 #  3. Packaging: `pip install .` into a fresh JupyterLab venv builds the labextension;
 #     JupyterLab must list it (and the server extension) as enabled; the demo notebooks
@@ -37,9 +37,14 @@ make_venv() {  # $1 = version, $2 = extras besides "test" (comma-separated)
   if [ ! -x "$venv/bin/python" ]; then
     "$(find_python "$v")" -m venv "$venv"
   fi
+  # torch first, pinned: a loose torch requirement would pull the newest CUDA build.
   if [ "$v" = "3.11" ]; then
-    # torch first, pinned: a loose torch requirement would pull a multi-GB CUDA build.
-    quiet_pip "$venv/bin/pip" install -q torch==2.13.0
+    quiet_pip "$venv/bin/pip" install -q torch==2.13.0   # the CPU build this machine keeps
+  else
+    # PyPI has no CPU build: 2.14.1 is a CUDA build (about 5 GB with its CUDA libraries,
+    # a minute or two) that runs on the CPU; the torch tests (gradients, attention,
+    # flows, attributions) then run on every Python the tracer supports
+    quiet_pip "$venv/bin/pip" install -q torch==2.14.1
   fi
   # Python-only venvs: an editable install without building the front end (that is
   # step 3's job), and without an isolated build env that would fetch JupyterLab.
@@ -58,12 +63,14 @@ run_pytest() {  # $1 = label, $2 = venv, rest = pytest args
 }
 
 # -- 1. Python -----------------------------------------------------------------------------
-make_venv 3.10
-make_venv 3.11 torch,bench,dev,jupyter,kerneltest,lab,transformers,attribution-test
-# the kernel tests (comm service, gutter breakpoints) also run on 3.12 (both backends:
-# the kernel inherits NOPDB_LAB_BACKEND) and 3.13 (PEP 667 frame locals)
-make_venv 3.12 jupyter,kerneltest
-make_venv 3.13 jupyter,kerneltest
+# every test runs on every version: torch, the kernel tests (comm service, gutter
+# breakpoints) on 3.12 with both backends (the kernel inherits NOPDB_LAB_BACKEND) and on
+# 3.13 (PEP 667 frame locals); NoPdb parity, the server extension and mypy on 3.11
+ALL_VERSIONS_EXTRAS=torch,jupyter,kerneltest,transformers,attribution-test
+make_venv 3.10 $ALL_VERSIONS_EXTRAS
+make_venv 3.11 $ALL_VERSIONS_EXTRAS,bench,dev,lab
+make_venv 3.12 $ALL_VERSIONS_EXTRAS
+make_venv 3.13 $ALL_VERSIONS_EXTRAS
 v310=$VENVS/py3.10 v311=$VENVS/py3.11 v312=$VENVS/py3.12 v313=$VENVS/py3.13
 
 PY_PATHS=(nopdb_lab tests benchmarks examples scripts ui-tests/jupyter_server_test_config.py)

@@ -273,3 +273,33 @@ def test_a_thread_started_before_the_breakpoint_is_traced_once_it_adopts_tracing
         go.set()
         thread.join(5)
     assert [hit.thread for hit in bp.hits] == [thread.name]
+
+
+def test_function_named_at_a_line_is_its_qualified_name_on_every_version():
+    """The breakpoint editor names the function a line belongs to; on 3.10 (no
+    ``co_qualname``) the name is rebuilt from the code objects' nesting and must read as
+    ``__qualname__`` does (``Attention.forward``, ``outer.<locals>.Inner.method``)."""
+    from nopdb_lab.tracing.lines import innermost_function
+
+    source = (
+        "class Attention:\n"
+        "    def forward(self, x):\n"
+        "        return x * 2\n"
+        "def outer():\n"
+        "    class Inner:\n"
+        "        def method(self):\n"
+        "            return 1\n"
+        "    def helper():\n"
+        "        return 2\n"
+        "    return Inner, helper\n"
+        "y = 0\n"
+    )
+    code = compile(source, "<qualname-test>", "exec")
+    namespace: dict = {}
+    exec(code, namespace)
+    inner, helper = namespace["outer"]()
+    assert innermost_function(code, 3) == namespace["Attention"].forward.__qualname__
+    assert innermost_function(code, 7) == inner.method.__qualname__
+    assert innermost_function(code, 9) == helper.__qualname__
+    assert innermost_function(code, 10) == "outer"
+    assert innermost_function(code, 11) is None  # module level

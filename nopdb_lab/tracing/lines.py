@@ -8,6 +8,7 @@ a file glob) are resolved per code object when it first runs.
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import pathlib
 from types import CodeType
@@ -95,14 +96,19 @@ def unchecked(line: int) -> LineResolver:
     return lambda c: target & executable_lines(c)
 
 
-def innermost_function(code: CodeType, line: int) -> str | None:
+def innermost_function(code: CodeType, line: int, _prefix: str = "") -> str | None:
     """Qualified name of the innermost function in ``code`` with code at ``line``.
 
     ``None`` when the line belongs to ``code`` itself at module level (or to nothing).
+    Python 3.10 has no ``co_qualname``: the name is rebuilt from the nesting of code
+    objects (class bodies add ``Class.``, functions add ``f.<locals>.``), as 3.11 spells it.
     """
     for const in code.co_consts:
         if isinstance(const, CodeType) and line in all_executable_lines(const):
-            return innermost_function(const, line) or getattr(const, "co_qualname", const.co_name)
+            name = getattr(const, "co_qualname", None) or _prefix + const.co_name
+            is_function = bool(const.co_flags & inspect.CO_OPTIMIZED)
+            inner = innermost_function(const, line, name + (".<locals>." if is_function else "."))
+            return inner or name
     return None
 
 
