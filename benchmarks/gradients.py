@@ -4,8 +4,9 @@ Workload: a ViT-S/16-sized model (12 blocks, width 384, 6 heads, 197 tokens, exp
 softmax attention; ``examples/vit.py``), one forward and one backward pass of a batch of
 one 224×224 image. Variants, timed in one process, alternating (so drift on a shared
 machine hits all alike); the printed number is the median of (variant / plain) measured
-back to back:
+back to back, in ABBA order (every other pair runs the variant first):
 
+  plain again                a second plain run: its ratio is the method's noise floor
   plain                      forward + backward, nothing attached
   grads off                  ``capture_calls(Attention.forward)`` (no ``grads``)
   grads=["attn"]             ``capture_calls(Attention.forward, grads=["attn"])``: the
@@ -73,6 +74,7 @@ def main() -> None:
             kept.clear()
 
     variants: Dict[str, Setup] = {
+        "plain again (the noise floor)": contextlib.nullcontext,
         "grads off (capture only)": grads_off,
         'grads=["attn"], 12 layers': grads_on,
         "register_full_backward_hook": backward_hooks,
@@ -92,11 +94,18 @@ def main() -> None:
         timed(setup)
     plains: List[float] = []
     ratios: Dict[str, List[float]] = {name: [] for name in variants}
-    for _ in range(args.repeat):
+    for round_ in range(args.repeat):
         for name, setup in variants.items():
-            plain = timed(None)
+            # ABBA order: every other pair runs the variant first, so that whatever the
+            # second of two back-to-back passes pays (allocator, caches) hits both alike
+            if round_ % 2:
+                other = timed(setup)
+                plain = timed(None)
+            else:
+                plain = timed(None)
+                other = timed(setup)
             plains.append(plain)
-            ratios[name].append(timed(setup) / plain)
+            ratios[name].append(other / plain)
 
     print(
         f"nopdb-lab {nopdb_lab.__version__} gradients | Python {platform.python_version()} | "
