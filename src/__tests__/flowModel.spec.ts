@@ -1,4 +1,12 @@
-import { clipBox, FlowModel, IFlowKernel, visibleLinks } from '../flow/model';
+import {
+  clipBox,
+  FlowModel,
+  IFlowKernel,
+  mapNode,
+  nodeAtPixel,
+  nodeCentre,
+  visibleLinks
+} from '../flow/model';
 import { gridShape, thresholdAt } from '../flow/FlowView';
 
 function view(values: ArrayLike<number>, type: 'f' | 'i'): DataView {
@@ -120,5 +128,68 @@ describe('flow model', () => {
       targetOnSource: null
     };
     expect(visibleLinks(links, 0.6, null)).toEqual([0]);
+  });
+});
+
+describe('mapping nodes through the offsets', () => {
+  // a 16x16 input, conv 3x3 stride 2 padding 1 -> 8x8, then conv 3x3 padding 1 -> 8x8:
+  // the offsets the kernel derives (FlowLayer.offsets_on_input)
+  const input = {
+    ...LAYER,
+    index: 0,
+    name: 'x',
+    grid: [16, 16],
+    nodes: 256,
+    offsets_on_input: { stride: [1, 1], offset: [0, 0], extent: [1, 1] }
+  };
+  const conv1 = {
+    ...LAYER,
+    index: 1,
+    name: 'conv1',
+    grid: [8, 8],
+    nodes: 64,
+    offsets_on_input: { stride: [2, 2], offset: [-1, -1], extent: [3, 3] }
+  };
+  const conv2 = {
+    ...LAYER,
+    index: 2,
+    name: 'conv2',
+    grid: [8, 8],
+    nodes: 64,
+    offsets_on_input: { stride: [2, 2], offset: [-3, -3], extent: [7, 7] }
+  };
+
+  it('places a node at the centre of its receptive field', () => {
+    // conv1 node (1, 2) reads input rows 1..3 and columns 3..5
+    expect(nodeCentre(1 * 8 + 2, conv1.offsets_on_input, conv1.grid)).toEqual([
+      2, 4
+    ]);
+    expect(nodeCentre(5, null, [8, 8])).toBeNull();
+  });
+
+  it('picks the node whose field is centred nearest a pixel, clamped to the grid', () => {
+    expect(nodeAtPixel([2, 4], conv1.offsets_on_input, conv1.grid)).toBe(10);
+    expect(nodeAtPixel([3, 5], conv1.offsets_on_input, conv1.grid)).toBe(
+      // 3 sits between the centres 2 and 4: rounds half up to row 2, column 3
+      2 * 8 + 3
+    );
+    expect(nodeAtPixel([-5, 40], conv1.offsets_on_input, conv1.grid)).toBe(7);
+    // channel nodes (a leading dimension without offsets) cannot be mapped
+    expect(nodeAtPixel([2, 4], conv1.offsets_on_input, [4, 8, 8])).toBeNull();
+  });
+
+  it('maps an input click onto the selected layer and a target click onto the output layer', () => {
+    // input pixel (5, 9) is read most centrally by conv1 node (3, 5) (centre 6, 10 is
+    // one off; centre 4, 8 also one off: round half up picks the later one)
+    expect(mapNode(5 * 16 + 9, input, conv1)).toBe(
+      nodeAtPixel([5, 9], conv1.offsets_on_input, conv1.grid)
+    );
+    // the target (conv2) sits on the same places as conv1: a node maps onto itself
+    for (const node of [0, 10, 63]) {
+      expect(mapNode(node, conv2, conv1)).toBe(node);
+    }
+    // and back onto the input: the centre pixel of its field
+    expect(mapNode(10, conv1, input)).toBe(2 * 16 + 4);
+    expect(mapNode(10, { ...conv1, offsets_on_input: null }, input)).toBeNull();
   });
 });

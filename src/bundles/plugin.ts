@@ -325,8 +325,8 @@ export const bundlesPlugin: JupyterFrontEndPlugin<void> = {
       'save-bundle',
       new ToolbarButton({
         icon: downloadIcon,
-        label: 'Save bundle',
-        tooltip: 'Save all captures of this notebook as a .nopdb bundle',
+        // icon only (the tooltip names it): the toolbar fits the default sidebar width
+        tooltip: 'Save bundle: all captures of this notebook as a .nopdb file',
         onClick: () =>
           void app.commands.execute(BundleCommandIDs.saveBundle, { all: true })
       })
@@ -335,9 +335,8 @@ export const bundlesPlugin: JupyterFrontEndPlugin<void> = {
       'open-bundle',
       new ToolbarButton({
         icon: fileUploadIcon,
-        label: 'Open bundle',
         tooltip:
-          "Open a .nopdb bundle into this notebook's kernel (never runs code)",
+          "Open bundle: a .nopdb file into this notebook's kernel (never runs code)",
         onClick: () => void app.commands.execute(BundleCommandIDs.openBundle)
       })
     );

@@ -36,7 +36,10 @@ import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
 import { formatTime } from '../ui/format';
 import { foldFrames, IFrameLike } from './stackFrames';
 import { OPEN_DETAILS_IN_MAIN } from './detailsCommand';
-import { GradientsSection } from '../gradients/GradientsSection';
+import {
+  GradientsSection,
+  StackGradientsSection
+} from '../gradients/GradientsSection';
 
 /** What the views act through: the browser model (requests) and the commands. */
 interface IDetailsEnv {
@@ -534,6 +537,11 @@ function Details(props: {
         </Section>
       ) : null}
       <GradientsSection
+        detail={detail}
+        bridge={bridge}
+        commands={env.commands}
+      />
+      <StackGradientsSection
         detail={detail}
         bridge={bridge}
         commands={env.commands}

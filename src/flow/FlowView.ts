@@ -12,7 +12,7 @@
 import { Widget } from '@lumino/widgets';
 
 import { lookupTable, normalise, paint } from '../heatmap/colormap';
-import { Box, FlowKind, FlowModel, NodeKind } from './model';
+import { Box, FlowKind, FlowModel, mapNode, NodeKind } from './model';
 
 const TABLE = lookupTable('RdBu');
 const HEAT_PX = 180;
@@ -317,6 +317,19 @@ export class FlowWidget extends Widget {
       this._wireHeat(h);
       this._heats.push(h);
     };
+    // the selected node, circled where it reads the input (or lands on the target)
+    const selectedOn = (layer: number): number[] => {
+      const sel = m.selection;
+      if (!sel) {
+        return [];
+      }
+      const from = sel.role === 'src' ? m.layer : m.layer + 1;
+      if (from === layer) {
+        return [sel.node];
+      }
+      const mapped = mapNode(sel.node, m.layers[from], m.layers[layer]);
+      return mapped === null ? [] : [mapped];
+    };
     const linkEnds = (role: 'src' | 'dst') => () => {
       const links = m.links;
       if (!links) {
@@ -355,26 +368,38 @@ export class FlowWidget extends Widget {
       'input',
       () => 0,
       () => m.nodeGrads[0] ?? null,
-      () =>
-        m.layer === 0 && m.selection?.role === 'src' ? [m.selection.node] : [],
+      () => selectedOn(0),
       null,
       node => {
-        void m.setLayer(0).then(() => m.select({ role: 'src', node }));
+        // through the offsets: the selected layer's node that reads this input pixel
+        const mapped = mapNode(node, m.layers[0], m.layers[m.layer]);
+        if (mapped !== null) {
+          m.select({ role: 'src', node: mapped });
+        } else {
+          void m.setLayer(0).then(() => m.select({ role: 'src', node }));
+        }
       }
     );
     heat(
       'target',
       () => m.layers.length - 1,
       () => m.nodeGrads[m.layers.length - 1] ?? null,
-      () =>
-        m.layer === m.transitions - 1 && m.selection?.role === 'dst'
-          ? [m.selection.node]
-          : [],
+      () => selectedOn(m.layers.length - 1),
       null,
       node => {
-        void m
-          .setLayer(m.transitions - 1)
-          .then(() => m.select({ role: 'dst', node }));
+        // through the offsets: the output layer's node at this target node's place
+        const mapped = mapNode(
+          node,
+          m.layers[m.layers.length - 1],
+          m.layers[m.layer + 1]
+        );
+        if (mapped !== null) {
+          m.select({ role: 'dst', node: mapped });
+        } else {
+          void m
+            .setLayer(m.transitions - 1)
+            .then(() => m.select({ role: 'dst', node }));
+        }
       }
     );
 

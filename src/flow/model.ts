@@ -115,6 +115,75 @@ export function visibleLinks(
 }
 
 /** A box clipped to a grid, or null when it covers the whole grid or is empty. */
+/**
+ * The centre, on the input's pixel grid, of node `node` of a layer whose nodes sit there
+ * as `on` says (node c spans [c·stride + offset, c·stride + offset + extent) per spatial
+ * dimension). `grid` is the layer's node grid; its last `on.stride.length` dimensions
+ * are the spatial ones. Null when the layer has no pixel offsets.
+ */
+export function nodeCentre(
+  node: number,
+  on: Offsets,
+  grid: number[]
+): number[] | null {
+  if (!on || grid.length < on.stride.length) {
+    return null;
+  }
+  const spatial = grid.slice(grid.length - on.stride.length);
+  const index: number[] = [];
+  let rest = node;
+  for (let d = spatial.length - 1; d >= 0; d--) {
+    index.unshift(rest % spatial[d]);
+    rest = Math.floor(rest / spatial[d]);
+  }
+  return index.map(
+    (c, d) => c * on.stride[d] + on.offset[d] + (on.extent[d] - 1) / 2
+  );
+}
+
+/**
+ * The node of a layer (placed on the input's pixel grid by `on`, its node grid `grid`)
+ * whose receptive field is centred nearest to input pixel `pixel`: how a click on the
+ * input or target heatmap picks a node of the selected or output layer through the
+ * row/column offsets (vnittest's padding correction, here derived from the convolutions'
+ * stride, padding, dilation and kernel). Null when the layer has no pixel offsets or
+ * its grid has non-spatial leading dimensions (channel nodes).
+ */
+export function nodeAtPixel(
+  pixel: number[],
+  on: Offsets,
+  grid: number[]
+): number | null {
+  if (!on || grid.length !== on.stride.length || pixel.length !== grid.length) {
+    return null;
+  }
+  let node = 0;
+  for (let d = 0; d < grid.length; d++) {
+    const centre0 = on.offset[d] + (on.extent[d] - 1) / 2;
+    const c = Math.round((pixel[d] - centre0) / on.stride[d]);
+    node = node * grid[d] + Math.max(0, Math.min(grid[d] - 1, c));
+  }
+  return node;
+}
+
+/**
+ * Map node `node` of layer `from` to the node of layer `to` that reads the same place of
+ * the input (both placed on the input grid by their offsets); null without offsets.
+ */
+export function mapNode(
+  node: number,
+  from: FlowLayer | undefined,
+  to: FlowLayer | undefined
+): number | null {
+  if (!from || !to) {
+    return null;
+  }
+  const centre = nodeCentre(node, from.offsets_on_input, from.grid);
+  return centre === null
+    ? null
+    : nodeAtPixel(centre, to.offsets_on_input, to.grid);
+}
+
 export function clipBox(box: Box, grid: number[]): Box {
   if (!box) {
     return null;

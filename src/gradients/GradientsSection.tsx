@@ -161,3 +161,48 @@ export function GradientsSection(props: {
     </section>
   );
 }
+
+/**
+ * A stack record's gradients: the layer strip of its sources (one bar per stacked
+ * capture) for the path it stacked. Loaded on request (a stack of captures made without
+ * `grads` has none, and the strip then says so and how to get them).
+ */
+export function StackGradientsSection(props: {
+  detail: ICaptureDetail;
+  bridge: KernelBridge;
+  commands: CommandRegistry;
+}): React.ReactElement | null {
+  const { detail, bridge, commands } = props;
+  const [open, setOpen] = React.useState(false);
+  if (detail.kind !== 'stack') {
+    return null;
+  }
+  return (
+    <section className="jp-NopdbLab-section" aria-label="Gradients by layer">
+      <h3 className="jp-NopdbLab-sectionTitle">Gradients</h3>
+      <div className="jp-NopdbLab-valueRow">
+        <span className="jp-NopdbLab-gradLine">
+          ‖g‖₂ of the stacked value in each source capture
+        </span>
+        <span className="jp-NopdbLab-gradSpacer" />
+        <button
+          className={`jp-NopdbLab-textButton${open ? ' jp-mod-active' : ''}`}
+          aria-pressed={open}
+          title="Show ‖g‖₂ of the stacked value in every source capture (one bar per layer)"
+          aria-label="Layer strip (stack)"
+          onClick={() => setOpen(!open)}
+        >
+          layers
+        </button>
+      </div>
+      {open ? (
+        <LayerStrip
+          bridge={bridge}
+          commands={commands}
+          captureId={detail.id}
+          path={[]}
+        />
+      ) : null}
+    </section>
+  );
+}

@@ -137,6 +137,23 @@ test.describe('gradient flow', () => {
     );
     await keepScreenshot(page, testInfo, 'flow-target-node');
 
+    // a click on the target (the last layer) picks, through the offsets, the output
+    // layer's node that reads the same place of the input; the transition stays
+    const target = page.locator(`${view} [data-heat="target"] canvas`);
+    const tbox = (await target.boundingBox())!;
+    const tcell = tbox.width / 8; // conv2's 8x8 sits on conv1's places (stride 1)
+    await target.click({ position: { x: tcell * 5.5, y: tcell * 3.5 } });
+    state = await viewState(page, view);
+    expect(state.layer).toBe(0);
+    expect(state.selection).toEqual({ role: 'dst', node: 3 * 8 + 5 });
+    // and a click on the input picks the selected layer's node reading that pixel
+    const inputHeat = page.locator(`${view} [data-heat="input"] canvas`);
+    const ibox = (await inputHeat.boundingBox())!;
+    const icell = ibox.width / 16;
+    await inputHeat.click({ position: { x: icell * 9.5, y: icell * 5.5 } });
+    state = await viewState(page, view);
+    expect(state.selection).toEqual({ role: 'src', node: 5 * 16 + 9 });
+
     // a region on the selected layer, applied in the kernel before the top-k
     const inputs = page.locator(`${view} input[aria-label^="Selected layer"]`);
     await inputs.nth(0).fill('2');

@@ -147,5 +147,43 @@ test.describe('gradients', () => {
     );
     await run(page, 4);
     expect(await page.notebook.getCellTextOutput(4)).toEqual(['True\n']);
+
+    // a stack of the three layers' attn shows the same layer strip (its sources)
+    await rows(page).last().click();
+    const attnValue = details(page).locator(
+      `.jp-NopdbLab-value[data-path='["locals","attn"]']`
+    );
+    await attnValue.locator('.jp-NopdbLab-valueRow').first().hover();
+    await attnValue
+      .getByRole('button', { name: 'Stack across captures' })
+      .first()
+      .click();
+    await expect(details(page)).toContainText(
+      'Stacked across captures of Attention.forward'
+    );
+    await details(page)
+      .getByRole('button', { name: 'Layer strip (stack)' })
+      .click();
+    const stackStrip = details(page).locator('.jp-NopdbLab-layerStrip');
+    await expect(stackStrip.locator('.jp-NopdbLab-layerBar')).toHaveCount(3);
+    await stackStrip.locator('.jp-NopdbLab-layerBar').nth(2).hover();
+    await expect(
+      stackStrip.locator('.jp-NopdbLab-layerStrip-readout')
+    ).toContainText(/layer 2 \(#\d+\): ‖g‖₂ [0-9.e-]+/);
+    // the toolbar's rows (five items, two rows at this width) stay above the section
+    // title: no item is drawn over it
+    const items = browser(page).locator(
+      '.jp-SidePanel-toolbar > .jp-Toolbar-item'
+    );
+    await expect(items).toHaveCount(5);
+    const titleTop = (await browser(page)
+      .locator('.jp-AccordionPanel-title')
+      .first()
+      .boundingBox())!.y;
+    for (const item of await items.all()) {
+      const b = (await item.boundingBox())!;
+      expect(b.y + b.height).toBeLessThanOrEqual(titleTop + 1);
+    }
+    await keepScreenshot(page, testInfo, 'stack-layer-strip');
   });
 });
