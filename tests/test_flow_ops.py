@@ -64,6 +64,16 @@ def test_open_sends_layers_in_network_order_with_node_grads(service) -> None:
         grads = expected.node_grads(index).numpy()
         np.testing.assert_allclose(floats(buffers[index]), grads, rtol=1e-5, atol=1e-6)
         assert layer["grad_norm"] == pytest.approx(float(np.linalg.norm(grads)), rel=1e-6)
+    # then each layer's representation: its values with the channels summed per pixel
+    assert len(buffers) == 2 * len(layers)
+    values = [calls[0].args["input"]] + [c.return_value for c in calls]
+    for index, value in enumerate(values):
+        np.testing.assert_allclose(
+            floats(buffers[len(layers) + index]),
+            value.detach().sum(dim=1).reshape(-1).numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
     # a stride-2 3x3 convolution with padding 1: node (y, x) of layer 1 covers input pixels
     # [2y - 1, 2y + 2)
     assert layers[1]["offsets_on_input"] == {"stride": [2, 2], "offset": [-1, -1], "extent": [3, 3]}

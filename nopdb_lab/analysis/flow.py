@@ -675,6 +675,17 @@ class GradientFlow:
         ids = _full_ids(nm, g.shape[0], self.sample)
         return _segment_sum(g.reshape(-1), ids, nm.count)
 
+    def node_values(self, layer: int) -> Any:
+        """``(N_l,)`` float64: layer ``l``'s values summed over each node's elements (the
+        layer's representation: for spatial nodes, vnittest's pixel with its channels
+        summed), beside :meth:`node_grads` in the view's input and target heatmaps."""
+        if not 0 <= layer < len(self.layers):
+            raise FlowError(f"no layer {layer}: the flow has layers 0..{len(self.layers) - 1}")
+        v = self._tensors[layer].detach().cpu().double()
+        nm = self._maps[layer]
+        ids = _full_ids(nm, v.shape[0], self.sample)
+        return _segment_sum(v.reshape(-1), ids, nm.count)
+
     def transition(self, layer: int, kind: str | None = None) -> Links:
         """The flow of transition ``l`` (layer ``l`` → ``l + 1``), computed once.
 

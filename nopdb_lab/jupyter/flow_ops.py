@@ -88,8 +88,9 @@ def _layer_json(flow: GradientFlow, index: int, grads: Any, missing: str | None)
 
 
 def describe_flow(flow_id: str, flow: GradientFlow) -> Tuple[Dict[str, Any], List[bytes]]:
-    """Layers (network order) and each layer's node gradients (one float32 buffer each,
-    empty when that layer's gradient was not captured)."""
+    """Layers (network order), each layer's node gradients (one float32 buffer each,
+    empty when that layer's gradient was not captured), then each layer's node values
+    (its representation, one float32 buffer each)."""
     layers, buffers = [], []
     for index in range(len(flow.layers)):
         try:
@@ -99,6 +100,7 @@ def describe_flow(flow_id: str, flow: GradientFlow) -> Tuple[Dict[str, Any], Lis
             grads, missing = None, str(exc)
         layers.append(_layer_json(flow, index, grads, missing))
         buffers.append(b"" if grads is None else _floats(grads.numpy()))
+    buffers += [_floats(flow.node_values(index).numpy()) for index in range(len(flow.layers))]
     meta = {"flow": flow_id, "kind": flow.kind, "sample": flow.sample, "layers": layers}
     return meta, buffers
 

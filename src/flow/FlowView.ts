@@ -61,6 +61,10 @@ interface IHeat {
   /** Which layer it draws. */
   layer: () => number;
   grads: () => Float32Array | null;
+  /** The layer's values (its representation), for heatmaps that can show either. */
+  values?: () => Float32Array | null;
+  /** What the heatmap shows: the gradient or, where it can, the values. */
+  shows: 'gradient' | 'value';
   circles: () => number[];
   /** Region role, for drags. */
   region: 'src' | 'dst' | null;
@@ -299,7 +303,8 @@ export class FlowWidget extends Widget {
       grads: () => Float32Array | null,
       circles: () => number[],
       region: 'src' | 'dst' | null,
-      click: (node: number) => void
+      click: (node: number) => void,
+      values?: () => Float32Array | null
     ) => {
       const box = el('div', {
         class: 'jp-NopdbLab-flowHeat',
@@ -311,9 +316,34 @@ export class FlowWidget extends Widget {
         height: String(HEAT_PX)
       });
       box.appendChild(title);
+      const h: IHeat = {
+        canvas,
+        title,
+        layer,
+        grads,
+        values,
+        shows: 'gradient',
+        circles,
+        region,
+        click
+      };
+      if (values) {
+        // vnittest's input and target representations beside their gradients
+        const show = el('select', {
+          class: 'jp-NopdbLab-flowShows',
+          'aria-label': `${name === 'input' ? 'Input' : 'Target'} shows`
+        }) as HTMLSelectElement;
+        for (const k of ['gradient', 'value']) {
+          show.appendChild(el('option', { value: k }, k));
+        }
+        show.addEventListener('change', () => {
+          h.shows = show.value as IHeat['shows'];
+          this._drawHeat(h);
+        });
+        box.appendChild(show);
+      }
       box.appendChild(canvas);
       heats.appendChild(box);
-      const h: IHeat = { canvas, title, layer, grads, circles, region, click };
       this._wireHeat(h);
       this._heats.push(h);
     };
@@ -378,7 +408,8 @@ export class FlowWidget extends Widget {
         } else {
           void m.setLayer(0).then(() => m.select({ role: 'src', node }));
         }
-      }
+      },
+      () => m.nodeValues[0] ?? null
     );
     heat(
       'target',
@@ -400,7 +431,8 @@ export class FlowWidget extends Widget {
             .setLayer(m.transitions - 1)
             .then(() => m.select({ role: 'dst', node }));
         }
-      }
+      },
+      () => m.nodeValues[m.layers.length - 1] ?? null
     );
 
     this.node.appendChild(this._strip);
@@ -697,8 +729,16 @@ export class FlowWidget extends Widget {
       target: 'Target'
     };
     const name = names[h.canvas.parentElement?.dataset.heat ?? ''] ?? '';
-    const grads = h.grads();
-    h.title.textContent = `${name}: ${layer.name} (${layer.grid.join('×')} ${layer.node_kind})${grads ? '' : ' — no gradient: ' + (layer.grads_missing ?? '')}`;
+    const showsValue = h.shows === 'value' && h.values !== undefined;
+    const grads = showsValue ? h.values!() : h.grads();
+    h.canvas.dataset.shows = showsValue ? 'value' : 'gradient';
+    h.title.textContent =
+      `${name}${showsValue ? ' values' : ''}: ${layer.name} (${layer.grid.join('×')} ${layer.node_kind})` +
+      (grads
+        ? ''
+        : showsValue
+          ? ' — no values from this kernel'
+          : ' — no gradient: ' + (layer.grads_missing ?? ''));
     const [rows, cols] = gridShape(layer.grid);
     const cell = Math.max(1, Math.floor(HEAT_PX / Math.max(rows, cols)));
     const width = cols * cell;

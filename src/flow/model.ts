@@ -215,6 +215,8 @@ export class FlowModel {
   layers: FlowLayer[] = [];
   /** Each layer's node gradients (as opened, in the flow's kind). */
   nodeGrads: (Float32Array | null)[] = [];
+  /** Each layer's values summed per node (its representation; null from older kernels). */
+  nodeValues: (Float32Array | null)[] = [];
   links: ILinks | null = null;
   /** Transition `layer` → `layer + 1`. */
   layer = 0;
@@ -254,6 +256,8 @@ export class FlowModel {
       this.kind = result.kind;
       this.layers = result.layers;
       this.nodeGrads = result.layers.map((_, i) => toFloats(buffers[i]));
+      const n = result.layers.length;
+      this.nodeValues = result.layers.map((_, i) => toFloats(buffers[n + i]));
       if (this.layers.length > 0) {
         this.nodes = (this.layers[0].node_kind as NodeKind) ?? this.nodes;
       }

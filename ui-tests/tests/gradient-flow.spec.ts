@@ -154,6 +154,26 @@ test.describe('gradient flow', () => {
     state = await viewState(page, view);
     expect(state.selection).toEqual({ role: 'src', node: 5 * 16 + 9 });
 
+    // the input's representation (its values, channels summed per pixel) beside its
+    // gradient: what the view holds is the kernel's flow.node_values(0)
+    await page.locator(view).getByLabel('Input shows').selectOption('value');
+    await expect(inputHeat).toHaveAttribute('data-shows', 'value');
+    await expect(
+      page.locator(`${view} [data-heat="input"] .jp-NopdbLab-flowHeatTitle`)
+    ).toContainText('Input values');
+    const shownValues = await page.evaluate(
+      sel =>
+        Array.from(
+          (document.querySelector(sel) as any).nopdbFlow.model
+            .nodeValues[0] as Float32Array
+        ),
+      view
+    );
+    const kernelValues = await kernel(page, 'flow.node_values(0).tolist()');
+    expect(shownValues.length).toBe(256);
+    shownValues.forEach((v, i) => expect(v).toBeCloseTo(kernelValues[i], 5));
+    await keepScreenshot(page, testInfo, 'flow-input-values');
+
     // a region on the selected layer, applied in the kernel before the top-k
     const inputs = page.locator(`${view} input[aria-label^="Selected layer"]`);
     await inputs.nth(0).fill('2');
