@@ -21,7 +21,16 @@ from types import CodeType, FrameType
 from typing import Any, Callable, Deque, Dict, Iterable, List, Tuple, Type, Union
 
 from .analysis import gradients
-from .call_info import RawStack, next_id, qualified_name, raw_stack, stack_summary
+from .call_info import (
+    RawStack,
+    StackNode,
+    next_id,
+    node_list,
+    qualified_name,
+    raw_stack,
+    stack_node,
+    stack_summary,
+)
 from .context import HandlerHost, NoPdbContextManager
 from .records import EventRecord
 from .tracing import events as ev
@@ -76,6 +85,10 @@ class Evicted:
         return f"<evicted with hit {self.hit_id} from the capture store (memory budget)>"
 
 
+#: how many distinct stack nodes a breakpoint shares between its hits before it starts over
+_MAX_SHARED_NODES = 200_000
+
+
 class BreakpointHit(EventRecord):
     """One time a breakpoint fired (its condition was true, or raised).
 
@@ -97,7 +110,9 @@ class BreakpointHit(EventRecord):
     grads: Dict[str, Any] = gradients.NO_GRADS
     grad_status: Dict[str, str] | None = None
 
-    def __init__(self, breakpoint: "Breakpoint", frame: FrameType) -> None:
+    def __init__(
+        self, breakpoint: "Breakpoint", frame: FrameType, node: StackNode | None = None
+    ) -> None:
         code = frame.f_code
         self.id = next_id()
         self.time = time.time()
@@ -112,7 +127,10 @@ class BreakpointHit(EventRecord):
         self.errors: List[ActionError] = []
         self.evals: Dict[str, Any] = {}
         self.locals: Dict[str, Any] | None = None
-        self.raw_stack: RawStack = raw_stack(frame)
+        # the stack as a linked list sharing its outer part with the stacks of earlier
+        # hits in frames that are still running (a recursion: linear, not quadratic)
+        self._stack_node: StackNode | None = node if node is not None else stack_node(frame)
+        self._raw_stack: RawStack | None = None
         self.evicted = False
         # (result list, index) of this hit's values in ``bp.eval`` lists
         self._results: List[Tuple[list, int]] = []
@@ -129,6 +147,14 @@ class BreakpointHit(EventRecord):
             self._breakpoint = weakref.ref(value)
         else:
             self._breakpoint = lambda: value
+
+    @property
+    def raw_stack(self) -> RawStack:
+        """The stack as ``(file, line, function)`` tuples, outermost first."""
+        raw = getattr(self, "_raw_stack", None)
+        if raw is not None:  # a hit loaded from a bundle
+            return list(raw)
+        return node_list(getattr(self, "_stack_node", None))
 
     @property
     def stack(self) -> traceback.StackSummary:
@@ -313,6 +339,10 @@ class Breakpoint(NoPdbContextManager):
             resolver = line_resolution.resolve(scope, line)
         else:  # the caller checked the line against code that has not run yet
             resolver = line_resolution.unchecked(line)
+        # the stack nodes of this breakpoint's hits, by (caller's node, file, line,
+        # function): equal stacks share their nodes, so the hits of a recursion hold
+        # memory linear in its depth (a hit at each of 5,000 levels: a few MB, not 870)
+        self._nodes: Dict[Tuple[int, str, int, str], StackNode] = {}
         handler = Handler(
             scope=scope,
             events=frozenset({ev.CALL}) if line is None else frozenset({ev.LINE}),
@@ -419,11 +449,29 @@ class Breakpoint(NoPdbContextManager):
         self._todo_list.append(do_debug)
 
     # -- firing --------------------------------------------------------------------
+    def _new_hit(self, frame: FrameType) -> BreakpointHit:
+        """A hit whose stack shares every node it can with earlier hits' stacks."""
+        nodes = self._nodes
+        if len(nodes) > _MAX_SHARED_NODES:  # a bound, not a cache policy: start over
+            nodes.clear()
+        node: StackNode | None = None
+        for file, line, name in raw_stack(frame):  # outermost first; a loop, no recursion
+            key = (id(node), file, line, name)
+            shared = nodes.get(key)
+            if shared is None:
+                shared = nodes[key] = (node, file, line, name)
+            node = shared
+        return BreakpointHit(self, frame, node)
+
+    def disable(self) -> None:
+        super().disable()
+        self._nodes.clear()  # the hits keep the nodes they use
+
     def _callback(self, frame: FrameType, event: str, arg: Any) -> None:
         if self.max_hits is not None and self.hit_count >= self.max_hits:
             return
         if self._cond_code is None and not self._todo_list:
-            hit = BreakpointHit(self, frame)
+            hit = self._new_hit(frame)
             self.hit_count += 1
         else:
             with _InterruptWatch():
@@ -452,11 +500,11 @@ class Breakpoint(NoPdbContextManager):
                     return None
             except BaseException as exc:  # SystemExit etc. too: never end the program
                 _reraise_user_interrupt(exc)
-                hit = BreakpointHit(self, frame)
+                hit = self._new_hit(frame)
                 hit.errors.append(ActionError(f"condition {_label(self.cond or '')}", exc))
                 self._record(hit)
                 return None
-        hit = BreakpointHit(self, frame)
+        hit = self._new_hit(frame)
         self.hit_count += 1
         for action in self._todo_list:
             action(frame, event, arg, hit)

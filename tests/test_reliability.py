@@ -303,6 +303,69 @@ def test_deep_recursion_capture_is_linear(monkeypatch):
     assert [f.name for f in innermost.stack][-3:] == ["recurse"] * 3
 
 
+def recurse_hit(n):
+    if n == 0:
+        return 0
+    level = n  # a breakpoint hit at every level
+    return recurse_hit(n - 1) + level
+
+
+def _breakpoint_recursion_bytes(depth):
+    import tracemalloc
+
+    tracemalloc.start()
+    with nopdb.breakpoint(
+        function=recurse_hit, line="level = n  # a breakpoint hit at every level"
+    ) as bp:
+        assert recurse_hit(depth) == depth * (depth + 1) // 2
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return bp, held
+
+
+def test_a_breakpoint_hit_at_every_level_of_a_deep_recursion_is_linear():
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(5_000)
+    try:
+        small_bp, small = _breakpoint_recursion_bytes(1_000)
+        del small_bp
+        bp, large = _breakpoint_recursion_bytes(2_000)
+    finally:
+        sys.setrecursionlimit(old)
+    # twice the depth holds about twice the memory (each hit's stack shares the outer
+    # levels with the hit one level up); quadratic stacks would hold four times as much
+    assert large / small < 2.6, (
+        f"{small / 1e6:.1f} MB for 1,000 levels, {large / 1e6:.1f} MB for 2,000"
+    )
+    hits = list(bp.hits)
+    assert len(hits) == 2_000
+    outer, inner = hits[0], hits[-1]
+    # the stacks read as before: outermost first, the hit's own line last, every caller
+    # at the recursive call's line
+    assert len(inner.raw_stack) == len(outer.raw_stack) + 1_999
+    assert inner.raw_stack[: len(outer.raw_stack) - 1] == outer.raw_stack[:-1]
+    call_line = recurse_hit.__code__.co_firstlineno + 4
+    hit_line = call_line - 1
+    assert inner.raw_stack[-1][1] == hit_line and outer.raw_stack[-1][1] == hit_line
+    assert {frame[1] for frame in inner.raw_stack[-2_000:-1]} == {call_line}
+    assert [f.name for f in inner.stack][-3:] == ["recurse_hit"] * 3
+    assert inner.stack[-1].line == "level = n  # a breakpoint hit at every level"
+
+
+def test_a_breakpoint_in_a_deep_recursion_keeps_the_recursion_headroom():
+    """A recursion that fits under the limit without the breakpoint fits with it."""
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(5_200)
+    try:
+        with nopdb.breakpoint(
+            function=recurse_hit, line="level = n  # a breakpoint hit at every level"
+        ) as bp:
+            assert recurse_hit(5_000) == 5_000 * 5_001 // 2
+    finally:
+        sys.setrecursionlimit(old)
+    assert bp.hit_count == 5_000
+
+
 def test_capturing_near_the_recursion_limit_does_not_raise():
     old = sys.getrecursionlimit()
     sys.setrecursionlimit(800)
