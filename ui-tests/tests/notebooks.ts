@@ -1,4 +1,6 @@
 /** Helpers shared by the UI tests and the viewer benchmark. */
+import * as fs from 'fs';
+
 import { expect, IJupyterLabPageFixture } from '@jupyterlab/galata';
 import { TestInfo } from '@playwright/test';
 
@@ -77,4 +79,18 @@ export async function keepScreenshot(
   const path = testInfo.outputPath(`${name}.png`);
   await page.screenshot({ path });
   await testInfo.attach(name, { path, contentType: 'image/png' });
+  if (README_SCREENSHOTS.has(name)) {
+    // the README's pictures are these screenshots: every Galata run renews them
+    fs.mkdirSync(SCREENSHOTS_DIR, { recursive: true });
+    fs.copyFileSync(path, `${SCREENSHOTS_DIR}/${name}.png`);
+  }
 }
+
+/** The screenshots the README shows (docs/screenshots/<name>.png), 1600×1000. */
+const README_SCREENSHOTS = new Set([
+  'cell-names-folded-stack',
+  'heatmap-right-split',
+  'stack-layer-strip',
+  'flow-input-values'
+]);
+const SCREENSHOTS_DIR = `${__dirname}/../../docs/screenshots`;
