@@ -1,6 +1,6 @@
 import { Notification } from '@jupyterlab/apputils';
 
-import { SHOW_AFTER_MS, withProgress } from '../captures/longWork';
+import { SETTLE_MS, SHOW_AFTER_MS, withProgress } from '../captures/longWork';
 import { KernelBridge } from '../kernel/bridge';
 
 describe('withProgress', () => {
@@ -32,6 +32,32 @@ describe('withProgress', () => {
     await expect(shown).rejects.toMatchObject({ reported: true });
     expect(latest()!.type).toBe('warning');
     expect(latest()!.message).toContain('interrupted');
+  });
+
+  it('lets a shown notification settle before it is updated', async () => {
+    // JupyterLab drops an update that reaches a toast before it is mounted: work that
+    // ends just after its notification appeared must not leave it saying "…"
+    let finish: (value: number) => void = () => undefined;
+    const work = new Promise<number>(resolve => (finish = resolve));
+    const shown = withProgress(bridge, 'Stacking late', work);
+    await new Promise(resolve => setTimeout(resolve, SHOW_AFTER_MS + 20));
+    const started = Date.now();
+    finish(7);
+    await new Promise(resolve => setTimeout(resolve, 10));
+    expect(latest()!.type).toBe('in-progress');
+    await expect(shown).resolves.toBe(7);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(SETTLE_MS - 40);
+    expect(latest()!.type).toBe('success');
+  });
+
+  it('announces how quick work ended when asked (a save says where it wrote)', async () => {
+    await expect(
+      withProgress(bridge, 'Stacking saved', Promise.resolve(2), {
+        announce: n => `Stacking saved ${n} captures`
+      })
+    ).resolves.toBe(2);
+    expect(latest()!.type).toBe('success');
+    expect(latest()!.message).toBe('Stacking saved 2 captures');
   });
 
   it('shows nothing for quick work', async () => {

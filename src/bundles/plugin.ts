@@ -25,6 +25,7 @@ import {
 import { Widget } from '@lumino/widgets';
 
 import { CommandIDs, PALETTE_CATEGORY } from '../commands';
+import { withProgress } from '../captures/longWork';
 import { compareIcon } from './icons';
 import { ICaptureDetail, ISummary, PathStep } from '../kernel/protocol';
 import { ICaptureBrowser, IKernelConnections } from '../tokens';
@@ -166,29 +167,27 @@ export const bundlesPlugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         const path = result.value;
-        const progress = Notification.emit(`Saving ${path}…`, 'in-progress', {
-          autoClose: false
-        });
         try {
-          const response = await client().request('bundle_save', {
-            path,
-            notebook_dir: nb.dir,
-            ...(ids ? { ids } : {})
-          });
-          const r = response.result;
-          Notification.update({
-            id: progress,
-            message: `Saved ${r.count} capture${r.count === 1 ? '' : 's'} to ${r.path} (${formatBytes(r.nbytes)})`,
-            type: 'success',
-            autoClose: 5000
-          });
+          await withProgress(
+            model.bridge!,
+            `Saving ${path}`,
+            client().request('bundle_save', {
+              path,
+              notebook_dir: nb.dir,
+              ...(ids ? { ids } : {})
+            }),
+            {
+              announce: ({ result: r }) =>
+                `Saved ${r.count} capture${r.count === 1 ? '' : 's'} to ${r.path} (${formatBytes(r.nbytes)})`
+            }
+          );
         } catch (error) {
-          Notification.update({
-            id: progress,
-            message: `Cannot save the bundle: ${(error as Error).message}`,
-            type: 'error',
-            autoClose: false
-          });
+          if (!(error as { reported?: boolean }).reported) {
+            Notification.error(
+              `Cannot save the bundle: ${(error as Error).message}`,
+              { autoClose: false }
+            );
+          }
         }
       }
     });

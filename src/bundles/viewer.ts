@@ -10,8 +10,10 @@ import {
 } from '@jupyterlab/application';
 import { Notification, SessionContext } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
+import { Contents } from '@jupyterlab/services';
 import {
   ABCWidgetFactory,
+  TextModelFactory,
   DocumentRegistry,
   DocumentWidget
 } from '@jupyterlab/docregistry';
@@ -229,6 +231,29 @@ export class BundleViewer extends SplitPanel {
   private _loaded = false;
 }
 
+/** The model name of bundles: the viewer reads them in the kernel, never in the page. */
+const NO_CONTENT_MODEL = 'nopdb-bundle-no-content';
+
+/**
+ * A document model that is never filled: with `fileFormat` null, JupyterLab's document
+ * context asks the contents API for the file's metadata only (`content: false`). A
+ * bundle can be gigabytes, and the viewer's kernel opens it lazily from disk; loading it
+ * as base64 into the browser would download all of it for nothing.
+ */
+class NoContentModelFactory extends TextModelFactory {
+  get name(): string {
+    return NO_CONTENT_MODEL;
+  }
+
+  get contentType(): Contents.ContentType {
+    return 'file';
+  }
+
+  get fileFormat(): Contents.FileFormat {
+    return null;
+  }
+}
+
 class BundleViewerFactory extends ABCWidgetFactory<
   DocumentWidget<BundleViewer>
 > {
@@ -262,10 +287,11 @@ export const bundleViewerPlugin: JupyterFrontEndPlugin<void> = {
       displayName: 'nopdb-lab capture bundle',
       extensions: ['.nopdb'],
       mimeTypes: ['application/x-nopdb-bundle'],
-      fileFormat: 'base64',
+      fileFormat: null,
       contentType: 'file',
       icon: bundleIcon
     });
+    app.docRegistry.addModelFactory(new NoContentModelFactory());
     app.docRegistry.addWidgetFactory(
       new BundleViewerFactory(
         {
@@ -274,7 +300,7 @@ export const bundleViewerPlugin: JupyterFrontEndPlugin<void> = {
           fileTypes: ['nopdb-bundle'],
           defaultFor: ['nopdb-bundle'],
           readOnly: true,
-          modelName: 'base64'
+          modelName: NO_CONTENT_MODEL
         },
         app,
         heatmaps
