@@ -68,10 +68,14 @@ run_pytest() {  # $1 = label, $2 = venv, rest = pytest args
 # breakpoints) on 3.12 with both backends (the kernel inherits NOPDB_LAB_BACKEND) and on
 # 3.13 (PEP 667 frame locals); NoPdb parity, the server extension and mypy on 3.11
 ALL_VERSIONS_EXTRAS=torch,jupyter,kerneltest,transformers,attribution-test
+# the CUDA libraries of torch 2.14.1 are the same bytes in each venv: link them to one
+# copy after each install (about 4 GB saved per venv)
 make_venv 3.10 $ALL_VERSIONS_EXTRAS
-make_venv 3.11 $ALL_VERSIONS_EXTRAS,bench,dev,lab
 make_venv 3.12 $ALL_VERSIONS_EXTRAS
+python3 scripts/dedupe_venvs.py "$VENVS/py3.10" "$VENVS/py3.12"
 make_venv 3.13 $ALL_VERSIONS_EXTRAS
+python3 scripts/dedupe_venvs.py "$VENVS/py3.10" "$VENVS/py3.13"
+make_venv 3.11 $ALL_VERSIONS_EXTRAS,bench,dev,lab
 v310=$VENVS/py3.10 v311=$VENVS/py3.11 v312=$VENVS/py3.12 v313=$VENVS/py3.13
 
 PY_PATHS=(nopdb_lab tests benchmarks examples scripts ui-tests/jupyter_server_test_config.py)
