@@ -4,7 +4,6 @@
  * compare two captures (the painted difference equals the kernel's A − B).
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
-import { Locator } from '@playwright/test';
 
 import {
   browser,
@@ -12,7 +11,9 @@ import {
   openNotebook,
   restartKernel,
   rows,
-  run
+  run,
+  value,
+  valueAction
 } from './notebooks';
 
 // A is 0..19 (max 19), B is all 0.5: A − B at [2, 3] is 12.5
@@ -31,17 +32,6 @@ r = nopdb_lab.load_captures("bundles.nopdb")
 a = next(c for c in r if float(c.args["x"].max()) == 19)
 b = next(c for c in r if c is not a)
 print(float((a.args["x"] - b.args["x"])[2, 3]))`;
-
-function value(scope: Locator, ...path: string[]): Locator {
-  return scope.locator(
-    `.jp-NopdbLab-value[data-path='${JSON.stringify(path)}']`
-  );
-}
-
-async function valueAction(row: Locator, action: string): Promise<void> {
-  await row.locator('.jp-NopdbLab-valueRow').first().hover();
-  await row.getByRole('button', { name: action }).first().click();
-}
 
 async function output(page: IJupyterLabPageFixture, index: number) {
   return (await page.notebook.getCellTextOutput(index))?.join('').trim() ?? '';

@@ -13,7 +13,9 @@ import {
   restartKernel,
   rows,
   run,
-  status
+  status,
+  value,
+  valueAction
 } from './notebooks';
 
 const MODEL_CELL = `import time, torch, nopdb_lab
@@ -61,19 +63,6 @@ const SLOW_CELL = `with torch.no_grad(), nopdb_lab.capture_calls(Attention.forwa
 
 const listView = (page: IJupyterLabPageFixture) =>
   browser(page).locator('.jp-NopdbLab-listView');
-
-/** A value row in the details view, by its path (`'locals', 'attn'`). */
-function value(details: Locator, ...path: string[]): Locator {
-  return details.locator(
-    `.jp-NopdbLab-value[data-path='${JSON.stringify(path)}']`
-  );
-}
-
-/** Hover a value row and click one of its actions (they show on hover). */
-async function valueAction(row: Locator, action: string): Promise<void> {
-  await row.locator('.jp-NopdbLab-valueRow').first().hover();
-  await row.getByRole('button', { name: action }).first().click();
-}
 
 /** Run the notebook's first `count` cells, in order. */
 async function runCells(

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 
 import { expect, IJupyterLabPageFixture } from '@jupyterlab/galata';
-import { TestInfo } from '@playwright/test';
+import { Locator, TestInfo } from '@playwright/test';
 
 /** Upload a notebook made of these code cells (Python 3 kernel) and open it. */
 export async function openCodeNotebook(
@@ -94,3 +94,16 @@ const README_SCREENSHOTS = new Set([
   'flow-input-values'
 ]);
 const SCREENSHOTS_DIR = `${__dirname}/../../docs/screenshots`;
+
+/** A value row in the details view, by its path (`'locals', 'attn'`). */
+export function value(details: Locator, ...path: string[]): Locator {
+  return details.locator(
+    `.jp-NopdbLab-value[data-path='${JSON.stringify(path)}']`
+  );
+}
+
+/** Hover a value row and click one of its actions (they show on hover). */
+export async function valueAction(row: Locator, action: string): Promise<void> {
+  await row.locator('.jp-NopdbLab-valueRow').first().hover();
+  await row.getByRole('button', { name: action }).first().click();
+}
