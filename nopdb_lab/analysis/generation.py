@@ -67,6 +67,9 @@ def processed_keys(frame: Any, q: Any, k: Any, previous: Any) -> int:
             if "Static" in type(f.f_locals["past_key_values"]).__name__:
                 return min(k.shape[-2], int(position[-1]) + 1)
         cache = f.f_locals.get("past_key_values")
+        if cache is None:  # transformers >= 5.2x names it ``cache`` (no cache_position)
+            named = f.f_locals.get("cache")
+            cache = named if "Cache" in type(named).__name__ else None
         if cache is not None:
             if "Static" in type(cache).__name__ or "Hybrid" in type(cache).__name__:
                 done = 0
