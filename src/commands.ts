@@ -21,6 +21,8 @@ export namespace CommandIDs {
   export const removeAllBreakpoints = 'nopdb-lab:remove-all-breakpoints';
   /** Open a captured value as a heatmap; args `{ captureId, path, expression, shape, signed }`. */
   export const openHeatmap = 'nopdb-lab:open-heatmap';
+  /** Open the attention-sink grid of an attention record's block; args `{ captureId, k? }`. */
+  export const attentionSinks = 'nopdb-lab:attention-sinks';
   /** Stack a value across the captures of its function; args `{ captureId, path }`. */
   export const stackAcross = 'nopdb-lab:stack-across';
   /** Copy Python (an expression) to the clipboard; args `{ expression }`. */

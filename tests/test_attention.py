@@ -400,6 +400,16 @@ def test_lazy_rows_heads_weights_and_slices_equal_eager_attentions(build):
                 k: want_meta[k] for k in ("rows", "cols", "grid", "row_step")
             }
             assert abs(got - want_plane).max() < 1e-5
+        # the zoom's region, both orientations: exact values, no pooling
+        region = dict(row0=3, row1=9, col0=1, col1=7)
+        meta, got = lazy_slice_2d(lazy, 2, 3, index={0: 1, 1: 2}, region=region)
+        assert (meta["row0"], meta["col0"], meta["row_step"]) == (3, 1, 1)
+        assert abs(got - want[1, 2, 3:9, 1:7].numpy()).max() < 1e-5
+        meta, got = lazy_slice_2d(lazy, 3, 2, mean_dims=[1], region=region, max_size=4)
+        want_t = want[0].mean(0).T[3:9, 1:7]
+        assert (meta["row_step"], meta["col_step"]) == (2, 2)
+        want_meta, want_plane = slice_2d(want[0].mean(0).T, 0, 1, region=region, max_size=4)
+        assert abs(got - want_plane).max() < 1e-5 and want_t.shape == (6, 6)
     assert attns[0].kv_groups == (2 if build is _llama else 1)
     # the record holds q and k in the model's dtype, not a float32 map
     if build is _llama:
@@ -713,3 +723,43 @@ def test_capture_puts_torch_classes_back_as_they_were() -> None:
     if OptimizedModule is not None:
         assert OptimizedModule.__call__ is call_before
         assert "forward" not in vars(OptimizedModule)
+
+
+def test_the_sink_grid_op_sums_up_one_block_into_a_view_record():
+    from types import SimpleNamespace
+
+    from nopdb_lab.jupyter.attention_ops import attention_sinks_op
+    from nopdb_lab.records import ProtocolError
+
+    _, sdpa = _pair(lambda impl: _llama(impl, layers=3))
+    store = CaptureStore()
+    store.enable()
+    try:
+        with torch.no_grad():
+            with capture_attention() as first:
+                sdpa(input_ids=torch.randint(1, 64, (1, 9)))
+            with capture_attention() as second:
+                sdpa.generate(
+                    torch.randint(1, 64, (1, 5)), max_new_tokens=4, do_sample=False, pad_token_id=0
+                )
+        session = SimpleNamespace(store=store)
+        result, _ = attention_sinks_op(session, second[1].id, k=2)
+        assert result["records"] == [r.id for r in second] and len(second) == 3
+        assert result["shape"] == [3, 4] and result["k"] == 2 and result["steps"] == 4
+        assert result["tokens"] == 8  # 5 prompt tokens + 3 fed back
+        view = store[result["id"]]
+        assert view.kind == "view" and torch.equal(
+            view.locals["value"], attention_sinks(second, k=2)
+        )
+        want = torch.stack([r.weights[..., :2].sum(-1).mean(dim=(0, 2)) for r in second])
+        assert torch.allclose(view.locals["value"], want, atol=1e-6)
+        assert result["layers"] == [r.module for r in second]
+        assert store.size_of(view.id) >= 3 * 4 * 4  # counted against the budget
+        other, _ = attention_sinks_op(session, first[0].id)
+        assert other["records"] == [r.id for r in first]
+        with pytest.raises(ProtocolError, match="is a view record; the sink grid"):
+            attention_sinks_op(session, view.id)
+        with pytest.raises(ProtocolError, match="k = 99 is more than the 8 tokens"):
+            attention_sinks_op(session, second[0].id, k=99)
+    finally:
+        store.disable()

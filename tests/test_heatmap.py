@@ -1,5 +1,7 @@
 """Kernel-side slicing and downsampling for the heatmap viewer; attention rollout."""
 
+import re
+
 import pytest
 
 np = pytest.importorskip("numpy")
@@ -153,3 +155,30 @@ def test_images_for_the_patch_overlay():
         evaluate_image("x", {"x": np.zeros((5, 5, 5, 5))})
     with pytest.raises(ExpressionError, match="gives a str, not an image"):
         evaluate_image("'cat.png'", {})
+
+
+def test_a_region_is_cut_before_pooling_and_says_where_it_starts():
+    value = np.arange(4 * 1000 * 900, dtype=np.float32).reshape(4, 1000, 900)
+    meta, plane = slice_2d(value, 1, 2, index={0: 2}, region=dict(row0=10, row1=20, col0=3, col1=8))
+    assert (meta["rows"], meta["cols"], meta["row0"], meta["col0"], meta["reduce"]) == (
+        10,
+        5,
+        10,
+        3,
+        None,
+    )
+    assert np.array_equal(plane, value[2, 10:20, 3:8])
+    # columns as rows: the region is in the viewer's rows × columns
+    meta, plane = slice_2d(value, 2, 1, region=dict(row0=0, row1=900, col0=999, col1=1000))
+    assert plane.shape == (450, 1) and meta["row_step"] == 2 and meta["row0"] == 0
+    assert plane[0, 0] == value[0, 999, 1]  # max of columns 0 and 1 of the last row
+    meta, _ = slice_2d(value, 1, 2)
+    assert (meta["row0"], meta["col0"]) == (0, 0)
+    for region, message in [
+        (dict(row0=0, row1=1001, col0=0, col1=1), "rows 0–1001"),
+        (dict(row0=0, row1=1, col0=4, col1=4), "columns 4–4"),
+        (dict(row0=0, row1=1, col0=0, col1="x"), "must be integers"),
+        (dict(row0=0, row1=1, col0=0, col1=1, depth=2), "not ['depth']"),
+    ]:
+        with pytest.raises(SliceError, match=re.escape(message)):
+            slice_2d(value, 1, 2, region=region)

@@ -242,6 +242,37 @@ def test_heatmap_slices_arrive_pooled_as_float32_buffers(client):
         "heatmap", id=added["id"], path=["locals", "s"], rows_dim=0, cols_dim=0
     )
     assert not data["ok"] and "two different dimensions" in data["error"]["message"]
+    # the zoom: a region at full resolution, and where it starts
+    data, buffers = client.request(
+        "heatmap",
+        id=added["id"],
+        path=["locals", "s"],
+        rows_dim=1,
+        cols_dim=2,
+        index={"0": 1},
+        region={"row0": 100, "row1": 103, "col0": 590, "col1": 600},
+    )
+    result = data["result"]
+    assert (result["rows"], result["cols"], result["row_step"], result["reduce"]) == (
+        3,
+        10,
+        1,
+        None,
+    )
+    assert (result["row0"], result["col0"]) == (100, 590)
+    values = struct.unpack("<30f", bytes(buffers[0]))
+    assert values[0] == 600 * 600 + 100 * 600 + 590 and values[-1] == 600 * 600 + 102 * 600 + 599
+    data, _ = client.request(
+        "heatmap",
+        id=added["id"],
+        path=["locals", "s"],
+        rows_dim=1,
+        cols_dim=2,
+        region={"row0": 5, "row1": 5, "col0": 0, "col1": 9},
+    )
+    assert (
+        not data["ok"] and "rows 5–5 are not a non-empty part of 0–600" in data["error"]["message"]
+    )
 
 
 def test_labels_come_from_an_expression_in_the_users_namespace(client):

@@ -29,6 +29,7 @@ reported in a warning when the block ends; nothing is dropped silently.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -50,6 +51,9 @@ from .generation import extends, join_tokens, processed_keys, unpack_transformer
 log = logging.getLogger("nopdb_lab")
 
 
+_blocks = itertools.count(1)  # numbers the blocks (and cells) that record attention
+
+
 class AttentionRecord(EventRecord):
     """One attention module's map: SDPA's inputs, probabilities on demand, and origin.
 
@@ -62,10 +66,13 @@ class AttentionRecord(EventRecord):
     ``module_class``, ``scale``, ``is_causal``, ``masked`` (an ``attn_mask`` was given),
     ``kv_groups`` (query heads per key/value head), ``steps`` (SDPA calls merged into it:
     more than 1 for a generation), ``token_ids`` (B×N token ids of the rows, when the
-    model's embedding lookup was seen, else None), ``time``, ``thread`` and ``stack``.
+    model's embedding lookup was seen, else None), ``block`` (the same number for every
+    record of one ``capture_attention()`` block or one cell under the browser's switch:
+    the layers of one forward pass or generation), ``time``, ``thread`` and ``stack``.
     """
 
     kind = "attention"
+    block: int | None = None
     _grad_collector: Any = None
     _grad_note: str | None = None
     _grads: Dict[str, Any] | None = None
@@ -372,6 +379,7 @@ def _interceptor(
             self.missed: Dict[str, int] = {}
             self.patch_mode = False
             self.seen = 0  # attention calls recorded (new records and growth steps)
+            self.block = next(_blocks)  # shared by this block's records
 
         def __enter__(self) -> Any:
             attention_nn.push(self)
@@ -430,6 +438,7 @@ def _interceptor(
                 frame = frame.f_back
             name, cls = _module_name(inner, module)
             record = AttentionRecord(w, frame, name, cls)
+            record.block = self.block
             record.scale = float(module.head_dim**-0.5)
             record.masked = True
             observers.publish(record)
@@ -788,6 +797,7 @@ def _record(
     module, module_class, _ = _calling_module_object(frame)
     lazy = LazyAttention(q, k, mask, is_causal, scale, groups)
     record = AttentionRecord(lazy, frame, module, module_class)
+    record.block = icpt.block if icpt is not None else None
     record.scale = scale
     record.is_causal = is_causal
     record.masked = mask is not None

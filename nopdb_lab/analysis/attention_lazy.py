@@ -354,6 +354,7 @@ def lazy_slice_2d(
     reduce: str = "max",
     mean_dims: Sequence[int] = (),
     grid_dims: Sequence[int] = (),
+    region: dict | None = None,
 ) -> Tuple[dict, Any]:
     """:func:`nopdb_lab.heatmap.slice_2d` for a :class:`LazyAttention` or
     :class:`LazyStack`: same arguments, same ``(meta, float32 array)`` result, computed
@@ -364,7 +365,7 @@ def lazy_slice_2d(
     """
     import numpy as np
 
-    from .heatmap import REDUCTIONS, SliceError, finish_slice
+    from .heatmap import REDUCTIONS, SliceError, finish_slice, window
 
     shape = tuple(value.shape)
     ndim = len(shape)
@@ -402,7 +403,10 @@ def lazy_slice_2d(
             if not -shape[d] <= i < shape[d]:
                 raise SliceError(f"index {i} is out of range for dimension {d} of size {shape[d]}")
             choices.append([i % shape[d]])
-    n_q, n_k = shape[-2], shape[-1]
+    transposed = rows_dim > cols_dim  # rows are the keys
+    rows_win, cols_win = window(region, shape[rows_dim], shape[cols_dim])
+    (q0, q1), (k0, k1) = (cols_win, rows_win) if transposed else (rows_win, cols_win)
+    n_q, n_k = q1 - q0, k1 - k0  # the window's queries and keys
     row_step = math.ceil(n_q / max_size)
     col_step = math.ceil(n_k / max_size)
     out_rows, out_cols = math.ceil(n_q / row_step), math.ceil(n_k / col_step)
@@ -430,7 +434,7 @@ def lazy_slice_2d(
         counts[cell] += 1
     widest = max(len(items) for items in groups.values())
     # rows per block: a multiple of row_step, so pooling block by block equals pooling all
-    budget_rows = ROW_BLOCK_ELEMENTS // max(1, n_k * max(n_cells, widest))
+    budget_rows = ROW_BLOCK_ELEMENTS // max(1, shape[-1] * max(n_cells, widest))
     per_block = max(row_step, budget_rows // row_step * row_step)
     counts_t = torch.as_tensor(counts, dtype=torch.float32)
     for row0 in range(0, n_q, per_block):
@@ -439,8 +443,10 @@ def lazy_slice_2d(
         for (layer, batch), items in groups.items():
             rec = layers[layer]
             heads_t = torch.as_tensor([h for h, _ in items], device=rec.device)
-            rows = torch.arange(row0, row0 + n_rows, device=rec.device)
+            rows = torch.arange(q0 + row0, q0 + row0 + n_rows, device=rec.device)
             block = rec._rows(batch, heads_t, rows)
+            if k0 or k1 != shape[-1]:
+                block = block[..., k0:k1]
             if acc is None:
                 acc = torch.zeros(n_cells, n_rows, n_k, device=block.device)
             cells = torch.as_tensor([cell for _, cell in items], device=block.device)
@@ -451,10 +457,11 @@ def lazy_slice_2d(
         pooled = _pool_torch(acc, row_step, col_step, reduce).cpu().numpy()
         r0 = row0 // row_step
         planes[:, r0 : r0 + pooled.shape[1]] = pooled
-    if rows_dim > cols_dim:
+    if transposed:
         planes = np.ascontiguousarray(planes.transpose(0, 2, 1))
         row_step, col_step = col_step, row_step
-    return finish_slice(shape, planes, grid_shape, row_step, col_step, reduce)
+    origin = (rows_win[0], cols_win[0])
+    return finish_slice(shape, planes, grid_shape, row_step, col_step, reduce, origin)
 
 
 # -- streamed reductions --------------------------------------------------------------------

@@ -302,7 +302,7 @@ def _panels(
         label = title or _value_title(obj)
         record = ViewRecord(obj, label, frame)
         panel = _panel(obj, record, ["locals", "value"], label, dims, head, index, stacked=None)
-        _publish(record)
+        publish_view(record)
         return [panel]
     raise ShowError(
         f"show() draws attention records, stacks, captures and tensors/arrays with at least "
@@ -333,11 +333,11 @@ def _in_store(record: Any, frame: Any, what: str) -> Any:
     if value is None:
         value = record.locals.get(what)
     view = ViewRecord(value, f"{type(record).__name__} #{record.id} {what}", frame)
-    _publish(view)
+    publish_view(view)
     return view
 
 
-def _publish(record: ViewRecord) -> None:
+def publish_view(record: ViewRecord) -> None:
     """Put a view record in the store: through the observers when the store records (the
     kernel service is running), directly otherwise so that the JSON never points nowhere."""
     observers.publish(record)
@@ -371,7 +371,7 @@ def _attention_layers(
     label = title or f"attention of {len(records)} layers (#{records[0].id}..#{records[-1].id})"
     record = ViewRecord(stacked, label, frame)
     panel = _panel(stacked, record, ["locals", "value"], label, dims, head, index, stacked=True)
-    _publish(record)
+    publish_view(record)
     return panel
 
 

@@ -30,9 +30,15 @@ def slice_2d(
     reduce: str = "max",
     mean_dims: Sequence[int] = (),
     grid_dims: Sequence[int] = (),
+    region: Dict[str, int] | None = None,
 ) -> Tuple[Dict[str, Any], Any]:
     """The 2-D slice of ``value`` with ``rows_dim`` × ``cols_dim``, pooled to at most
     ``max_size`` per side; returns ``(meta, float32 array)``.
+
+    ``region`` (``row0``, ``row1``, ``col0``, ``col1``: half-open ranges of the rows and
+    columns dimensions) cuts a window before pooling: the viewer's zoom asks for the
+    visible part at full resolution. ``meta`` then says where it starts (``row0``,
+    ``col0``; 0 without a region).
 
     Every other dimension is fixed by ``index`` (0 by default), averaged when it is in
     ``mean_dims`` (e.g. the mean over heads), or, for the one or two ``grid_dims``, kept: the
@@ -43,7 +49,9 @@ def slice_2d(
     all sent cells) and ``nan``/``inf`` counts.
     """
     if getattr(value, "lazy_attention", False):  # computed block by block, never whole
-        return value.slice_2d(rows_dim, cols_dim, index, max_size, reduce, mean_dims, grid_dims)
+        return value.slice_2d(
+            rows_dim, cols_dim, index, max_size, reduce, mean_dims, grid_dims, region
+        )
     import numpy as np
 
     array_like, shape = _as_numpy_source(value)
@@ -66,8 +74,15 @@ def slice_2d(
     if max_size < 1:
         raise SliceError("max_size must be at least 1")
     index = {int(k) % ndim: int(v) for k, v in (index or {}).items()}
+    (row0, row1), (col0, col1) = window(region, shape[rows_dim], shape[cols_dim])
     selector: List[Any] = []
     for dim, size in enumerate(shape):
+        if dim == rows_dim:
+            selector.append(slice(row0, row1))
+            continue
+        if dim == cols_dim:
+            selector.append(slice(col0, col1))
+            continue
         if dim in special:
             selector.append(slice(None))
             continue
@@ -76,7 +91,8 @@ def slice_2d(
             raise SliceError(f"index {i} is out of range for dimension {dim} of size {size}")
         selector.append(i)
     kept = sorted(special)  # the dims left after indexing, in their original order
-    elements = math.prod(shape[d] for d in kept)
+    sizes = {**{d: shape[d] for d in kept}, rows_dim: row1 - row0, cols_dim: col1 - col0}
+    elements = math.prod(sizes[d] for d in kept)
     if elements > MAX_SOURCE_ELEMENTS:
         raise SliceError(
             f"the selection has {elements:,} values; fix more dimensions with an index "
@@ -89,12 +105,33 @@ def slice_2d(
     order = grids + [rows_dim, cols_dim]
     block = np.ascontiguousarray(np.transpose(block, [kept.index(d) for d in order]))
     grid_shape = [shape[d] for d in grids]
-    block = block.astype(np.float32, copy=False).reshape(-1, shape[rows_dim], shape[cols_dim])
+    block = block.astype(np.float32, copy=False).reshape(-1, row1 - row0, col1 - col0)
     row_step = math.ceil(block.shape[1] / max_size)
     col_step = math.ceil(block.shape[2] / max_size)
     if row_step > 1 or col_step > 1:
         block = np.stack([_pool(plane, row_step, col_step, reduce) for plane in block])
-    return finish_slice(shape, block, grid_shape, row_step, col_step, reduce)
+    return finish_slice(shape, block, grid_shape, row_step, col_step, reduce, (row0, col0))
+
+
+def window(
+    region: Dict[str, int] | None, n_rows: int, n_cols: int
+) -> Tuple[Tuple[int, int], Tuple[int, int]]:
+    """The ``(row0, row1), (col0, col1)`` half-open window a ``region`` asks for (the
+    whole map without one); a region outside the map or empty is a :class:`SliceError`."""
+    if not region:
+        return (0, n_rows), (0, n_cols)
+    unknown = set(region) - {"row0", "row1", "col0", "col1"}
+    if unknown:
+        raise SliceError(f"a region has row0, row1, col0 and col1, not {sorted(unknown)}")
+    try:
+        r0, r1 = int(region.get("row0", 0)), int(region.get("row1", n_rows))
+        c0, c1 = int(region.get("col0", 0)), int(region.get("col1", n_cols))
+    except (TypeError, ValueError):
+        raise SliceError(f"a region's bounds must be integers, not {region!r}") from None
+    for name, lo, hi, size in (("rows", r0, r1, n_rows), ("columns", c0, c1, n_cols)):
+        if not 0 <= lo < hi <= size:
+            raise SliceError(f"the region's {name} {lo}–{hi} are not a non-empty part of 0–{size}")
+    return (r0, r1), (c0, c1)
 
 
 def finish_slice(
@@ -104,10 +141,12 @@ def finish_slice(
     row_step: int,
     col_step: int,
     reduce: str,
+    origin: Tuple[int, int] = (0, 0),
 ) -> Tuple[Dict[str, Any], Any]:
     """The ``(meta, float32 array)`` result of a slice from its pooled ``planes``
-    (grid cells × rows × cols): sizes, steps, finite min/max and NaN/Inf counts; the
-    array keeps the grid's shape, or is 2-D without a grid."""
+    (grid cells × rows × cols): sizes, steps, where a region starts (``origin``), finite
+    min/max and NaN/Inf counts; the array keeps the grid's shape, or is 2-D without a
+    grid."""
     import numpy as np
 
     finite = planes[np.isfinite(planes)]
@@ -119,6 +158,8 @@ def finish_slice(
         "row_step": row_step,
         "col_step": col_step,
         "reduce": reduce if row_step > 1 or col_step > 1 else None,
+        "row0": int(origin[0]),
+        "col0": int(origin[1]),
         "min": float(finite.min()) if finite.size else None,
         "max": float(finite.max()) if finite.size else None,
         "nan": int(np.isnan(planes).sum()),

@@ -19,6 +19,7 @@ from ..analysis.summary import summarize
 from ..capture_store import CaptureStore
 from ..records import ProtocolError, resolve
 from ..tracing.backends import backend_name
+from .attention_ops import attention_sinks_op
 from .breakpoint_manager import BreakpointManager, is_cell_file
 from .bundle_ops import bundle_open_op, bundle_save_op, compare_op
 from .flow_ops import flow_close_op, flow_links_op, flow_open_op
@@ -108,11 +109,20 @@ def heatmap_op(
     mean_dims: List[int] | None = None,
     grid_dims: List[int] | None = None,
     of: str = "value",
+    region: Dict[str, int] | None = None,
 ) -> Tuple[Dict[str, Any], List[bytes]]:
     value, expression = value_of(session.store[id], path, of)
     fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
     meta, plane = slice_2d(
-        value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dims or ()
+        value,
+        rows_dim,
+        cols_dim,
+        fixed,
+        max_size,
+        reduce,
+        mean_dims or (),
+        grid_dims or (),
+        region,
     )
     return {**meta, "expression": expression}, [plane.tobytes()]
 
@@ -190,6 +200,7 @@ OPS: Dict[str, Callable[..., OpResult]] = {
     "heatmap": heatmap_op,
     "stack": stack_op,
     "attention_capture": attention_capture_op,
+    "attention_sinks": attention_sinks_op,
     "image": image_op,
     "labels": labels_op,
     "delete": delete_op,

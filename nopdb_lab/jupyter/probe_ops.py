@@ -238,6 +238,7 @@ def probe_heatmap_op(
     reduce: str = "max",
     mean_dims: List[int] | None = None,
     grid_dims: List[int] | None = None,
+    region: Dict[str, int] | None = None,
 ) -> Tuple[Dict[str, Any], List[bytes]]:
     """A 2-D slice of a probe input as it is now (edits not yet re-run included), as the
     ``heatmap`` op slices captured values: the edit mode paints what Re-run will use."""
@@ -247,7 +248,15 @@ def probe_heatmap_op(
     value = _editable(the_probe, input)
     fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
     meta, plane = slice_2d(
-        value, rows_dim, cols_dim, fixed, max_size, reduce, mean_dims or (), grid_dims or ()
+        value,
+        rows_dim,
+        cols_dim,
+        fixed,
+        max_size,
+        reduce,
+        mean_dims or (),
+        grid_dims or (),
+        region,
     )
     return {**meta, "expression": f"nopdb_lab.get_probe({probe!r}).inputs[{input!r}]"}, [
         plane.tobytes()

@@ -256,3 +256,126 @@ describe('HeatmapModel', () => {
     expect(model.zoom).toEqual({ k: 1, x: 0, y: 0 });
   });
 });
+
+/** Answer call `i` with a slice pooled by `step` (or exact with step 1) at `origin`. */
+function answerRegion(
+  kernel: FakeKernel,
+  i: number,
+  rows: number,
+  cols: number,
+  step: number,
+  values: number[],
+  origin: [number, number] = [0, 0]
+) {
+  const data = new Float32Array(values);
+  kernel.calls[i].resolve({
+    result: {
+      shape: [],
+      grid: null,
+      rows,
+      cols,
+      row_step: step,
+      col_step: step,
+      row0: origin[0],
+      col0: origin[1],
+      reduce: step > 1 ? 'max' : null,
+      min: Math.min(...values),
+      max: Math.max(...values),
+      nan: 0,
+      inf: 0,
+      expression: 'x'
+    },
+    buffers: [new DataView(data.buffer)]
+  });
+}
+
+describe('HeatmapModel on a pooled (long) map', () => {
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
+  /** A 4096 × 4096 map sent as 2 × 2 cells pooled over 2048 × 2048 blocks. */
+  async function pooledModel(kernel: FakeKernel): Promise<HeatmapModel> {
+    const model = new HeatmapModel(source(kernel, [2, 4096, 4096]));
+    const fetched = model.fetch();
+    answerRegion(kernel, 0, 2, 2, 2048, [0.5, 0.25, 0.125, 1]);
+    await fetched;
+    return model;
+  }
+
+  it('zoomed in, asks for the visible region at full resolution and reads it exactly', async () => {
+    const kernel = new FakeKernel();
+    const model = await pooledModel(kernel);
+    expect(model.pooled).toBe(true);
+    model.setVisible({ top: 0, bottom: 1, left: 0, right: 1 });
+    jest.advanceTimersByTime(1000);
+    expect(kernel.calls).toHaveLength(1); // zoom 1: the pooled map is all there is
+    model.zoomAt(0, 0, -2000);
+    model.setVisible({ top: 0.5, bottom: 0.50049, left: 0.25, right: 0.2505 });
+    model.setVisible({ top: 0.5, bottom: 0.5005, left: 0.25, right: 0.2505 });
+    jest.advanceTimersByTime(200); // one request after the view stays still
+    expect(kernel.calls).toHaveLength(2);
+    expect(kernel.calls[1].args).toMatchObject({
+      region: { row0: 2048, row1: 2051, col0: 1024, col1: 1027 },
+      max_size: MAX_SIZE,
+      rows_dim: 1,
+      cols_dim: 2
+    });
+    answerRegion(
+      kernel,
+      1,
+      3,
+      3,
+      1,
+      [1, 2, 3, 4, 5, 6, 7, 8, 0.75],
+      [2048, 1024]
+    );
+    await Promise.resolve();
+    await Promise.resolve();
+    const detail = model.detail!;
+    expect(detail).toMatchObject({
+      row0: 2048,
+      col0: 1024,
+      rowSpan: 3,
+      colSpan: 3
+    });
+    // painted in the whole map's colours: 0.75 is 3/4 between its low and high... of the
+    // pooled map (0.125 .. 1), clamped beyond it
+    expect(detail.pixels).toHaveLength(9 * 4);
+    model.setHover({ g: 0, r: 2, c: 2, detail: true });
+    expect(model.hoverText).toBe('row 2050, column 1026: 0.75');
+    // back to zoom 1: the region goes
+    model.resetZoom();
+    expect(model.detail).toBeNull();
+  });
+
+  it('hovering a pooled cell shows the exact value of the source cell under the mouse', async () => {
+    const kernel = new FakeKernel();
+    const model = await pooledModel(kernel);
+    model.setHover({ g: 0, r: 1, c: 0, fy: 0.75, fx: 0.1 });
+    expect(model.hoverText).toBe(
+      'max of rows 2048–4095, columns 0–2047: 0.125'
+    );
+    jest.advanceTimersByTime(200);
+    expect(kernel.calls[1].args).toMatchObject({
+      region: { row0: 3072, row1: 3073, col0: 409, col1: 410 },
+      max_size: 1
+    });
+    answerRegion(kernel, 1, 1, 1, 1, [0.0625], [3072, 409]);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(model.hoverText).toBe(
+      'row 3072, column 409: 0.0625 · max of rows 2048–4095, columns 0–2047: 0.125'
+    );
+  });
+
+  it('names rows and columns with the labels the source brings', () => {
+    const model = new HeatmapModel({
+      ...source(new FakeKernel(), [4, 3, 2]),
+      axisLabels: { rows: ['0 a', '1 b', '2 c'], cols: ['head 0', 'head 1'] }
+    });
+    expect(model.rowLabels).toEqual(['0 a', '1 b', '2 c']);
+    expect(model.colLabels).toEqual(['head 0', 'head 1']);
+    model.setRowsDim(0);
+    expect(model.rowLabels).toBeNull(); // they name their own dimensions only
+  });
+});

@@ -439,6 +439,24 @@ function Details(props: {
             })
           }
         />
+        {detail.kind === 'attention' ? (
+          <button
+            className="jp-mod-styled jp-NopdbLab-textButton"
+            aria-label="Attention sinks"
+            title={
+              'The attention-sink grid of this record’s layers (one forward pass or ' +
+              'generation): the share of each query’s attention on the first k tokens, ' +
+              'per layer × head'
+            }
+            onClick={() =>
+              void env.commands.execute(CommandIDs.attentionSinks, {
+                captureId: detail.id
+              })
+            }
+          >
+            Sinks…
+          </button>
+        ) : null}
         {detail.kind === 'call' || detail.kind === 'stack' ? (
           <IconButton
             icon={shareIcon}

@@ -62,7 +62,8 @@ function MapCanvas(props: {
   label?: string;
   /** How many cells the Δ view marks (a data attribute for tests). */
   marks?: number;
-  onHover: (r: number, c: number) => void;
+  /** The cell under the mouse, and where in the map it is (fractions of its size). */
+  onHover: (r: number, c: number, fy: number, fx: number) => void;
   onLeave: () => void;
   onMouseDown?: (event: React.MouseEvent) => void;
   onMouseUp?: () => void;
@@ -92,14 +93,12 @@ function MapCanvas(props: {
           return;
         }
         const box = event.currentTarget.getBoundingClientRect();
-        const c = Math.floor(
-          ((event.clientX - box.left) / box.width) * props.cols
-        );
-        const r = Math.floor(
-          ((event.clientY - box.top) / box.height) * props.rows
-        );
+        const fx = (event.clientX - box.left) / box.width;
+        const fy = (event.clientY - box.top) / box.height;
+        const c = Math.floor(fx * props.cols);
+        const r = Math.floor(fy * props.rows);
         if (r >= 0 && r < props.rows && c >= 0 && c < props.cols) {
-          props.onHover(r, c);
+          props.onHover(r, c, fy, fx);
         }
       }}
       onMouseLeave={props.onLeave}
@@ -344,6 +343,7 @@ function Status({ model }: { model: HeatmapModel }): React.ReactElement {
   const slice = model.slice;
   const grid = slice?.grid ?? null;
   const zoom = model.zoom;
+  const detail = model.detail;
   return (
     <>
       {model.error ? (
@@ -360,6 +360,13 @@ function Status({ model }: { model: HeatmapModel }): React.ReactElement {
           {slice.nan ? ` · ${slice.nan} NaN (grey)` : ''}
           {slice.inf ? ` · ${slice.inf} ±Inf (grey)` : ''}
           {zoom.k > 1 && !grid ? ` · zoom ${zoom.k.toFixed(1)}×` : ''}
+          {detail && !grid
+            ? ` · rows ${detail.row0}–${detail.row0 + detail.rowSpan - 1}, columns ` +
+              `${detail.col0}–${detail.col0 + detail.colSpan - 1} ` +
+              (detail.rowStep === 1 && detail.colStep === 1
+                ? 'at full resolution'
+                : `${detail.reduce}-pooled over ${detail.rowStep}×${detail.colStep}`)
+            : ''}
         </div>
       ) : null}
     </>
@@ -382,10 +389,58 @@ function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
   useSignal(model.zoomChanged);
   useSignal(model.stateChanged);
   const drag = React.useRef<{ x: number; y: number } | null>(null);
+  const zoomed = React.useRef<HTMLDivElement>(null);
   const slice = model.slice;
   const painted = model.painted;
   const grid = slice?.grid ?? null;
   const zoom = model.zoom;
+  const viewport = React.useRef<HTMLDivElement>(null);
+  // the wheel zooms (a native listener: React's is passive, so the page would scroll too)
+  React.useEffect(() => {
+    const element = viewport.current;
+    if (!element) {
+      return;
+    }
+    const onWheel = (event: WheelEvent) => {
+      event.preventDefault();
+      // relative to the map's untransformed corner (the zoom's origin), so the point
+      // under the mouse stays put wherever the map sits in the viewport (layout offsets:
+      // transforms do not change them, and the DOM may not show the newest zoom yet)
+      const box = element.getBoundingClientRect();
+      const map = zoomed.current;
+      const origin = {
+        x: box.left + element.clientLeft + (map?.offsetLeft ?? 0),
+        y: box.top + element.clientTop + (map?.offsetTop ?? 0)
+      };
+      model.zoomAt(
+        event.clientX - origin.x,
+        event.clientY - origin.y,
+        event.deltaY
+      );
+    };
+    element.addEventListener('wheel', onWheel, { passive: false });
+    return () => element.removeEventListener('wheel', onWheel);
+  }, [model, Boolean(slice && !grid)]);
+  // after each zoom, pan or new slice: tell the model which part of the map is in view
+  React.useEffect(() => {
+    const map = zoomed.current;
+    const frame = viewport.current;
+    if (!map || !frame) {
+      return;
+    }
+    const m = map.getBoundingClientRect();
+    const v = frame.getBoundingClientRect();
+    if (!m.width || !m.height) {
+      return;
+    }
+    const frac = (x: number) => Math.min(1, Math.max(0, x));
+    model.setVisible({
+      top: frac((v.top - m.top) / m.height),
+      bottom: frac((v.bottom - m.top) / m.height),
+      left: frac((v.left - m.left) / m.width),
+      right: frac((v.right - m.left) / m.width)
+    });
+  }, [zoom.k, zoom.x, zoom.y, slice]);
   if (slice && painted && grid) {
     return (
       <div
@@ -417,8 +472,20 @@ function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
   }
   const tool = model.cellTool;
   const marks = model.marks;
+  const detail = model.detail;
+  const sourceRows = model.source.shape[model.rowsDim];
+  const sourceCols = model.source.shape[model.colsDim];
   const pixels =
     painted && marks.size ? withMarks(painted.pixels[0], marks) : null;
+  const onLeave = () => {
+    model.setHover(null);
+    drag.current = null;
+    tool?.up();
+  };
+  const onMouseUp = () => {
+    drag.current = null;
+    tool?.up();
+  };
   const onDrag = (event: React.MouseEvent) => {
     if (tool && slice) {
       const cell = cellAt(event, slice.rows, slice.cols);
@@ -441,51 +508,64 @@ function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
     <div
       className="jp-NopdbLab-heatmapViewport"
       style={{ width: `min(${VIEW_PX}px, 100cqw, 100cqh)` }}
-      onWheel={event => {
-        const box = event.currentTarget.getBoundingClientRect();
-        model.zoomAt(
-          event.clientX - box.left,
-          event.clientY - box.top,
-          event.deltaY
-        );
-      }}
+      ref={viewport}
     >
       {slice && painted ? (
         <AxisLabels
           rows={slice.rowStep === 1 && zoom.k === 1 ? model.rowLabels : null}
           cols={slice.colStep === 1 && zoom.k === 1 ? model.colLabels : null}
         >
-          <MapCanvas
-            pixels={pixels ?? painted.pixels[0]}
-            rows={slice.rows}
-            cols={slice.cols}
-            label={tool ? 'Edit map' : undefined}
-            marks={marks.size}
+          <div
+            ref={zoomed}
+            className="jp-NopdbLab-heatmapZoomed"
             style={{
               ...fit(model, '100%'),
-              transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`,
-              cursor: tool ? 'crosshair' : undefined
+              transform: `translate(${zoom.x}px, ${zoom.y}px) scale(${zoom.k})`
             }}
-            onHover={(r, c) => model.setHover({ g: 0, r, c })}
-            onLeave={() => {
-              model.setHover(null);
-              drag.current = null;
-              tool?.up();
-            }}
-            onMouseDown={e => {
-              const cell = tool ? cellAt(e, slice.rows, slice.cols) : null;
-              if (tool && cell) {
-                tool.down(cell.r, cell.c, e);
-              } else {
-                drag.current = { x: e.clientX, y: e.clientY };
-              }
-            }}
-            onMouseUp={() => {
-              drag.current = null;
-              tool?.up();
-            }}
-            onDrag={onDrag}
-          />
+          >
+            <MapCanvas
+              pixels={pixels ?? painted.pixels[0]}
+              rows={slice.rows}
+              cols={slice.cols}
+              label={tool ? 'Edit map' : 'Map'}
+              marks={marks.size}
+              style={{ cursor: tool ? 'crosshair' : undefined }}
+              onHover={(r, c, fy, fx) => model.setHover({ g: 0, r, c, fy, fx })}
+              onLeave={onLeave}
+              onMouseDown={e => {
+                const cell = tool ? cellAt(e, slice.rows, slice.cols) : null;
+                if (tool && cell) {
+                  tool.down(cell.r, cell.c, e);
+                } else {
+                  drag.current = { x: e.clientX, y: e.clientY };
+                }
+              }}
+              onMouseUp={onMouseUp}
+              onDrag={onDrag}
+            />
+            {detail && !tool ? (
+              <MapCanvas
+                pixels={detail.pixels}
+                rows={detail.rows}
+                cols={detail.cols}
+                label="Zoomed region at full resolution"
+                style={{
+                  position: 'absolute',
+                  top: `${(100 * detail.row0) / sourceRows}%`,
+                  left: `${(100 * detail.col0) / sourceCols}%`,
+                  height: `${(100 * detail.rowSpan) / sourceRows}%`,
+                  width: `${(100 * detail.colSpan) / sourceCols}%`
+                }}
+                onHover={(r, c) => model.setHover({ g: 0, r, c, detail: true })}
+                onLeave={onLeave}
+                onMouseDown={e => {
+                  drag.current = { x: e.clientX, y: e.clientY };
+                }}
+                onMouseUp={onMouseUp}
+                onDrag={onDrag}
+              />
+            ) : null}
+          </div>
         </AxisLabels>
       ) : null}
     </div>

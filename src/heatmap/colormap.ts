@@ -53,6 +53,8 @@ export interface INormaliseOptions {
   normalisation: Normalisation;
   /** Centre 0 at 0.5 (for a diverging colormap on signed data). */
   diverging: boolean;
+  /** Use this range instead of the values' own (a zoomed region in its map's colours). */
+  fixed?: IRange;
 }
 
 /** The value range used for the colour bar (of the whole map). */
@@ -81,7 +83,7 @@ export function normalise(
     transformed[i] = Number.isFinite(v) ? transform(v) : NaN;
   }
   const positions = new Float32Array(values.length);
-  const whole = extent(transformed, 0, transformed.length);
+  const whole = options.fixed ?? extent(transformed, 0, transformed.length);
   const spans =
     options.normalisation === 'row'
       ? Array.from({ length: rows }, (_, r) =>

@@ -43,6 +43,11 @@ export interface IHeatmapSource {
    * op instead of `heatmap` on `captureId`/`path`.
    */
   live?: { probe: string; input: string };
+  /**
+   * Names of the rows and/or columns known when the view opens (the sink grid's layers
+   * and heads); a labels expression applied later replaces them.
+   */
+  axisLabels?: { rows?: string[]; cols?: string[] };
 }
 
 /** Mouse handling that replaces pan on the single map (the probe's edit mode). */
@@ -75,11 +80,44 @@ export interface IPainted {
   table: Uint8ClampedArray;
 }
 
-/** The cell under the mouse: map `g` of a grid (0 for one map), row, column. */
+/**
+ * The cell under the mouse: map `g` of a grid (0 for one map), row, column; `detail`
+ * when it is a cell of the zoomed region; `fy`/`fx` where in the map the mouse is
+ * (fractions of its height and width), to find the source cell under a pooled cell.
+ */
 export interface IHover {
   g: number;
   r: number;
   c: number;
+  detail?: boolean;
+  fy?: number;
+  fx?: number;
+}
+
+/** The zoomed part of a pooled map, sliced again at full resolution (or pooled less). */
+export interface IDetail extends ISlice {
+  /** First source row and column, and how many source rows and columns it covers. */
+  row0: number;
+  col0: number;
+  rowSpan: number;
+  colSpan: number;
+  /** Painted with the whole map's colour range, so colours agree. */
+  pixels: Uint8ClampedArray;
+}
+
+/** The visible part of the single map, as fractions of its height and width. */
+export interface IVisible {
+  top: number;
+  bottom: number;
+  left: number;
+  right: number;
+}
+
+/** One source cell's exact value (under a pooled cell). */
+interface IExact {
+  r: number;
+  c: number;
+  value: number;
 }
 
 export interface IZoom {
@@ -92,6 +130,8 @@ export interface IZoom {
 export const MAX_SIZE = 512;
 /** Largest side of each small map of a grid. */
 export const GRID_MAX_SIZE = 128;
+/** How long the view stays still before the zoomed region or an exact value is asked. */
+export const DETAIL_DELAY_MS = 150;
 
 /** The viewer's state; setters ask the kernel again only when the slice changes. */
 export class HeatmapModel {
@@ -311,11 +351,13 @@ export class HeatmapModel {
         this._hover &&
         hover.g === this._hover.g &&
         hover.r === this._hover.r &&
-        hover.c === this._hover.c);
+        hover.c === this._hover.c &&
+        hover.detail === this._hover.detail);
     if (!same) {
       this._hover = hover;
       this._hoverChanged.emit(hover);
     }
+    this._scheduleExact(hover);
   }
 
   /** Zoom by `steps` wheel notches (negative: in) keeping the point (px, py) in place. */
@@ -393,40 +435,216 @@ export class HeatmapModel {
     this._started = performance.now();
     const ticket = ++this._requested;
     try {
-      const live = this._source.live;
-      const { id, path, ...sliceArgs } = this.requestArgs();
-      const { result, buffers } = live
-        ? await client.request('probe_heatmap', {
-            ...sliceArgs,
-            probe: live.probe,
-            input: live.input
-          })
-        : await client.request('heatmap', { ...sliceArgs, id, path });
+      const { result, slice } = await this._sliceRequest(client, {});
       if (ticket !== this._requested) {
         return; // a newer request is on its way
       }
-      const view = buffers[0];
-      this._slice = {
-        grid: result.grid,
-        rows: result.rows,
-        cols: result.cols,
-        rowStep: result.row_step,
-        colStep: result.col_step,
-        reduce: result.reduce,
-        values: new Float32Array(
-          view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength)
-        ),
-        nan: result.nan,
-        inf: result.inf
-      };
+      void result;
+      this._slice = slice;
       this._error = null;
+      this._detail = null;
+      this._exact = null;
       this._coloursChanged();
+      this._scheduleDetail();
     } catch (err) {
       if (ticket === this._requested) {
         this._error = (err as Error).message;
         this._stateChanged.emit();
       }
     }
+  }
+
+  /** One `heatmap` (or `probe_heatmap`) request with the current settings and `extra`. */
+  private async _sliceRequest(
+    client: Pick<ProtocolClient, 'request'>,
+    extra: Partial<RequestArgs<'heatmap'>>
+  ) {
+    const live = this._source.live;
+    const { id, path, ...sliceArgs } = { ...this.requestArgs(), ...extra };
+    const { result, buffers } = live
+      ? await client.request('probe_heatmap', {
+          ...sliceArgs,
+          probe: live.probe,
+          input: live.input
+        })
+      : await client.request('heatmap', { ...sliceArgs, id, path });
+    const view = buffers[0];
+    const slice: ISlice = {
+      grid: result.grid,
+      rows: result.rows,
+      cols: result.cols,
+      rowStep: result.row_step,
+      colStep: result.col_step,
+      reduce: result.reduce,
+      values: new Float32Array(
+        view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength)
+      ),
+      nan: result.nan,
+      inf: result.inf
+    };
+    return { result, slice };
+  }
+
+  /** Whether the single map is pooled (so zooming or hovering asks for exact values). */
+  get pooled(): boolean {
+    const slice = this._slice;
+    return Boolean(
+      slice && !slice.grid && (slice.rowStep > 1 || slice.colStep > 1)
+    );
+  }
+
+  /** The zoomed region at full resolution, once it arrived (null at zoom 1). */
+  get detail(): IDetail | null {
+    return this._detail;
+  }
+
+  /** The view says which part of the map is visible (after a zoom, a pan or a resize). */
+  setVisible(visible: IVisible): void {
+    this._visible = visible;
+    this._scheduleDetail();
+  }
+
+  /** The source rows and columns the visible part covers: `[row0, row1, col0, col1]`. */
+  visibleRegion(): [number, number, number, number] {
+    const n = this.source.shape[this._rowsDim];
+    const m = this.source.shape[this._colsDim];
+    const v = this._visible;
+    const clamp = (x: number, size: number) => Math.min(size, Math.max(0, x));
+    const row0 = clamp(Math.floor(v.top * n), n - 1);
+    const col0 = clamp(Math.floor(v.left * m), m - 1);
+    const row1 = Math.max(row0 + 1, clamp(Math.ceil(v.bottom * n), n));
+    const col1 = Math.max(col0 + 1, clamp(Math.ceil(v.right * m), m));
+    return [row0, row1, col0, col1];
+  }
+
+  private _scheduleDetail(): void {
+    clearTimeout(this._detailTimer);
+    const whole = this._zoom.k <= 1 || !this.pooled || this._cellTool !== null;
+    if (whole) {
+      if (this._detail) {
+        this._detail = null;
+        ++this._detailTicket;
+        this._stateChanged.emit();
+        this._paintedChanged.emit(this.painted);
+      }
+      return;
+    }
+    this._detailTimer = setTimeout(
+      () => void this.fetchDetail(),
+      DETAIL_DELAY_MS
+    );
+  }
+
+  /** Ask for the visible region of the pooled map at full resolution (≤ MAX_SIZE a side). */
+  async fetchDetail(): Promise<void> {
+    const client = this.source.bridge.client;
+    if (!client || !this.pooled) {
+      return;
+    }
+    const [row0, row1, col0, col1] = this.visibleRegion();
+    const have = this._detail;
+    if (
+      have &&
+      have.row0 === row0 &&
+      have.col0 === col0 &&
+      have.rowSpan === row1 - row0 &&
+      have.colSpan === col1 - col0
+    ) {
+      return;
+    }
+    const ticket = ++this._detailTicket;
+    const requested = this._requested;
+    try {
+      const { result, slice } = await this._sliceRequest(client, {
+        region: { row0, row1, col0, col1 },
+        max_size: MAX_SIZE
+      });
+      if (ticket !== this._detailTicket || requested !== this._requested) {
+        return; // the view moved on, or the slice changed
+      }
+      this._detail = {
+        ...slice,
+        row0: result.row0,
+        col0: result.col0,
+        rowSpan: row1 - row0,
+        colSpan: col1 - col0,
+        pixels: this._paintWithMapRange(slice)
+      };
+      this._stateChanged.emit();
+      this._paintedChanged.emit(this.painted);
+    } catch (err) {
+      if (ticket === this._detailTicket) {
+        this._error = `Zoomed region: ${(err as Error).message}`;
+        this._stateChanged.emit();
+      }
+    }
+  }
+
+  /** A slice's pixels in the colours of the whole map (same range and scale). */
+  private _paintWithMapRange(slice: ISlice): Uint8ClampedArray {
+    const range = this.painted?.range;
+    const { positions } = normalise(slice.values, slice.rows, slice.cols, {
+      scale: this._scale,
+      normalisation: this._normalisation,
+      diverging: this._colormap === 'RdBu',
+      fixed: this._normalisation === 'global' ? range : undefined
+    });
+    return paint(positions, lookupTable(this._colormap));
+  }
+
+  /** The source cell under the mouse on a pooled map, or null. */
+  private _hoveredSource(
+    hover: IHover | null
+  ): { r: number; c: number } | null {
+    if (
+      !hover ||
+      hover.detail ||
+      !this.pooled ||
+      hover.fy === undefined ||
+      hover.fx === undefined
+    ) {
+      return null;
+    }
+    const n = this.source.shape[this._rowsDim];
+    const m = this.source.shape[this._colsDim];
+    return {
+      r: Math.min(n - 1, Math.max(0, Math.floor(hover.fy * n))),
+      c: Math.min(m - 1, Math.max(0, Math.floor(hover.fx * m)))
+    };
+  }
+
+  /** Ask for the exact value of the source cell under a pooled cell (after a pause). */
+  private _scheduleExact(hover: IHover | null): void {
+    clearTimeout(this._exactTimer);
+    const cell = this._hoveredSource(hover);
+    const client = this.source.bridge.client;
+    if (!cell || !client) {
+      return;
+    }
+    if (this._exact && this._exact.r === cell.r && this._exact.c === cell.c) {
+      return;
+    }
+    this._exactTimer = setTimeout(async () => {
+      const ticket = ++this._exactTicket;
+      const requested = this._requested;
+      try {
+        const { slice } = await this._sliceRequest(client, {
+          region: {
+            row0: cell.r,
+            row1: cell.r + 1,
+            col0: cell.c,
+            col1: cell.c + 1
+          },
+          max_size: 1
+        });
+        if (ticket === this._exactTicket && requested === this._requested) {
+          this._exact = { ...cell, value: slice.values[0] };
+          this._hoverChanged.emit(this._hover);
+        }
+      } catch {
+        // the readout keeps the pooled value; a failing slice shows its error elsewhere
+      }
+    }, DETAIL_DELAY_MS);
   }
 
   /** Name rows and/or columns with the list a Python expression evaluates to (empty: none). */
@@ -500,18 +718,26 @@ export class HeatmapModel {
 
   /** Labels of the rows, when the labels' length matches the rows dimension. */
   get rowLabels(): string[] | null {
-    const labels = this._labels;
-    return labels && labels.length === this.source.shape[this._rowsDim]
-      ? labels
-      : null;
+    return this._axisLabels(this._rowsDim);
   }
 
   /** Labels of the columns, when their length matches the columns dimension. */
   get colLabels(): string[] | null {
+    return this._axisLabels(this._colsDim);
+  }
+
+  /** An applied labels expression's list, else the source's own names of `dim`. */
+  private _axisLabels(dim: number): string[] | null {
+    const size = this.source.shape[dim];
     const labels = this._labels;
-    return labels && labels.length === this.source.shape[this._colsDim]
-      ? labels
-      : null;
+    if (labels) {
+      return labels.length === size ? labels : null;
+    }
+    const own = this.source.axisLabels;
+    const ndim = this.source.shape.length;
+    const named =
+      dim === ndim - 2 ? own?.rows : dim === ndim - 1 ? own?.cols : undefined;
+    return named && named.length === size ? named : null;
   }
 
   /** Why applied labels name neither axis, if they do not. */
@@ -560,25 +786,51 @@ export class HeatmapModel {
   get hoverText(): string {
     const slice = this._slice;
     const hover = this._hover;
+    const hint = 'Hover the map to read a value.';
     if (!slice || !hover) {
-      return 'Hover the map to read a value.';
+      return hint;
+    }
+    const span = (i: number, step: number, first: number) =>
+      step > 1
+        ? `${first + i * step}–${first + i * step + step - 1}`
+        : `${first + i}`;
+    const name = (names: string[] | null, i: number) =>
+      names && names[i] !== undefined ? ` ${JSON.stringify(names[i])}` : '';
+    const cell = (r: number, c: number) =>
+      `row ${r}${name(this.rowLabels, r)}, column ${c}${name(this.colLabels, c)}`;
+    const detail = this._detail;
+    if (hover.detail && detail) {
+      const value = detail.values[hover.r * detail.cols + hover.c];
+      if (value === undefined) {
+        return hint;
+      }
+      if (detail.rowStep === 1 && detail.colStep === 1) {
+        return `${cell(detail.row0 + hover.r, detail.col0 + hover.c)}: ${value}`;
+      }
+      return (
+        `rows ${span(hover.r, detail.rowStep, detail.row0)}, columns ` +
+        `${span(hover.c, detail.colStep, detail.col0)} (${detail.reduce}, zoom in ` +
+        `further for single cells): ${value}`
+      );
     }
     const value =
       slice.values[(hover.g * slice.rows + hover.r) * slice.cols + hover.c];
     if (value === undefined) {
-      return 'Hover the map to read a value.';
+      return hint;
     }
-    const sourceIndex = (i: number, step: number) =>
-      step > 1 ? `${i * step}–${i * step + step - 1}` : `${i}`;
-    const name = (names: string[] | null, i: number, step: number) =>
-      names && step === 1 ? ` ${JSON.stringify(names[i])}` : '';
-    return (
-      `${slice.grid ? `${this.gridLabel(hover.g)}, ` : ''}` +
-      `row ${sourceIndex(hover.r, slice.rowStep)}` +
-      `${name(this.rowLabels, hover.r, slice.rowStep)}, column ` +
-      `${sourceIndex(hover.c, slice.colStep)}` +
-      `${name(this.colLabels, hover.c, slice.colStep)}: ${value}`
-    );
+    const grid = slice.grid ? `${this.gridLabel(hover.g)}, ` : '';
+    if (slice.rowStep === 1 && slice.colStep === 1) {
+      return `${grid}${cell(hover.r, hover.c)}: ${value}`;
+    }
+    const pooled =
+      `${slice.reduce} of rows ${span(hover.r, slice.rowStep, 0)}, columns ` +
+      `${span(hover.c, slice.colStep, 0)}: ${value}`;
+    const source = this._hoveredSource(hover);
+    const exact = this._exact;
+    if (source && exact && exact.r === source.r && exact.c === source.c) {
+      return `${cell(exact.r, exact.c)}: ${exact.value} · ${pooled}`;
+    }
+    return `${grid}${pooled}`;
   }
 
   private _client(): Pick<ProtocolClient, 'request'> {
@@ -596,6 +848,12 @@ export class HeatmapModel {
 
   private _coloursChanged(): void {
     this._painted = null;
+    if (this._detail) {
+      this._detail = {
+        ...this._detail,
+        pixels: this._paintWithMapRange(this._detail)
+      };
+    }
     this._stateChanged.emit();
     this._paintedChanged.emit(this.painted);
   }
@@ -603,6 +861,9 @@ export class HeatmapModel {
   private _setZoom(zoom: IZoom): void {
     this._zoom = zoom;
     this._zoomChanged.emit(zoom);
+    if (zoom.k <= 1) {
+      this._scheduleDetail();
+    }
   }
 
   private _source: IHeatmapSource;
@@ -621,6 +882,13 @@ export class HeatmapModel {
   private _error: string | null = null;
   private _hover: IHover | null = null;
   private _zoom: IZoom = { k: 1, x: 0, y: 0 };
+  private _visible: IVisible = { top: 0, bottom: 1, left: 0, right: 1 };
+  private _detail: IDetail | null = null;
+  private _detailTicket = 0;
+  private _detailTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  private _exact: IExact | null = null;
+  private _exactTicket = 0;
+  private _exactTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   private _labels: string[] | null = null;
   private _labelsError: string | null = null;
   private _image: IOverlayImage | null = null;

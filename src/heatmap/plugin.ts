@@ -11,6 +11,7 @@ import { PathStep } from '../kernel/protocol';
 import { IHeatmapOpener, IKernelConnections } from '../tokens';
 import { HeatmapWidget } from './HeatmapView';
 import { HeatmapModel, HeatmapOf, IHeatmapSource } from './model';
+import { openSinkGrid } from './sinks';
 
 export const heatmapPlugin: JupyterFrontEndPlugin<IHeatmapOpener> = {
   id: 'nopdb-lab:heatmap',
@@ -32,7 +33,17 @@ export const heatmapPlugin: JupyterFrontEndPlugin<IHeatmapOpener> = {
         widget.title.caption = source.expression;
         widget.title.icon = tableRowsIcon;
         widget.title.closable = true;
-        app.shell.add(widget, 'main', { mode: 'split-right' });
+        // beside the viewers already open (as tabs), else in a split beside the notebook
+        const open = Array.from(app.shell.widgets('main')).filter(w =>
+          w.id.startsWith('nopdb-lab-heatmap-')
+        );
+        app.shell.add(
+          widget,
+          'main',
+          open.length
+            ? { mode: 'tab-after', ref: open[open.length - 1].id }
+            : { mode: 'split-right' }
+        );
         app.shell.activateById(widget.id);
       }
     };
@@ -74,6 +85,36 @@ export const heatmapPlugin: JupyterFrontEndPlugin<IHeatmapOpener> = {
           signed: Boolean(args.signed),
           of: (args.of as HeatmapOf | undefined) ?? 'value'
         });
+      }
+    });
+    app.commands.addCommand(CommandIDs.attentionSinks, {
+      label: 'Attention Sinks of These Layers…',
+      caption:
+        'Per layer × head: the share of each query’s attention on the first k tokens',
+      describedBy: {
+        args: {
+          type: 'object',
+          properties: {
+            captureId: { type: 'number' },
+            k: { type: 'number' }
+          },
+          required: ['captureId']
+        }
+      },
+      execute: async args => {
+        const bridge = connections.current;
+        if (!bridge) {
+          Notification.error(
+            'Cannot compute attention sinks: no notebook is open'
+          );
+          return;
+        }
+        await openSinkGrid(
+          bridge,
+          args.captureId as number,
+          typeof args.k === 'number' ? args.k : null,
+          opener.open
+        );
       }
     });
     return opener;
