@@ -5,6 +5,7 @@ stopped with the notebook's stop button (SIGINT to the kernel), must be answered
 ``Interrupted`` error, and the kernel must go on serving cells and requests.
 """
 
+import time
 import uuid
 from queue import Empty
 
@@ -86,3 +87,74 @@ def test_an_interrupt_inside_any_op_is_answered(client):
     }
     data, _ = client.request("list")
     assert data["ok"]
+
+
+def _subshell(client):
+    """A kernel subshell (ipykernel 7), as JupyterLab >= 4.6 opens for comm messages."""
+    msg = client.kc.session.msg("create_subshell_request", {})
+    client.kc.control_channel.send(msg)
+    reply = client.kc.control_channel.get_msg(timeout=20)
+    assert reply["content"]["status"] == "ok", reply["content"]
+    return reply["content"]["subshell_id"]
+
+
+def _send_in_subshell(client, subshell_id, op, **args):
+    rid = uuid.uuid4().hex
+    data = {"v": PROTOCOL_VERSION, "id": rid, "op": op, "args": args}
+    msg = client.kc.session.msg("comm_msg", {"comm_id": client.comm_id, "data": data})
+    msg["header"]["subshell_id"] = subshell_id
+    client.kc.shell_channel.send(msg)
+    return rid
+
+
+def _answer(client, rid, timeout=60):
+    for msg in client.events:  # collected while a cell ran
+        if msg["content"]["data"].get("re") == rid:
+            return msg["content"]["data"]
+    for _ in range(timeout):
+        try:
+            while True:
+                msg = client.kc.get_iopub_msg(timeout=1)
+                if msg["msg_type"] == "comm_msg" and msg["content"]["data"].get("re") == rid:
+                    return msg["content"]["data"]
+        except Empty:
+            continue
+    raise AssertionError("no answer")
+
+
+def test_a_request_in_a_kernel_subshell_is_interrupted_from_the_main_shell(client):
+    """SIGINT never reaches a subshell's thread; the front end follows the stop button
+    with a silent `nopdb_lab.jupyter.interrupt_requests()` on the main shell."""
+    subshell = _subshell(client)
+    endless = "any(x for x in iter(int, 1))"
+    # ipykernel may serve a new subshell's first messages on the main thread: wait until
+    # its own thread answers
+    who = "[__import__('threading').current_thread().name]"
+    for _ in range(50):
+        thread = _answer(client, _send_in_subshell(client, subshell, "labels", expression=who))
+        if thread["result"]["labels"][0].startswith("subshell"):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"the subshell's requests run on {thread}")
+    rid = _send_in_subshell(client, subshell, "labels", expression=endless)
+    # the request is running in the subshell's thread (not the main one): SIGINT alone
+    # does not answer it
+    client.km.interrupt_kernel()
+    with pytest.raises(AssertionError, match="no answer"):
+        _answer(client, rid, timeout=2)
+    # as the front end does: a silent execute request on the main shell
+    client.kc.execute("import nopdb_lab.jupyter as _s; _s.interrupt_requests()", silent=True)
+    answer = _answer(client, rid)
+    assert answer["ok"] is False and answer["error"]["type"] == "Interrupted"
+    assert endless in answer["error"]["message"]
+    # the subshell and the kernel go on
+    rid = _send_in_subshell(client, subshell, "labels", expression="['a']")
+    assert _answer(client, rid)["result"]["labels"] == ["a"]
+    client.output.clear()
+    client.run("print('idle', _s.interrupt_requests())")  # nothing running: nothing raised
+    assert "idle 0" in "".join(client.output)
+    client.kc.control_channel.send(
+        client.kc.session.msg("delete_subshell_request", {"subshell_id": subshell})
+    )
+    assert client.kc.control_channel.get_msg(timeout=20)["content"]["status"] == "ok"

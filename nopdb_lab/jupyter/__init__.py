@@ -16,3 +16,11 @@ def start() -> str:
     from .service import start as start_service
 
     return start_service()
+
+
+def interrupt_requests() -> int:
+    """Interrupt every comm request being served in a kernel subshell now (the front end
+    runs this, silently, after the notebook's stop button); returns how many."""
+    from .interrupts import interrupt_requests as interrupt
+
+    return interrupt()

@@ -21,7 +21,7 @@ from ..tracing.dispatch import DISPATCHER, paused
 from . import wire
 from .batching import EventBatcher
 from .breakpoint_manager import BreakpointManager
-from .interrupts import interrupted_message
+from .interrupts import interrupted_message, running
 from .ops import OPS
 from .protocol import PROTOCOL_VERSION, validate_request
 from .wire import brief
@@ -99,7 +99,9 @@ def _interruptible() -> Iterator[None]:
     "concurrent" path). The service turns it on itself, on the main thread (the only one
     Python delivers signals to), and puts back what was there. A request served in a
     kernel subshell (JupyterLab >= 4.6 sends comm messages through one) runs in another
-    thread, which SIGINT does not reach: the client's timeout ends those.
+    thread, which SIGINT does not reach: the front end then runs
+    :func:`~nopdb_lab.jupyter.interrupt_requests` on the main shell
+    (:mod:`.interrupts`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -168,8 +170,20 @@ class CommService:
         return [{"event": "breakpoints_changed", "breakpoints": states}] if states else []
 
     def _on_msg(self, msg: Dict[str, Any]) -> None:
-        with paused(), _interruptible():
-            self._serve(msg["content"]["data"])
+        data = msg["content"]["data"]
+        op = data.get("op") if isinstance(data, dict) else None
+        request_id = data.get("id") if isinstance(data, dict) else None
+        try:
+            with (
+                paused(),
+                _interruptible(),
+                running(op if isinstance(op, str) else "", request_id),
+            ):
+                self._serve(data)
+        except KeyboardInterrupt:
+            # an interrupt that arrived as the request was being answered: it has its
+            # reply, and the interrupt must not reach the kernel's message loop
+            pass
 
     def _serve(self, data: Any) -> None:
         """Answer one request; every message gets a reply, malformed ones a structured error."""

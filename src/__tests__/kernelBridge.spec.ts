@@ -1,6 +1,6 @@
 import { Signal } from '@lumino/signaling';
 
-import { KernelBridge } from '../kernel/bridge';
+import { INTERRUPT_CODE, KernelBridge } from '../kernel/bridge';
 import {
   BOOTSTRAP_CODE,
   COMM_TARGET,
@@ -299,6 +299,38 @@ describe('KernelBridge', () => {
     await expect(beforeDeath).rejects.toMatchObject({
       message: 'the kernel died before answering'
     });
+  });
+
+  it('after the stop button, interrupts requests the kernel serves in a subshell', async () => {
+    const kernel = new FakeKernel();
+    const bridge = new KernelBridge(sessionWith(kernel) as any, options);
+    await until(bridge, 'ready');
+    const started = kernel.executed.length;
+    expect(bridge.interruptRequests()).toBe(false); // nothing pending: nothing to do
+    kernel.unanswered.add('labels');
+    const pending = bridge.client!.request('labels', { expression: 'slow()' });
+    expect(bridge.interruptRequests()).toBe(true);
+    expect(kernel.executed.slice(started)).toEqual([
+      expect.objectContaining({ code: INTERRUPT_CODE, silent: true })
+    ]);
+    // the kernel's answer to the interrupted request reaches its caller as an error
+    const comm = kernel.comms[kernel.comms.length - 1];
+    comm.onMsg({
+      content: {
+        data: {
+          v: PROTOCOL_VERSION,
+          re: (bridge.client as any)._pending.keys().next().value,
+          ok: false,
+          error: {
+            type: 'Interrupted',
+            message:
+              "slow() was interrupted (the kernel's stop button) before it finished"
+          }
+        }
+      },
+      buffers: []
+    });
+    await expect(pending).rejects.toMatchObject({ type: 'Interrupted' });
   });
 
   it('gives its requests the configured timeout', async () => {

@@ -51,6 +51,10 @@ const RESET_STATUSES = new Set<Kernel.Status>([
 /** How long a restarted kernel must stay idle before the service is started in it. */
 const SETTLE_MS = 300;
 
+/** Run silently after the stop button: interrupts requests served in kernel subshells. */
+export const INTERRUPT_CODE =
+  'import nopdb_lab.jupyter as _nopdb_lab_jupyter; _nopdb_lab_jupyter.interrupt_requests()';
+
 /** How often a pending bootstrap request checks whether it was lost. */
 const LOST_CHECK_MS = 3000;
 
@@ -154,6 +158,30 @@ export class KernelBridge implements IDisposable {
     });
     this._gradientCapture = response.result.enabled;
     this._stateChanged.emit(this._state);
+  }
+
+  /**
+   * After the notebook's stop button: interrupt the requests the kernel serves in a
+   * subshell (JupyterLab >= 4.6 sends comm messages through one, and SIGINT reaches the
+   * main thread only) with a silent execute request on the main shell; each is then
+   * answered with an `Interrupted` error where it came from. Returns whether it asked.
+   */
+  interruptRequests(): boolean {
+    const kernel = this.sessionContext.session?.kernel;
+    if (!this._client || !kernel || this._client.pendingCount === 0) {
+      return false;
+    }
+    kernel.requestExecute(
+      {
+        code: INTERRUPT_CODE,
+        silent: true,
+        store_history: false,
+        allow_stdin: false,
+        stop_on_error: false
+      },
+      true
+    );
+    return true;
   }
 
   /** Try again (after installing nopdb-lab into the kernel, say). */

@@ -72,12 +72,27 @@ export class KernelConnections implements IKernelConnections {
   private readonly _removed = new Signal<this, IKernelConnections.IEntry>(this);
 }
 
+/** JupyterLab's commands that interrupt the current notebook's kernel (stop button, menu). */
+export const INTERRUPT_COMMANDS = new Set([
+  'notebook:interrupt-kernel',
+  'kernelmenu:interrupt'
+]);
+
 export const kernelPlugin: JupyterFrontEndPlugin<IKernelConnections> = {
   id: 'nopdb-lab:kernel',
   description: 'The nopdb-lab kernel connection of each notebook.',
   autoStart: true,
   requires: [INotebookTracker],
   provides: IKernelConnections,
-  activate: (_app: JupyterFrontEnd, tracker: INotebookTracker) =>
-    new KernelConnections(tracker)
+  activate: (app: JupyterFrontEnd, tracker: INotebookTracker) => {
+    const connections = new KernelConnections(tracker);
+    // the stop button interrupts the kernel's main thread; the requests it serves in a
+    // subshell are interrupted from the main shell
+    app.commands.commandExecuted.connect((_, { id }) => {
+      if (INTERRUPT_COMMANDS.has(id)) {
+        connections.current?.interruptRequests();
+      }
+    });
+    return connections;
+  }
 };
