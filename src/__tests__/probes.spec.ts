@@ -1,7 +1,8 @@
 /** Probe front end: which cells an edit and a Δ view name, token scores, the kernel code. */
-import { boxCells, sliceMarks } from '../probes/editModel';
+import { HeatmapModel } from '../heatmap/model';
+import { boxCells, ProbeEditModel, sliceMarks } from '../probes/editModel';
 import { isTokenMap, tokenScores } from '../probes/attributionModel';
-import { attributeCode, KernelRunError } from '../probes/session';
+import { attributeCode, KernelRunError, ProbeSession } from '../probes/session';
 
 describe('probe edit geometry', () => {
   it('a drag spans the box between two cells, either direction', () => {
@@ -63,5 +64,138 @@ describe('attribution code', () => {
     expect(new KernelRunError('ProbeError', 'boom').message).toBe(
       'ProbeError: boom'
     );
+  });
+});
+
+describe('edits clicked while the kernel works', () => {
+  /** A kernel holding one 2×2 input; re-runs wait until the test lets them finish. */
+  function fakeKernel() {
+    const x = [1, 1, 1, 1];
+    const edits: { cells: number[][]; value: number }[] = [];
+    let finishRerun: () => void = () => undefined;
+    const answer = (result: any, values?: number[]) => ({
+      result,
+      buffers: values ? [new DataView(new Float32Array(values).buffer)] : []
+    });
+    const client = {
+      eventReceived: { connect: () => true, disconnect: () => true },
+      request: async (op: string, args: any): Promise<any> => {
+        switch (op) {
+          case 'probe_list':
+            return answer({
+              probes: [
+                {
+                  name: 'p',
+                  inputs: [
+                    {
+                      name: 'x',
+                      shape: [2, 2],
+                      dtype: 'float32',
+                      editable: true,
+                      pending: 0
+                    }
+                  ],
+                  runs: [{ number: 1, record: 1, edited: 0, seconds: 0 }],
+                  undo: edits.length
+                }
+              ]
+            });
+          case 'probe_edit':
+            edits.push({ cells: args.cells, value: args.value });
+            for (const [r, c] of args.cells) {
+              x[r * 2 + c] = args.value;
+            }
+            return answer({ undo: edits.length });
+          case 'probe_heatmap':
+            return answer(
+              {
+                shape: [2, 2],
+                grid: null,
+                rows: 2,
+                cols: 2,
+                row_step: 1,
+                col_step: 1,
+                reduce: null,
+                min: Math.min(...x),
+                max: Math.max(...x),
+                nan: 0,
+                inf: 0,
+                expression: 'x'
+              },
+              [...x]
+            );
+          default:
+            throw new Error(`unexpected op ${op}`);
+        }
+      }
+    };
+    const executor = {
+      requestExecute: () => ({
+        done: new Promise<any>(resolve => {
+          finishRerun = () =>
+            resolve({
+              content: {
+                status: 'ok',
+                user_expressions: {
+                  run: { status: 'ok', data: { 'text/plain': '[2, 9]' } }
+                }
+              }
+            });
+        })
+      }),
+      interrupt: async () => undefined
+    };
+    return { client, executor, edits, finish: () => finishRerun() };
+  }
+
+  const settle = async (model: ProbeEditModel) => {
+    for (let i = 0; i < 100 && (model.busy || model.queued); i++) {
+      await new Promise(resolve => setTimeout(resolve, 0));
+    }
+  };
+
+  it('queues them behind the re-run, in order, each on the map the one before left', async () => {
+    const kernel = fakeKernel();
+    const connection = {
+      client: kernel.client as any,
+      executor: kernel.executor as any
+    };
+    const session = new ProbeSession(connection);
+    const heatmap = new HeatmapModel({
+      bridge: connection,
+      captureId: 1,
+      path: ['locals', 'inputs', 'x'],
+      expression: 'x',
+      shape: [2, 2],
+      signed: false,
+      live: { probe: 'p', input: 'x' }
+    });
+    await heatmap.fetch();
+    const model = new ProbeEditModel(session, 'p', 'x', heatmap);
+    const rerun = model.rerun();
+    await new Promise(resolve => setTimeout(resolve, 0));
+    expect(model.busy).toBe('rerun');
+    // three clicks while the re-run runs: cell (0, 0) twice, then (1, 1)
+    for (const [r, c] of [
+      [0, 0],
+      [0, 0],
+      [1, 1]
+    ]) {
+      model.down(r, c);
+      model.up();
+    }
+    expect(model.queued).toBe(3);
+    expect(kernel.edits).toEqual([]);
+    kernel.finish();
+    await rerun;
+    await settle(model);
+    expect(kernel.edits).toEqual([
+      { cells: [[0, 0]], value: 0 },
+      { cells: [[0, 0]], value: 1 }, // toggled back: decided on the map after the first
+      { cells: [[1, 1]], value: 0 }
+    ]);
+    expect(model.queued).toBe(0);
+    expect(model.error).toBeNull();
+    model.dispose();
   });
 });

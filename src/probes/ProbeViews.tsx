@@ -187,6 +187,7 @@ function ProbeToolbar(props: {
         <span className="jp-NopdbLab-probeRuns">
           {model.newestRun !== null ? `run ${model.newestRun}` : ''}
           {model.pending ? ` · ${model.pending} edited, not re-run` : ''}
+          {model.queued ? ` · ${model.queued} queued` : ''}
         </span>
         <label className="jp-NopdbLab-probeField">
           <input
@@ -219,7 +220,7 @@ function ProbeToolbar(props: {
         </button>
         <button
           className="jp-mod-styled jp-mod-accept"
-          disabled={busy}
+          disabled={model.rerunQueued || model.busy === 'attribute'}
           onClick={() => void model.rerun()}
           title="Re-run the probe in the kernel (Ctrl+Enter)"
         >
@@ -318,8 +319,8 @@ export class ProbeEditWidget extends HeatmapWidget {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       event.stopPropagation();
-      if (this.probeModel.busy === null) {
-        void this.probeModel.rerun();
+      if (this.probeModel.busy !== 'attribute') {
+        void this.probeModel.rerun(); // queued behind edits in flight
       }
     }
   };
