@@ -1,0 +1,224 @@
+/**
+ * Edit, re-run, attribute (issue 13), as a user drives it: a small CNN probe's input opens
+ * in the heatmap viewer's edit mode; three clicks toggle three cells, Re-run runs the
+ * probe in the kernel, the "Δ vs run 1" view marks exactly those cells, the kernel's run
+ * records exactly those edits, and an attribution opened before the re-run is recomputed
+ * for the new run. Then a long attribution is stopped with the notebook's stop button:
+ * the view says it was interrupted, the kernel still answers, nothing was recorded.
+ */
+import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+
+import { keepScreenshot, openNotebook, run } from './notebooks';
+
+const PROBE_CELL = `import time, torch, nopdb_lab
+torch.manual_seed(0)
+net = torch.nn.Sequential(
+    torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+    torch.nn.Conv2d(4, 2, 3, padding=1), torch.nn.ReLU(),
+    torch.nn.Flatten(), torch.nn.Linear(128, 3))
+img = torch.rand(1, 1, 8, 8) + 0.1   # no zeros: a click toggles a cell to 0
+probe = nopdb_lab.probe("cnn", lambda x: net(x)[:, 1], x=img)
+len(probe.runs)`;
+
+// what the kernel recorded of the newest run's edits, and its newest attribution
+const EDITS_CELL = `print(len(probe.runs), sorted(probe.runs[-1].edits["x"].indices.tolist()))`;
+const NEWEST_ATTRIBUTION_CELL = `print(max(r.id for r in nopdb_lab.store if getattr(r, "kind", None) == "attribution"))`;
+
+// an objective slow enough to interrupt: 50 ms a pass, 2000 steps in passes of 2 rows
+const SLOW_CELL = `def slow_objective(x):
+    time.sleep(0.05)
+    return net(x)[:, 1]
+slow = nopdb_lab.probe("slow", slow_objective, x=img.clone())
+len(slow.runs)`;
+const STATE_CELL = `print(len(slow.runs), len(nopdb_lab.store), nopdb_lab.store.ids()[-1])`;
+
+// Galata's kernel mock answers POSTs under /api/kernels itself; talk to the real API
+test.use({ kernels: null });
+
+const CELLS = [
+  PROBE_CELL,
+  EDITS_CELL,
+  NEWEST_ATTRIBUTION_CELL,
+  SLOW_CELL,
+  STATE_CELL
+];
+
+/** Run a cell of the notebook (activated first: the probe views take the focus). */
+async function runCell(
+  page: IJupyterLabPageFixture,
+  notebook: string,
+  index: number
+): Promise<void> {
+  await page.notebook.activate(notebook);
+  await run(page, index);
+}
+
+async function output(
+  page: IJupyterLabPageFixture,
+  index: number
+): Promise<string> {
+  return (await page.notebook.getCellTextOutput(index))?.join('').trim() ?? '';
+}
+
+async function command(
+  page: IJupyterLabPageFixture,
+  id: string,
+  args: Record<string, unknown>
+): Promise<void> {
+  await page.evaluate(
+    ({ id, args }) => (window as any).jupyterapp.commands.execute(id, args),
+    { id, args }
+  );
+}
+
+const editView = (page: IJupyterLabPageFixture, probe: string) =>
+  page
+    .locator('.jp-NopdbLab-probeEdit')
+    .filter({ hasText: `probe "${probe}"` });
+
+test.describe('probes', () => {
+  test('toggle three cells, re-run: the Δ view, the run and the attribution follow', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await page.setViewportSize({ width: 1600, height: 1000 });
+    await openNotebook(page, tmpPath, 'probes.ipynb', CELLS);
+    await run(page, 0);
+    expect(await output(page, 0)).toBe('1');
+
+    await command(page, 'nopdb-lab:edit-probe-input', {
+      probe: 'cnn',
+      input: 'x'
+    });
+    const view = editView(page, 'cnn');
+    await expect(view).toBeVisible();
+    await expect(view.locator('.jp-NopdbLab-probeRuns')).toHaveText('run 1');
+    const map = view.getByLabel('Edit map');
+    await expect(map).toBeVisible();
+    await expect(view.locator('.jp-NopdbLab-heatmapStatus')).toContainText(
+      '8×8'
+    );
+
+    // an attribution of run 1, opened before the re-run
+    await command(page, 'nopdb-lab:attribute-probe', {
+      probe: 'cnn',
+      method: 'saliency'
+    });
+    const attribution = page.locator('.jp-NopdbLab-attribution');
+    await expect(attribution).toBeVisible();
+    const recordLabel = attribution.getByLabel('Attribution record');
+    await expect(recordLabel).toHaveText(/record \d+/);
+    const firstRecord = await recordLabel.textContent();
+    await runCell(page, 'probes.ipynb', 2);
+    expect(`record ${await output(page, 2)}`).toBe(firstRecord);
+
+    // three clicks in a row, then Re-run at once: none may be lost while the edits
+    // before them are still in flight
+    const cells = [
+      [1, 2],
+      [4, 5],
+      [6, 0]
+    ];
+    const box = (await map.boundingBox())!;
+    for (const [r, c] of cells) {
+      await map.click({
+        position: {
+          x: ((c + 0.5) * box.width) / 8,
+          y: ((r + 0.5) * box.height) / 8
+        }
+      });
+    }
+    await view.getByRole('button', { name: 'Re-run' }).click();
+    await expect(view.locator('.jp-NopdbLab-probeRuns')).toHaveText('run 2');
+    await expect(view.getByRole('button', { name: 'Re-run' })).toBeEnabled();
+
+    // the Δ view against run 1 marks exactly the three cells
+    await view.getByLabel('Δ vs run').selectOption('1');
+    await expect(view.getByLabel('Δ count')).toHaveText(
+      '3 changed element(s) vs run 1'
+    );
+    await expect(map).toHaveAttribute('data-marks', '3');
+    const magenta = await map.evaluate((el: HTMLCanvasElement) => {
+      const data = el
+        .getContext('2d')!
+        .getImageData(0, 0, el.width, el.height).data;
+      const found: number[][] = [];
+      for (let i = 0; i < data.length / 4; i++) {
+        if (
+          data[i * 4] === 255 &&
+          data[i * 4 + 1] === 0 &&
+          data[i * 4 + 2] === 255
+        ) {
+          found.push([Math.floor(i / el.width), i % el.width]);
+        }
+      }
+      return found;
+    });
+    expect(magenta).toEqual(cells);
+
+    // the kernel's run 2 holds exactly these edits
+    await runCell(page, 'probes.ipynb', 1);
+    expect(await output(page, 1)).toBe(
+      `2 ${JSON.stringify(cells.map(([r, c]) => [0, 0, r, c])).replace(/,/g, ', ')}`
+    );
+
+    // the attribution was recomputed for run 2: a new record, the kernel's newest
+    await expect(attribution.locator('[data-generation]')).toHaveAttribute(
+      'data-generation',
+      '1'
+    );
+    await expect(recordLabel).not.toHaveText(firstRecord!);
+    await runCell(page, 'probes.ipynb', 2);
+    await expect(recordLabel).toHaveText(`record ${await output(page, 2)}`);
+    await keepScreenshot(page, testInfo, 'probe-delta-and-attribution');
+  });
+
+  test('the stop button interrupts a long attribution; nothing changes', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await page.setViewportSize({ width: 1600, height: 1000 });
+    await openNotebook(page, tmpPath, 'probes-stop.ipynb', CELLS);
+    await run(page, 0);
+    await run(page, 3);
+    expect(await output(page, 3)).toBe('1');
+    await run(page, 4);
+    const before = await output(page, 4);
+    expect(before).toMatch(/^1 \d+ \d+$/);
+
+    await command(page, 'nopdb-lab:edit-probe-input', {
+      probe: 'slow',
+      input: 'x'
+    });
+    const view = editView(page, 'slow');
+    await expect(view.getByLabel('Edit map')).toBeVisible();
+    await view.getByRole('button', { name: 'Attribute…' }).click();
+    const form = view.getByRole('form', { name: 'Attribute' });
+    await form.getByLabel('Method').selectOption('integrated_gradients');
+    await form.getByLabel('Steps').fill('2000');
+    await form.getByLabel('Internal batch size').fill('2');
+    await form.getByRole('button', { name: 'Attribute' }).click();
+    const progress = view
+      .getByRole('status')
+      .filter({ hasText: 'Attributing' });
+    await expect(progress).toContainText(/pass \d+ of \d+/);
+
+    // the notebook's own stop button
+    await page
+      .locator(
+        '.jp-NotebookPanel-toolbar [data-command="notebook:interrupt-kernel"]'
+      )
+      .click();
+    const alert = view.locator('.jp-NopdbLab-probeInterrupted');
+    await expect(alert).toHaveText(
+      'Interrupted (the kernel is still running; nothing was recorded).'
+    );
+    await expect(progress).toHaveCount(0);
+    await expect(view.locator('.jp-NopdbLab-probeRuns')).toHaveText('run 1');
+    await keepScreenshot(page, testInfo, 'probe-attribution-interrupted');
+
+    // the kernel answers, and the probe and the store are as they were
+    await runCell(page, 'probes-stop.ipynb', 4);
+    expect(await output(page, 4)).toBe(before);
+  });
+});
