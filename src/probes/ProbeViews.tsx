@@ -178,16 +178,18 @@ function ProbeToolbar(props: {
   const info = model.info;
   const runs = info?.runs ?? [];
   const busy = model.busy !== null;
+  const runsText =
+    (model.newestRun !== null ? `run ${model.newestRun}` : '') +
+    (model.pending ? ` · ${model.pending} edited, not re-run` : '') +
+    (model.queued ? ` · ${model.queued} queued` : '');
   return (
     <div className="jp-NopdbLab-probeToolbar">
       <div className="jp-NopdbLab-probeRow">
         <strong>
           probe {JSON.stringify(model.probe)} · {model.input}
         </strong>
-        <span className="jp-NopdbLab-probeRuns">
-          {model.newestRun !== null ? `run ${model.newestRun}` : ''}
-          {model.pending ? ` · ${model.pending} edited, not re-run` : ''}
-          {model.queued ? ` · ${model.queued} queued` : ''}
+        <span className="jp-NopdbLab-probeRuns" title={runsText}>
+          {runsText}
         </span>
         <label className="jp-NopdbLab-probeField">
           <input
