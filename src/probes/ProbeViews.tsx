@@ -182,8 +182,23 @@ function ProbeToolbar(props: {
     (model.newestRun !== null ? `run ${model.newestRun}` : '') +
     (model.pending ? ` · ${model.pending} edited, not re-run` : '') +
     (model.queued ? ` · ${model.queued} queued` : '');
+  const toolbar = React.useRef<HTMLDivElement>(null);
+  const repaint = model.lastRepaint;
+  React.useEffect(() => {
+    // committed with the map's new pixels and marks; the next frame shows them. Stamped
+    // for benchmarks/probe_rerun.sh: Re-run click → map repainted with the new run
+    const node = toolbar.current;
+    if (!repaint || !node) {
+      return;
+    }
+    requestAnimationFrame(() => {
+      const now = performance.now();
+      node.dataset.rerunRun = String(repaint.run);
+      node.dataset.rerunMs = (now - repaint.clickedAt).toFixed(1);
+    });
+  }, [repaint]);
   return (
-    <div className="jp-NopdbLab-probeToolbar">
+    <div className="jp-NopdbLab-probeToolbar" ref={toolbar}>
       <div className="jp-NopdbLab-probeRow">
         <strong>
           probe {JSON.stringify(model.probe)} · {model.input}

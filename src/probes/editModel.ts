@@ -72,7 +72,10 @@ export class ProbeEditModel implements ICellTool {
     return this._stateChanged;
   }
 
-  /** A re-run finished and the map was repainted: (ms from the click, the run). */
+  /**
+   * A re-run finished and the map and its Δ marks were updated for it: (ms from the
+   * Re-run click, the run).
+   */
   get repainted(): ISignal<this, { ms: number; run: number }> {
     return this._repainted;
   }
@@ -120,6 +123,10 @@ export class ProbeEditModel implements ICellTool {
   }
   get pending(): number {
     return this._info?.inputs.find(i => i.name === this.input)?.pending ?? 0;
+  }
+  /** The newest re-run shown on the map, and when its Re-run was clicked. */
+  get lastRepaint(): { run: number; clickedAt: number } | null {
+    return this._lastRepaint;
   }
   get newestRun(): number | null {
     const runs = this._info?.runs ?? [];
@@ -406,20 +413,29 @@ export class ProbeEditModel implements ICellTool {
     this._stateChanged.emit();
   }
 
-  private _onRunCompleted(_: ProbeSession, run: IRunCompleted): void {
+  private async _onRunCompleted(
+    _: ProbeSession,
+    run: IRunCompleted
+  ): Promise<void> {
     if (run.probe !== this.probe) {
       return;
     }
     this._waitingRepaint = run.run;
-    void this.heatmap.fetch().then(() => this._updateDelta());
+    await this.heatmap.fetch();
+    await this._updateDelta();
+    // the map and its Δ marks now show the new run (the view stamps the frame it paints)
+    this._lastRepaint = { run: run.run, clickedAt: this._clickedAt };
+    this._repainted.emit({
+      ms: performance.now() - this._clickedAt,
+      run: run.run
+    });
+    this._stateChanged.emit();
   }
 
   private _onRepainted(): void {
     // the slice settings may have changed: the Δ marks follow the new slice
-    const run = this._waitingRepaint;
-    if (run !== null) {
-      this._waitingRepaint = null;
-      this._repainted.emit({ ms: performance.now() - this._clickedAt, run });
+    if (this._waitingRepaint !== null) {
+      this._waitingRepaint = null; // a re-run's own repaint: _onRunCompleted goes on
     } else if (this._deltaAgainst !== null && !this._busy) {
       void this._updateDelta();
     }
@@ -442,6 +458,7 @@ export class ProbeEditModel implements ICellTool {
   private _queued = 0;
   private _rerunsQueued = 0;
   private _waitingRepaint: number | null = null;
+  private _lastRepaint: { run: number; clickedAt: number } | null = null;
   private readonly _stateChanged = new Signal<this, void>(this);
   private readonly _repainted = new Signal<this, { ms: number; run: number }>(
     this
