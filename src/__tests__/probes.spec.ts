@@ -1,8 +1,18 @@
 /** Probe front end: which cells an edit and a Δ view name, token scores, the kernel code. */
 import { HeatmapModel } from '../heatmap/model';
 import { boxCells, ProbeEditModel, sliceMarks } from '../probes/editModel';
-import { isTokenMap, tokenScores } from '../probes/attributionModel';
-import { attributeCode, KernelRunError, ProbeSession } from '../probes/session';
+import {
+  isTokenMap,
+  overlayLayout,
+  patchScores,
+  tokenScores
+} from '../probes/attributionModel';
+import {
+  attributeCode,
+  KernelRunError,
+  ProbeSession,
+  runInputOf
+} from '../probes/session';
 
 describe('probe edit geometry', () => {
   it('a drag spans the box between two cells, either direction', () => {
@@ -197,5 +207,51 @@ describe('edits clicked while the kernel works', () => {
     expect(model.queued).toBe(0);
     expect(model.error).toBeNull();
     model.dispose();
+  });
+});
+
+describe('attributions on image patches', () => {
+  it('lays token maps and square image maps on a patch grid', () => {
+    // ViT-S/16 tokens: CLS + 14×14 patches, with embeddings or one score each
+    expect(overlayLayout([1, 197, 384], 16)).toEqual({ prefix: 1, side: 14 });
+    expect(overlayLayout([1, 197], 16)).toEqual({ prefix: 1, side: 14 });
+    expect(overlayLayout([1, 3, 224, 224], 16)).toEqual({
+      prefix: 0,
+      side: 14
+    });
+    expect(overlayLayout([1, 1, 8, 8], 4)).toEqual({ prefix: 0, side: 2 });
+    expect(overlayLayout([1, 3, 224, 224], 15)).toBeNull(); // 224 is not 15·k
+    expect(overlayLayout([1, 3, 224, 224], 224)).toBeNull(); // one patch: no grid
+    expect(overlayLayout([1, 3, 224, 160], 16)).toBeNull(); // not square
+    expect(overlayLayout([1, 14, 10], 16)).toBeNull(); // 14 − (0…4) is no square
+  });
+
+  it('sums an image map over channels and each patch', () => {
+    // 2 channels × 4×4, patch 2: channel 0 holds 0..15, channel 1 holds 100 everywhere
+    const values = new Float32Array(32);
+    for (let i = 0; i < 16; i++) {
+      values[i] = i;
+      values[16 + i] = 100;
+    }
+    expect(Array.from(patchScores(values, [2, 4, 4], 2))).toEqual([
+      0 + 1 + 4 + 5 + 400,
+      2 + 3 + 6 + 7 + 400,
+      8 + 9 + 12 + 13 + 400,
+      10 + 11 + 14 + 15 + 400
+    ]);
+  });
+
+  it("offers Attribute… on a run's per-input values only", () => {
+    expect(runInputOf(['locals', 'inputs', 'x'])).toBe('x');
+    expect(runInputOf(['locals', 'gradients', 'x'])).toBe('x');
+    expect(runInputOf(['locals', 'output'])).toBeNull();
+    expect(runInputOf(['locals', 'inputs', 'x', 0])).toBeNull();
+    expect(runInputOf(['locals', 'edited', 'x'])).toBeNull();
+  });
+
+  it('attributes an older run when asked', () => {
+    expect(attributeCode('t', 'p', { method: 'saliency', run: 2 })).toContain(
+      'attribute("t", "p", method="saliency", run=2)'
+    );
   });
 });

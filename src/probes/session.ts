@@ -56,6 +56,8 @@ export interface IAttributeOptions {
   steps?: number;
   baseline?: number | 'blur';
   internal_batch_size?: number | null;
+  /** The run to attribute (the newest when absent). */
+  run?: number;
 }
 
 export interface IRunCompleted {
@@ -68,6 +70,19 @@ export interface IAttributed {
   probe: string;
   record: number;
   options: IAttributeOptions;
+}
+
+/** The parts of a run capture's locals that belong to one input (`[part, input]`). */
+export const RUN_INPUT_PARTS = ['inputs', 'gradients', 'changed', 'delta'];
+
+/** The input a value of a run capture belongs to, or null (the output, counters). */
+export function runInputOf(path: readonly unknown[]): string | null {
+  return path.length === 3 &&
+    path[0] === 'locals' &&
+    RUN_INPUT_PARTS.includes(String(path[1])) &&
+    typeof path[2] === 'string'
+    ? path[2]
+    : null;
 }
 
 /** Python string literal for `text` (JSON strings are valid Python literals). */
@@ -99,6 +114,9 @@ export function attributeCode(
     kwargs.push(
       `internal_batch_size=${Math.round(options.internal_batch_size)}`
     );
+  }
+  if (options.run !== undefined) {
+    kwargs.push(`run=${Math.round(options.run)}`);
   }
   return (
     'import nopdb_lab.jupyter.probe_runs as _nopdb_probe_runs\n' +

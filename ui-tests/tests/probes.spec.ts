@@ -8,7 +8,14 @@
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 
-import { keepScreenshot, openNotebook, run } from './notebooks';
+import {
+  browser,
+  keepScreenshot,
+  openNotebook,
+  run,
+  value,
+  valueAction
+} from './notebooks';
 
 const PROBE_CELL = `import time, torch, nopdb_lab
 torch.manual_seed(0)
@@ -32,6 +39,19 @@ slow = nopdb_lab.probe("slow", slow_objective, x=img.clone())
 len(slow.runs)`;
 const STATE_CELL = `print(len(slow.runs), len(nopdb_lab.store), nopdb_lab.store.ids()[-1])`;
 
+// an image probe for Attribute… from the capture browser and the patch overlay: run 1,
+// then an edit and run 2
+const IMAGE_CELL = `conv = torch.nn.Conv2d(3, 2, 3, padding=1)
+picture = torch.rand(1, 3, 32, 32)
+image_probe = nopdb_lab.probe("image", lambda x: conv(x).relu().mean(dim=(1, 2, 3)), x=picture)
+image_probe.inputs["x"][0, :, 4:8, 4:8] = 0.0
+image_probe.rerun()
+print(image_probe.runs[0].record.id, image_probe.runs[1].record.id)`;
+// the newest attribution's run, and its strongest 8×8 patch (channels and pixels summed)
+const PATCH_CELL = `att = nopdb_lab.store[max(r.id for r in nopdb_lab.store if getattr(r, "kind", None) == "attribution")].attribution
+scores = att.map[0].sum(0).reshape(4, 8, 4, 8).sum(dim=(1, 3))
+print(att.run, divmod(int(scores.argmax()), 4))`;
+
 // Galata's kernel mock answers POSTs under /api/kernels itself; talk to the real API
 test.use({ kernels: null });
 
@@ -40,7 +60,9 @@ const CELLS = [
   EDITS_CELL,
   NEWEST_ATTRIBUTION_CELL,
   SLOW_CELL,
-  STATE_CELL
+  STATE_CELL,
+  IMAGE_CELL,
+  PATCH_CELL
 ];
 
 /** Run a cell of the notebook (activated first: the probe views take the focus). */
@@ -220,5 +242,82 @@ test.describe('probes', () => {
     // the kernel answers, and the probe and the store are as they were
     await runCell(page, 'probes-stop.ipynb', 4);
     expect(await output(page, 4)).toBe(before);
+  });
+  test("Attribute… on a run's input in the capture browser; the map on image patches", async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await page.setViewportSize({ width: 1600, height: 1000 });
+    await openNotebook(page, tmpPath, 'probes-patches.ipynb', CELLS);
+    await run(page, 0);
+    await run(page, 5);
+    const [first] = (await output(page, 5)).split(' ');
+
+    // run 1's capture, its inputs → x: Attribute…
+    await browser(page)
+      .locator(`.jp-NopdbLab-captureRow[data-capture-id="${first}"]`)
+      .click();
+    const details = browser(page).locator('.jp-NopdbLab-details');
+    await expect(details).toHaveAttribute('data-capture-id', first);
+    await value(details, 'locals', 'inputs')
+      .locator('.jp-NopdbLab-valueRow')
+      .first()
+      .click();
+    const x = value(details, 'locals', 'inputs', 'x');
+    await expect(x.locator('.jp-NopdbLab-shape')).toHaveText(
+      'float32[1, 3, 32, 32]'
+    );
+    // the run's output is no input: no Attribute… there
+    await value(details, 'locals', 'output')
+      .locator('.jp-NopdbLab-valueRow')
+      .first()
+      .hover();
+    await expect(
+      value(details, 'locals', 'output').getByRole('button', {
+        name: 'Attribute…'
+      })
+    ).toHaveCount(0);
+    await valueAction(x, 'Attribute…');
+
+    // the probe's edit view opens with the form out, for run 1
+    const view = editView(page, 'image');
+    const form = view.getByRole('form', { name: 'Attribute' });
+    await expect(form.getByLabel('Attributed run')).toHaveText(
+      'of run 1 (not the newest)'
+    );
+    await form.getByLabel('Method').selectOption('saliency');
+    await form.getByRole('button', { name: 'Attribute' }).click();
+    const attribution = page.locator('.jp-NopdbLab-attribution');
+    await expect(attribution).toBeVisible();
+
+    // on the image's 8×8 patches: a 4×4 overlay whose strongest patch is the kernel's
+    await attribution.getByLabel('Patch size').fill('5');
+    await expect(attribution).toContainText(
+      '32 px is not a multiple of 5 px patches'
+    );
+    await attribution.getByLabel('Patch size').fill('8');
+    await attribution
+      .getByRole('button', { name: 'Show on image patches' })
+      .click();
+    const overlay = attribution.locator('.jp-NopdbLab-overlay');
+    await expect(overlay.getByLabel('Patch overlay')).toBeVisible();
+    await expect(overlay).toContainText('4×4 patches');
+    await runCell(page, 'probes-patches.ipynb', 6);
+    const [attributedRun, row, col] = (await output(page, 6))
+      .replace(/[(),]/g, ' ')
+      .trim()
+      .split(/\s+/);
+    expect(attributedRun).toBe('1');
+    await expect(overlay).toContainText(`strongest patch (${row}, ${col})`);
+    // a click on a patch reads its score
+    const canvas = overlay.getByLabel('Patch overlay');
+    const box = (await canvas.boundingBox())!;
+    await canvas.click({
+      position: { x: (2.5 * box.width) / 4, y: (1.5 * box.height) / 4 }
+    });
+    await expect(overlay.getByLabel('Picked patch')).toContainText(
+      'Patch (1, 2): '
+    );
+    await keepScreenshot(page, testInfo, 'probe-attribution-patches');
   });
 });
