@@ -255,3 +255,45 @@ describe('attributions on image patches', () => {
     );
   });
 });
+
+describe('an attribution record opened from the capture browser', () => {
+  it('reads its probe, method and run as JSON from a silent execute', async () => {
+    const requests: any[] = [];
+    const executor = {
+      requestExecute: (content: any) => {
+        requests.push(content);
+        return {
+          done: Promise.resolve({
+            content: {
+              status: 'ok',
+              user_expressions: {
+                info: {
+                  status: 'ok',
+                  data: {
+                    'text/plain': '<IPython.core.display.JSON object>',
+                    'application/json': {
+                      probe: 'it\'s "odd"',
+                      method: 'integrated_gradients',
+                      run: 3
+                    }
+                  }
+                }
+              }
+            }
+          } as any)
+        };
+      },
+      interrupt: async () => undefined
+    };
+    const session = new ProbeSession({ client: null, executor });
+    expect(await session.attributionOf(12)).toEqual({
+      probe: 'it\'s "odd"',
+      method: 'integrated_gradients',
+      run: 3
+    });
+    expect(requests[0].silent).toBe(true);
+    expect(requests[0].user_expressions.info).toContain(
+      '__import__("nopdb_lab").store[12].attribution'
+    );
+  });
+});

@@ -186,6 +186,22 @@ function ValueRow(props: IValueProps): React.ReactElement {
                 }
               />
             ) : null}
+            {isTensorLike(summary) &&
+            props.captureKind === 'attribution' &&
+            path.length === 2 &&
+            path[0] === 'locals' &&
+            path[1] === 'map' ? (
+              <IconButton
+                icon={inspectorIcon}
+                label="Open as attribution"
+                title="Open this attribution as a heatmap or a token strip, on the image's patches"
+                onClick={() =>
+                  void env.commands.execute('nopdb-lab:open-attribution', {
+                    captureId
+                  })
+                }
+              />
+            ) : null}
             {isTensorLike(summary) ? (
               <IconButton
                 icon={compareIcon}

@@ -383,6 +383,11 @@ function AttributionHeader({
         {JSON.stringify(model.probe)}
       </strong>
       <span aria-label="Attribution record">record {model.record}</span>
+      {!model.follows ? (
+        <span className="jp-NopdbLab-more">
+          as recorded (made in Python: not recomputed on re-run)
+        </span>
+      ) : null}
       {model.refreshing ? (
         <span role="status">Refreshing after re-run…</span>
       ) : null}

@@ -134,7 +134,12 @@ export class AttributionModel {
     readonly probe: string,
     readonly options: IAttributeOptions,
     record: number,
-    readonly shape: number[]
+    readonly shape: number[],
+    /**
+     * Recompute it for each new run (false for an attribution made in Python and opened
+     * from the capture browser: its settings, `at=` included, are not the form's).
+     */
+    readonly follows = true
   ) {
     this._record = record;
     this.heatmap = new HeatmapModel({
@@ -145,7 +150,9 @@ export class AttributionModel {
       shape,
       signed: options.method !== 'saliency' && options.method !== 'gradcam'
     });
-    session.runCompleted.connect(this._onRun, this);
+    if (follows) {
+      session.runCompleted.connect(this._onRun, this);
+    }
   }
 
   /** The map as a heatmap (images, anything not a token map). */

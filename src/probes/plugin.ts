@@ -50,6 +50,11 @@ export namespace ProbeCommandIDs {
    * that run and input.
    */
   export const attributeValue = 'nopdb-lab:attribute-value';
+  /**
+   * Open an attribution record (one made in Python too) as a heatmap or a token strip,
+   * with the patch overlay; args `{ captureId }`.
+   */
+  export const openAttribution = 'nopdb-lab:open-attribution';
 }
 
 /** The probe connection of a notebook's bridge (its comm client and its kernel). */
@@ -93,7 +98,8 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
       session: ProbeSession,
       probe: string,
       record: number,
-      options: IAttributeOptions
+      options: IAttributeOptions,
+      follows = true
     ) => {
       const client = bridge.client;
       if (!client) {
@@ -109,7 +115,8 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
         probe,
         options,
         record,
-        shape
+        shape,
+        follows
       );
       const content = isTokenMap(shape)
         ? new TokenStripWidget(model)
@@ -279,6 +286,29 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
           );
         } catch (err) {
           Notification.error(`Cannot attribute: ${(err as Error).message}`);
+        }
+      }
+    });
+
+    app.commands.addCommand(ProbeCommandIDs.openAttribution, {
+      label: 'Open as Attribution',
+      execute: async args => {
+        try {
+          const [bridge, session] = current();
+          const record = Number(args.captureId);
+          const info = await session.attributionOf(record);
+          await openAttribution(
+            bridge,
+            session,
+            info.probe,
+            record,
+            { method: info.method, run: info.run },
+            false
+          );
+        } catch (err) {
+          Notification.error(
+            `Cannot open the attribution: ${(err as Error).message}`
+          );
         }
       }
     });

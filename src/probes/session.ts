@@ -222,6 +222,19 @@ export class ProbeSession {
     }
   }
 
+  /** The probe and method of attribution record `record` (made anywhere, Python too). */
+  async attributionOf(
+    record: number
+  ): Promise<{ probe: string; method: string; run: number }> {
+    const att = `__import__("nopdb_lab").store[${Math.round(record)}].attribution`;
+    const out = await this._execute('', {
+      info:
+        '(lambda a: __import__("IPython.display", fromlist=["JSON"]).JSON(' +
+        `{"probe": a.probe, "method": a.method, "run": a.run}))(${att})`
+    });
+    return JSON.parse(out.info);
+  }
+
   /** The notebook's stop button, from a view's Cancel: interrupt the kernel. */
   async interrupt(): Promise<void> {
     await this.connection.executor?.interrupt();
@@ -270,7 +283,12 @@ export class ProbeSession {
             result?.evalue ?? `reading ${key} after the run failed`
           );
         }
-        values[key] = String(result.data['text/plain']);
+        // JSON when the expression gave an IPython.display.JSON, else its repr
+        const json = result.data['application/json'];
+        values[key] =
+          json !== undefined
+            ? JSON.stringify(json)
+            : String(result.data['text/plain']);
       }
       return values;
     } finally {

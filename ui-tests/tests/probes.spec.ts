@@ -52,6 +52,24 @@ const PATCH_CELL = `att = nopdb_lab.store[max(r.id for r in nopdb_lab.store if g
 scores = att.map[0].sum(0).reshape(4, 8, 4, 8).sum(dim=(1, 3))
 print(att.run, divmod(int(scores.argmax()), 4))`;
 
+// a tiny ViT-like model: CLS + 4×4 patch tokens; an attribution at its tokens, in Python
+const TOKENS_CELL = `class TinyViT(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.patch = torch.nn.Conv2d(3, 8, 8, stride=8)
+        self.cls = torch.nn.Parameter(torch.randn(1, 1, 8))
+        self.head = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        tokens = torch.cat([self.cls.expand(x.shape[0], -1, -1), self.patch(x).flatten(2).transpose(1, 2)], dim=1)
+        return self.head((tokens.softmax(dim=1) * tokens).mean(dim=1))
+
+tiny = TinyViT()
+tiny_probe = nopdb_lab.probe("tiny", lambda x: tiny(x)[:, 2], x=torch.rand(1, 3, 32, 32))
+tokens_att = nopdb_lab.attribute(tiny_probe, steps=8, at=nopdb_lab.Line(TinyViT.forward, "tokens = ..."))
+scores = tokens_att.map[0].sum(-1)[1:]   # per token (summed over D), the 16 patches
+print(tokens_att.record.id, tuple(tokens_att.map.shape), divmod(int(scores.argmax()), 4))`;
+
 // Galata's kernel mock answers POSTs under /api/kernels itself; talk to the real API
 test.use({ kernels: null });
 
@@ -62,7 +80,8 @@ const CELLS = [
   SLOW_CELL,
   STATE_CELL,
   IMAGE_CELL,
-  PATCH_CELL
+  PATCH_CELL,
+  TOKENS_CELL
 ];
 
 /** Run a cell of the notebook (activated first: the probe views take the focus). */
@@ -319,5 +338,43 @@ test.describe('probes', () => {
       'Patch (1, 2): '
     );
     await keepScreenshot(page, testInfo, 'probe-attribution-patches');
+  });
+  test('an attribution made in Python at ViT tokens opens as a strip and on the patches', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    await page.setViewportSize({ width: 1600, height: 1000 });
+    await openNotebook(page, tmpPath, 'probes-tokens.ipynb', CELLS);
+    await run(page, 0);
+    await run(page, 7);
+    const printed = await output(page, 7);
+    const [record, shape, strongest] = printed
+      .match(/^(\d+) (\(.*?\)) (\(.*\))$/)!
+      .slice(1);
+    expect(shape).toBe('(1, 17, 8)');
+
+    await browser(page)
+      .locator(`.jp-NopdbLab-captureRow[data-capture-id="${record}"]`)
+      .click();
+    const details = browser(page).locator('.jp-NopdbLab-details');
+    await expect(details).toHaveAttribute('data-capture-id', record);
+    await valueAction(value(details, 'locals', 'map'), 'Open as attribution');
+
+    const attribution = page.locator('.jp-NopdbLab-attribution');
+    await expect(attribution.getByLabel('Token scores')).toBeVisible();
+    await expect(attribution.locator('.jp-NopdbLab-token')).toHaveCount(17);
+    await expect(attribution).toContainText('as recorded');
+    // tokens: no patch size to ask
+    await expect(attribution.getByLabel('Patch size')).toHaveCount(0);
+    await attribution
+      .getByRole('button', { name: 'Show on image patches' })
+      .click();
+    const overlay = attribution.locator('.jp-NopdbLab-overlay');
+    await expect(overlay.getByLabel('Patch overlay')).toBeVisible();
+    await expect(overlay).toContainText(
+      'patch tokens 1–16 (1 prefix token(s) left out)'
+    );
+    await expect(overlay).toContainText(`strongest patch ${strongest}`);
+    await keepScreenshot(page, testInfo, 'probe-token-attribution-patches');
   });
 });
