@@ -65,4 +65,24 @@ describe('useSignal', () => {
     expect(host.querySelector('.shown')!.textContent).toBe('2');
     act(() => widget.dispose());
   });
+  it('still re-renders for a component mounted after Signal.clearData', async () => {
+    const model = new Counter();
+    const first = ReactWidget.create(<Shows model={model} />);
+    await act(async () => {
+      Widget.attach(first, host);
+      MessageLoop.sendMessage(first, Widget.Msg.UpdateRequest);
+    });
+    act(() => first.dispose());
+    Signal.clearData(model); // drops every connection, the shared count's too
+    const second = ReactWidget.create(<Shows model={model} />);
+    await act(async () => {
+      Widget.attach(second, host);
+      MessageLoop.sendMessage(second, Widget.Msg.UpdateRequest);
+    });
+    await act(async () => {
+      model.bump();
+    });
+    expect(host.querySelector('.shown')!.textContent).toBe('1');
+    act(() => second.dispose());
+  });
 });

@@ -29,13 +29,18 @@ export function useSignal<T>(signal: ISignal<T, any>): void {
   const counter = counterOf(signal);
   const subscribe = React.useCallback(
     (changed: () => void) => {
-      const onEmit = () => changed();
+      const onEmit = () => {
+        // counted here too: the shared count may have been disconnected by a
+        // Signal.clearData of the sender (only changes of the count matter)
+        counter.count++;
+        changed();
+      };
       signal.connect(onEmit);
       return () => {
         signal.disconnect(onEmit);
       };
     },
-    [signal]
+    [signal, counter]
   );
   React.useSyncExternalStore(subscribe, () => counter.count);
 }
