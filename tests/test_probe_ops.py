@@ -132,3 +132,36 @@ def test_probe_heatmap_shows_pending_edits(probe) -> None:
     plane = torch.frombuffer(bytearray(raw), dtype=torch.float32).reshape(meta["rows"], -1)
     assert torch.equal(plane, probe.inputs["x"][1])
     assert plane[2, 3] == 9.0 and probe.runs[-1].inputs["x"][1, 2, 3] != 9.0
+
+
+def test_attribute_an_older_run_and_its_overlay_image() -> None:
+    """Attribute… on a run's input attributes that run (run=N); the patch overlay draws
+    the map over that run's image input, and says why when there is none."""
+    nopdb_lab.store.clear()
+    was_enabled = nopdb_lab.store.enabled
+    nopdb_lab.store.enable()
+    try:
+        conv = torch.nn.Conv2d(3, 1, 3)
+        img = torch.rand(1, 3, 8, 8)
+        p = nopdb_lab.probe("img", lambda x: conv(x).mean(dim=(1, 2, 3)), x=img)
+        p.inputs["x"][0, :, 2, 2] = 0.0
+        p.rerun()
+        first = probe_runs.attribute("t3", "img", method="saliency", run=1)
+        att = nopdb_lab.store[first].attribution
+        assert att.run == 1
+        assert torch.equal(probe_runs.overlay_image(first), img[0])  # run 1's image
+        newest = probe_runs.attribute("t4", "img", method="saliency")
+        assert torch.equal(probe_runs.overlay_image(newest), p.runs[-1].inputs["x"][0])
+        assert not torch.equal(probe_runs.overlay_image(newest), img[0])
+
+        flat = nopdb_lab.probe("flat", lambda x: x.sum(dim=1), x=torch.rand(2, 5))
+        flat_att = probe_runs.attribute("t5", "flat", method="saliency")
+        with pytest.raises(ValueError, match="no image input"):
+            probe_runs.overlay_image(flat_att)
+        run_record = flat.runs[-1].record.id
+        with pytest.raises(ValueError, match="not an attribution"):
+            probe_runs.overlay_image(run_record)
+    finally:
+        nopdb_lab.store.clear()
+        if not was_enabled:
+            nopdb_lab.store.disable()

@@ -37,3 +37,28 @@ def attribute(token: str, name: str, **options: Any) -> int:
     flush_all()  # the last progress before the reply
     assert att.record is not None
     return att.record.id
+
+
+def overlay_image(record_id: int) -> Any:
+    """The image an attribution is drawn over on the patch overlay: the attributed run's
+    input image (its first batch row, C×H×W). That is the attributed input when it is an
+    image (B×C×H×W, 1 or 3 channels); for an attribution at an internal value (a ViT's
+    tokens) the run's first image input. Errors say why there is none."""
+    from ..capture_store import store
+
+    att = getattr(store[record_id], "attribution", None)
+    if att is None:
+        raise ValueError(f"capture #{record_id} is not an attribution")
+    run = get_probe(att.probe).run_number(att.run)
+    images = {
+        name: value
+        for name, value in run.inputs.items()
+        if getattr(value, "ndim", 0) == 4 and value.shape[1] in (1, 3)
+    }
+    if not images:
+        raise ValueError(
+            f"probe {att.probe!r} has no image input (B×C×H×W, 1 or 3 channels) to draw "
+            "the attribution over"
+        )
+    image = images.get(att.target) if isinstance(att.target, str) else None
+    return (image if image is not None else next(iter(images.values())))[0]

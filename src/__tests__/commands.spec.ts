@@ -1,6 +1,7 @@
 import { MainAreaWidget } from '@jupyterlab/apputils';
 import { CommandRegistry } from '@lumino/commands';
 import { Signal } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
 
 import { CaptureListModel } from '../captures/captureList';
 import { capturesPlugin } from '../captures/plugin';
@@ -40,9 +41,14 @@ function fakeBridge(answer: (op: string, args: any) => any) {
 }
 
 function fakeApp() {
+  const added: Widget[] = [];
   return {
     commands: new CommandRegistry(),
-    shell: { add: jest.fn(), activateById: jest.fn() }
+    shell: {
+      add: jest.fn((widget: Widget) => added.push(widget)),
+      activateById: jest.fn(),
+      widgets: jest.fn(() => added[Symbol.iterator]())
+    }
   } as any;
 }
 
@@ -87,6 +93,7 @@ describe('nopdb-lab commands', () => {
     const widget = app.shell.add.mock.calls[0][0] as MainAreaWidget;
     expect(widget.title.label).toBe("store[3].locals['attn']");
     expect(app.shell.activateById).toHaveBeenCalledWith(widget.id);
+    expect(app.shell.add.mock.calls[0][2]).toEqual({ mode: 'split-right' });
     expect(requests).toHaveLength(1);
     expect(requests[0][0]).toBe('heatmap');
     expect(requests[0][1]).toMatchObject({
@@ -96,6 +103,18 @@ describe('nopdb-lab commands', () => {
       cols_dim: 2,
       index: { '0': 0 }
     });
+    // a second viewer opens as a tab beside the first, not in yet another split
+    await app.commands.execute(CommandIDs.openHeatmap, {
+      captureId: 3,
+      path: ['locals', 'attn'],
+      expression: "nopdb_lab.store[3].locals['attn']",
+      shape: [4, 2, 2]
+    });
+    expect(app.shell.add.mock.calls[1][2]).toEqual({
+      mode: 'tab-after',
+      ref: widget.id
+    });
+    app.shell.add.mock.calls[1][0].dispose();
     widget.dispose();
   });
 

@@ -12,6 +12,7 @@ import {
   deleteIcon,
   duplicateIcon,
   fileIcon,
+  inspectorIcon,
   LabIcon,
   launchIcon,
   ReactWidget,
@@ -36,6 +37,7 @@ import { ICaptureDetail, IChild, ISummary, PathStep } from '../kernel/protocol';
 import { formatTime } from '../ui/format';
 import { foldFrames, IFrameLike } from './stackFrames';
 import { OPEN_DETAILS_IN_MAIN } from './detailsCommand';
+import { runInputOf } from '../probes/session';
 import {
   GradientsSection,
   StackGradientsSection
@@ -56,6 +58,8 @@ interface IValueProps {
   depth: number;
   /** An evaluated expression: shown as `expression → value`. */
   evaluated?: boolean;
+  /** The capture's kind: a probe run's input values offer Attribute…. */
+  captureKind?: string;
 }
 
 /** A small icon button that does not toggle the row it sits in. */
@@ -167,6 +171,37 @@ function ValueRow(props: IValueProps): React.ReactElement {
                 }
               />
             ) : null}
+            {isTensorLike(summary) &&
+            props.captureKind === 'run' &&
+            runInputOf(path) !== null ? (
+              <IconButton
+                icon={inspectorIcon}
+                label="Attribute…"
+                title={`Attribute this run's objective to input ${String(path[2])}`}
+                onClick={() =>
+                  void env.commands.execute('nopdb-lab:attribute-value', {
+                    captureId,
+                    path
+                  })
+                }
+              />
+            ) : null}
+            {isTensorLike(summary) &&
+            props.captureKind === 'attribution' &&
+            path.length === 2 &&
+            path[0] === 'locals' &&
+            path[1] === 'map' ? (
+              <IconButton
+                icon={inspectorIcon}
+                label="Open as attribution"
+                title="Open this attribution as a heatmap or a token strip, on the image's patches"
+                onClick={() =>
+                  void env.commands.execute('nopdb-lab:open-attribution', {
+                    captureId
+                  })
+                }
+              />
+            ) : null}
             {isTensorLike(summary) ? (
               <IconButton
                 icon={compareIcon}
@@ -271,6 +306,7 @@ function Values(props: {
           env={props.env}
           depth={0}
           evaluated={props.root === 'evals'}
+          captureKind={props.detail.kind}
         />
       ))}
     </>

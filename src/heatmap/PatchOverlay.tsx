@@ -25,6 +25,8 @@ export function PatchOverlay(props: {
   opacity: number;
   table: Uint8ClampedArray;
   onPick: (query: number) => void;
+  /** Replaces the attention caption (an attribution on the patches says what it is). */
+  caption?: React.ReactNode;
 }): React.ReactElement {
   const { image, values, tokens, layout, query, opacity, table } = props;
   const canvas = React.useRef<HTMLCanvasElement>(null);
@@ -90,17 +92,21 @@ export function PatchOverlay(props: {
           props.onPick(layout.prefix + patch);
         }}
       />
-      <figcaption>
-        query token {query}
-        {query < layout.prefix
-          ? query === 0
-            ? ' (CLS)'
-            : ' (prefix)'
-          : ' (a patch)'}{' '}
-        → {layout.side}×{layout.side} patches; most attended patch {peak} (
-        {peak >= 0 ? formatNumber(row[peak]) : '–'}). Click a patch to make it
-        the query.
-      </figcaption>
+      {props.caption !== undefined ? (
+        <figcaption>{props.caption}</figcaption>
+      ) : (
+        <figcaption>
+          query token {query}
+          {query < layout.prefix
+            ? query === 0
+              ? ' (CLS)'
+              : ' (prefix)'
+            : ' (a patch)'}{' '}
+          → {layout.side}×{layout.side} patches; most attended patch {peak} (
+          {peak >= 0 ? formatNumber(row[peak]) : '–'}). Click a patch to make it
+          the query.
+        </figcaption>
+      )}
     </figure>
   );
 }

@@ -8,8 +8,15 @@ import * as React from 'react';
 
 import { lookupTable } from '../heatmap/colormap';
 import { HeatmapWidget } from '../heatmap/HeatmapView';
+import { PatchOverlay } from '../heatmap/PatchOverlay';
+import { formatNumber } from '../ui/format';
 import { useSignal } from '../ui/useSignal';
-import { AttributionModel } from './attributionModel';
+import {
+  AttributionModel,
+  isImageMap,
+  isTokenMap,
+  overlayLayout
+} from './attributionModel';
 import { ProbeEditModel } from './editModel';
 import { IAttributeOptions } from './session';
 
@@ -87,6 +94,8 @@ function Progress({
 function AttributeForm(props: {
   model: ProbeEditModel;
   onDone: (record: number, options: IAttributeOptions) => void;
+  /** Attribute this run (Attribute… on a run's value in the capture browser). */
+  run?: number;
 }): React.ReactElement {
   const [method, setMethod] = React.useState('integrated_gradients');
   const [steps, setSteps] = React.useState(64);
@@ -100,7 +109,8 @@ function AttributeForm(props: {
         ? { steps, baseline, internal_batch_size: batch || null }
         : method === 'smoothgrad'
           ? { internal_batch_size: batch || null }
-          : {})
+          : {}),
+      ...(props.run !== undefined ? { run: props.run } : {})
     };
     const done = await props.model.attribute(options);
     if (done) {
@@ -163,6 +173,12 @@ function AttributeForm(props: {
       >
         Attribute
       </button>
+      {props.run !== undefined ? (
+        <span className="jp-NopdbLab-probeRuns" aria-label="Attributed run">
+          of run {props.run}
+          {props.run !== props.model.newestRun ? ' (not the newest)' : ''}
+        </span>
+      ) : null}
     </form>
   );
 }
@@ -171,22 +187,43 @@ function AttributeForm(props: {
 function ProbeToolbar(props: {
   model: ProbeEditModel;
   onAttributed: (record: number, options: IAttributeOptions) => void;
+  attributeRun?: number;
 }): React.ReactElement {
   const model = props.model;
   useSignal(model.stateChanged);
-  const [attributing, setAttributing] = React.useState(false);
+  const [attributing, setAttributing] = React.useState(
+    props.attributeRun !== undefined
+  );
   const info = model.info;
   const runs = info?.runs ?? [];
   const busy = model.busy !== null;
+  const runsText =
+    (model.newestRun !== null ? `run ${model.newestRun}` : '') +
+    (model.pending ? ` · ${model.pending} edited, not re-run` : '') +
+    (model.queued ? ` · ${model.queued} queued` : '');
+  const toolbar = React.useRef<HTMLDivElement>(null);
+  const repaint = model.lastRepaint;
+  React.useEffect(() => {
+    // committed with the map's new pixels and marks; the next frame shows them. Stamped
+    // for benchmarks/probe_rerun.sh: Re-run click → map repainted with the new run
+    const node = toolbar.current;
+    if (!repaint || !node) {
+      return;
+    }
+    requestAnimationFrame(() => {
+      const now = performance.now();
+      node.dataset.rerunRun = String(repaint.run);
+      node.dataset.rerunMs = (now - repaint.clickedAt).toFixed(1);
+    });
+  }, [repaint]);
   return (
-    <div className="jp-NopdbLab-probeToolbar">
+    <div className="jp-NopdbLab-probeToolbar" ref={toolbar}>
       <div className="jp-NopdbLab-probeRow">
         <strong>
           probe {JSON.stringify(model.probe)} · {model.input}
         </strong>
-        <span className="jp-NopdbLab-probeRuns">
-          {model.newestRun !== null ? `run ${model.newestRun}` : ''}
-          {model.pending ? ` · ${model.pending} edited, not re-run` : ''}
+        <span className="jp-NopdbLab-probeRuns" title={runsText}>
+          {runsText}
         </span>
         <label className="jp-NopdbLab-probeField">
           <input
@@ -219,7 +256,7 @@ function ProbeToolbar(props: {
         </button>
         <button
           className="jp-mod-styled jp-mod-accept"
-          disabled={busy}
+          disabled={model.rerunQueued || model.busy === 'attribute'}
           onClick={() => void model.rerun()}
           title="Re-run the probe in the kernel (Ctrl+Enter)"
         >
@@ -261,7 +298,11 @@ function ProbeToolbar(props: {
         </button>
       </div>
       {attributing ? (
-        <AttributeForm model={model} onDone={props.onAttributed} />
+        <AttributeForm
+          model={model}
+          onDone={props.onAttributed}
+          run={props.attributeRun}
+        />
       ) : null}
       <Progress model={model} />
       {model.error ? (
@@ -287,7 +328,9 @@ export class ProbeEditWidget extends HeatmapWidget {
     private readonly _onAttributed: (
       record: number,
       options: IAttributeOptions
-    ) => void
+    ) => void,
+    /** Open with the Attribute… form out, for this run. */
+    private readonly _attributeRun?: number
   ) {
     super(probeModel.heatmap);
     this.addClass('jp-NopdbLab-probeEdit');
@@ -308,6 +351,7 @@ export class ProbeEditWidget extends HeatmapWidget {
         <ProbeToolbar
           model={this.probeModel}
           onAttributed={this._onAttributed}
+          attributeRun={this._attributeRun}
         />
         {super.render()}
       </div>
@@ -318,8 +362,8 @@ export class ProbeEditWidget extends HeatmapWidget {
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       event.stopPropagation();
-      if (this.probeModel.busy === null) {
-        void this.probeModel.rerun();
+      if (this.probeModel.busy !== 'attribute') {
+        void this.probeModel.rerun(); // queued behind edits in flight
       }
     }
   };
@@ -339,6 +383,11 @@ function AttributionHeader({
         {JSON.stringify(model.probe)}
       </strong>
       <span aria-label="Attribution record">record {model.record}</span>
+      {!model.follows ? (
+        <span className="jp-NopdbLab-more">
+          as recorded (made in Python: not recomputed on re-run)
+        </span>
+      ) : null}
       {model.refreshing ? (
         <span role="status">Refreshing after re-run…</span>
       ) : null}
@@ -346,6 +395,115 @@ function AttributionHeader({
         <div className="jp-NopdbLab-error" role="alert">
           {model.error}
         </div>
+      ) : null}
+    </div>
+  );
+}
+
+const OVERLAY_TABLE = lookupTable('viridis');
+
+/**
+ * The attribution on the patches of the run's input image (the ViT patch overlay): a
+ * token map's patch tokens, or an image map summed over each patch (patch size asked).
+ * Offered only for maps that lie on a square patch grid.
+ */
+function OnPatches({
+  model
+}: {
+  model: AttributionModel;
+}): React.ReactElement | null {
+  useSignal(model.stateChanged);
+  const [patch, setPatch] = React.useState(16);
+  const [picked, setPicked] = React.useState<number | null>(null);
+  const overlay = model.overlay;
+  const count = overlay ? overlay.side * overlay.side : 0;
+  // PatchOverlay paints row `query` of a token matrix: one prefix token, then the scores
+  const values = React.useMemo(() => {
+    if (!overlay) {
+      return null;
+    }
+    const out = new Float32Array(1 + count);
+    out.set(overlay.scores, 1);
+    return out;
+  }, [overlay, count]);
+  const shape = model.shape;
+  const tokens = isTokenMap(shape);
+  if (!tokens && !isImageMap(shape)) {
+    return null;
+  }
+  const layout = overlayLayout(shape, patch);
+  if (tokens && !layout) {
+    return null; // tokens that are not image patches: the strip only
+  }
+  let peak = -1;
+  overlay?.scores.forEach((v, i) => {
+    if (peak < 0 || v > overlay.scores[peak]) {
+      peak = i;
+    }
+  });
+  const where = (p: number) =>
+    overlay ? `(${Math.floor(p / overlay.side)}, ${p % overlay.side})` : '';
+  return (
+    <div className="jp-NopdbLab-attributionPatches">
+      <div className="jp-NopdbLab-probeRow">
+        {tokens ? null : (
+          <NumberField
+            label="Patch size"
+            value={patch}
+            min={1}
+            step={1}
+            onChange={setPatch}
+          />
+        )}
+        <button
+          className="jp-mod-styled"
+          disabled={!layout}
+          onClick={() => {
+            setPicked(null);
+            void model.loadOverlay(patch);
+          }}
+          title="Draw the attribution on the patches of the run's input image"
+        >
+          Show on image patches
+        </button>
+        {!layout ? (
+          <span className="jp-NopdbLab-more">
+            {shape[2]} px is not a multiple of {patch} px patches
+          </span>
+        ) : null}
+      </div>
+      {model.overlayError ? (
+        <div className="jp-NopdbLab-error" role="alert">
+          {model.overlayError}
+        </div>
+      ) : null}
+      {overlay && values ? (
+        <PatchOverlay
+          image={overlay.image}
+          values={values}
+          tokens={1 + count}
+          layout={{ prefix: 1, side: overlay.side }}
+          query={0}
+          opacity={0.6}
+          table={OVERLAY_TABLE}
+          onPick={token => setPicked(token - 1)}
+          caption={
+            <>
+              {overlay.patch === null
+                ? `patch tokens ${overlay.prefix}–${overlay.prefix + count - 1} ` +
+                  `(${overlay.prefix} prefix token(s) left out)`
+                : 'the attribution summed over channels and each ' +
+                  `${overlay.patch}×${overlay.patch} patch`}
+              {` → ${overlay.side}×${overlay.side} patches, low → high; strongest patch `}
+              {where(peak)} ({formatNumber(overlay.scores[peak])}).{' '}
+              <span aria-label="Picked patch">
+                {picked !== null && picked >= 0 && picked < count
+                  ? `Patch ${where(picked)}: ${formatNumber(overlay.scores[picked])}`
+                  : 'Click a patch to read its score.'}
+              </span>
+            </>
+          }
+        />
       ) : null}
     </div>
   );
@@ -367,6 +525,7 @@ export class AttributionHeatmapWidget extends HeatmapWidget {
     return (
       <div className="jp-NopdbLab-probeEditBody">
         <AttributionHeader model={this.attribution} />
+        <OnPatches model={this.attribution} />
         {super.render()}
       </div>
     );
@@ -426,6 +585,7 @@ export class TokenStripWidget extends ReactWidget {
       <div className="jp-NopdbLab-heatmap">
         <AttributionHeader model={this.attribution} />
         <TokenStrip model={this.attribution} />
+        <OnPatches model={this.attribution} />
       </div>
     );
   }

@@ -72,7 +72,10 @@ export class ProbeEditModel implements ICellTool {
     return this._stateChanged;
   }
 
-  /** A re-run finished and the map was repainted: (ms from the click, the run). */
+  /**
+   * A re-run finished and the map and its Δ marks were updated for it: (ms from the
+   * Re-run click, the run).
+   */
   get repainted(): ISignal<this, { ms: number; run: number }> {
     return this._repainted;
   }
@@ -96,6 +99,14 @@ export class ProbeEditModel implements ICellTool {
   get interrupted(): boolean {
     return this._interrupted;
   }
+  /** Kernel actions waiting behind the running one (clicks made while it ran). */
+  get queued(): number {
+    return this._queued;
+  }
+  /** A re-run waits in the queue (it will include every edit queued before it). */
+  get rerunQueued(): boolean {
+    return this._rerunsQueued > 0;
+  }
   get progress(): { done: number; total: number } | null {
     return this._progress;
   }
@@ -112,6 +123,10 @@ export class ProbeEditModel implements ICellTool {
   }
   get pending(): number {
     return this._info?.inputs.find(i => i.name === this.input)?.pending ?? 0;
+  }
+  /** The newest re-run shown on the map, and when its Re-run was clicked. */
+  get lastRepaint(): { run: number; clickedAt: number } | null {
+    return this._lastRepaint;
   }
   get newestRun(): number | null {
     const runs = this._info?.runs ?? [];
@@ -151,9 +166,7 @@ export class ProbeEditModel implements ICellTool {
 
   // -- ICellTool: click toggles, drag paints a box ------------------------------------
   down(r: number, c: number): void {
-    if (this._busy) {
-      return;
-    }
+    // no check of `busy`: an edit clicked while the kernel works is queued, not dropped
     this._dragFrom = { r, c };
     this._dragTo = { r, c };
   }
@@ -197,8 +210,13 @@ export class ProbeEditModel implements ICellTool {
       );
       return;
     }
-    const value = slice.values[r * slice.cols + c];
-    await this._edit({ cells: [full], value: value === 0 ? this._z : 0 });
+    const clicked = slice.values[r * slice.cols + c];
+    // 0 or Z is decided when the edit runs, on the map as the edits before it left it:
+    // two queued clicks on one cell toggle it there and back
+    await this._edit(() => {
+      const value = this._valueAt(r, c, full) ?? clicked;
+      return { cells: [full], value: value === 0 ? this._z : 0 };
+    });
   }
 
   /** Set the box between two cells to the baseline. */
@@ -230,7 +248,8 @@ export class ProbeEditModel implements ICellTool {
           ? Math.max(a.c, b.c) + 1
           : i + 1
     );
-    await this._edit({ region: { start, stop }, value: this._baseline });
+    const value = this._baseline;
+    await this._edit(() => ({ region: { start, stop }, value }));
   }
 
   async undo(): Promise<void> {
@@ -243,8 +262,15 @@ export class ProbeEditModel implements ICellTool {
 
   /** Re-run the probe (silent execute); every view on the probe refreshes. */
   async rerun(): Promise<void> {
+    if (this._rerunsQueued) {
+      return; // the waiting re-run already takes every edit queued before this click
+    }
     this._clickedAt = performance.now();
-    await this._do('rerun', () => this.session.rerun(this.probe));
+    this._rerunsQueued++;
+    await this._do('rerun', () => {
+      this._rerunsQueued--;
+      return this.session.rerun(this.probe);
+    });
   }
 
   /** Show which elements of the newest run differ from run `against` (null: off). */
@@ -284,18 +310,48 @@ export class ProbeEditModel implements ICellTool {
     Signal.clearData(this);
   }
 
-  private async _edit(change: {
-    cells?: number[][];
-    region?: { start: number[]; stop: number[] };
-    value: number;
-  }): Promise<void> {
+  private async _edit(
+    change: () => {
+      cells?: number[][];
+      region?: { start: number[]; stop: number[] };
+      value: number;
+    }
+  ): Promise<void> {
     await this._do('edit', () =>
-      this.session.edit({ probe: this.probe, input: this.input, ...change })
+      this.session.edit({ probe: this.probe, input: this.input, ...change() })
     );
   }
 
-  /** Run one kernel action: busy while it runs, its error shown, the map refreshed. */
-  private async _do(busy: Busy, action: () => Promise<unknown>): Promise<void> {
+  /** The shown value of cell (r, c) if it is still element `full`, else undefined. */
+  private _valueAt(r: number, c: number, full: number[]): number | undefined {
+    const slice = this.heatmap.slice;
+    const now = this.heatmap.fullIndex(r, c);
+    if (!slice || !now || now.some((i, d) => i !== full[d])) {
+      return undefined;
+    }
+    return slice.values[r * slice.cols + c];
+  }
+
+  /**
+   * Queue one kernel action behind those before it (clicks made while a re-run or an
+   * edit is in flight run next, in order): busy while it runs, its error shown, the map
+   * refreshed.
+   */
+  private _do(busy: Busy, action: () => Promise<unknown>): Promise<void> {
+    this._queued++;
+    this._stateChanged.emit();
+    const next = this._queue.then(() => {
+      this._queued--;
+      return this._run(busy, action);
+    });
+    this._queue = next;
+    return next;
+  }
+
+  private async _run(
+    busy: Busy,
+    action: () => Promise<unknown>
+  ): Promise<void> {
     this._busy = busy;
     this._error = null;
     this._interrupted = false;
@@ -357,20 +413,29 @@ export class ProbeEditModel implements ICellTool {
     this._stateChanged.emit();
   }
 
-  private _onRunCompleted(_: ProbeSession, run: IRunCompleted): void {
+  private async _onRunCompleted(
+    _: ProbeSession,
+    run: IRunCompleted
+  ): Promise<void> {
     if (run.probe !== this.probe) {
       return;
     }
     this._waitingRepaint = run.run;
-    void this.heatmap.fetch().then(() => this._updateDelta());
+    await this.heatmap.fetch();
+    await this._updateDelta();
+    // the map and its Δ marks now show the new run (the view stamps the frame it paints)
+    this._lastRepaint = { run: run.run, clickedAt: this._clickedAt };
+    this._repainted.emit({
+      ms: performance.now() - this._clickedAt,
+      run: run.run
+    });
+    this._stateChanged.emit();
   }
 
   private _onRepainted(): void {
     // the slice settings may have changed: the Δ marks follow the new slice
-    const run = this._waitingRepaint;
-    if (run !== null) {
-      this._waitingRepaint = null;
-      this._repainted.emit({ ms: performance.now() - this._clickedAt, run });
+    if (this._waitingRepaint !== null) {
+      this._waitingRepaint = null; // a re-run's own repaint: _onRunCompleted goes on
     } else if (this._deltaAgainst !== null && !this._busy) {
       void this._updateDelta();
     }
@@ -389,7 +454,11 @@ export class ProbeEditModel implements ICellTool {
   private _dragFrom: { r: number; c: number } | null = null;
   private _dragTo: { r: number; c: number } | null = null;
   private _clickedAt = 0;
+  private _queue: Promise<void> = Promise.resolve();
+  private _queued = 0;
+  private _rerunsQueued = 0;
   private _waitingRepaint: number | null = null;
+  private _lastRepaint: { run: number; clickedAt: number } | null = null;
   private readonly _stateChanged = new Signal<this, void>(this);
   private readonly _repainted = new Signal<this, { ms: number; run: number }>(
     this

@@ -32,8 +32,10 @@ import {
 import {
   IAttributeOptions,
   IProbeConnection,
+  IProbeInfo,
   ProbeSession,
-  probeSessionOf
+  probeSessionOf,
+  runInputOf
 } from './session';
 
 export namespace ProbeCommandIDs {
@@ -41,6 +43,18 @@ export namespace ProbeCommandIDs {
   export const editInput = 'nopdb-lab:edit-probe-input';
   /** Attribute a probe's newest run and open the result; args `{ probe, method, ... }`. */
   export const attribute = 'nopdb-lab:attribute-probe';
+  /**
+   * Attribute… on a value in the capture browser: a tensor of a probe run's capture
+   * (its `inputs`, `gradients`, `changed` or `delta` of one input); args
+   * `{ captureId, path }`. Opens the probe's edit view with the Attribute… form for
+   * that run and input.
+   */
+  export const attributeValue = 'nopdb-lab:attribute-value';
+  /**
+   * Open an attribution record (one made in Python too) as a heatmap or a token strip,
+   * with the patch overlay; args `{ captureId }`.
+   */
+  export const openAttribution = 'nopdb-lab:open-attribution';
 }
 
 /** The probe connection of a notebook's bridge (its comm client and its kernel). */
@@ -84,7 +98,8 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
       session: ProbeSession,
       probe: string,
       record: number,
-      options: IAttributeOptions
+      options: IAttributeOptions,
+      follows = true
     ) => {
       const client = bridge.client;
       if (!client) {
@@ -100,7 +115,8 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
         probe,
         options,
         record,
-        shape
+        shape,
+        follows
       );
       const content = isTokenMap(shape)
         ? new TokenStripWidget(model)
@@ -110,6 +126,51 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
         `${options.method.replace(/_/g, ' ')}: ${probe}`,
         `nopdb_lab.store[${record}].attribution`
       );
+    };
+
+    /** The edit view of a probe input; with `attributeRun`, its Attribute… form out. */
+    const openEditor = (
+      bridge: KernelBridge,
+      session: ProbeSession,
+      probes: IProbeInfo[],
+      probe: string,
+      wanted: string | undefined,
+      attributeRun?: number
+    ) => {
+      const info = probes.find(p => p.name === probe);
+      if (!info) {
+        throw new Error(
+          `the kernel has no probe named ${JSON.stringify(probe)}`
+        );
+      }
+      const input = wanted ?? info.inputs.find(i => i.editable)?.name;
+      const inputInfo = info.inputs.find(i => i.name === input);
+      if (!input || !inputInfo || !inputInfo.editable) {
+        throw new Error(
+          `probe ${JSON.stringify(probe)} has no tensor input ${JSON.stringify(input)}`
+        );
+      }
+      const newest = info.runs[info.runs.length - 1];
+      const heatmap = new HeatmapModel({
+        bridge,
+        captureId: newest?.record ?? 0,
+        path: ['locals', 'inputs', input],
+        expression: `nopdb_lab.get_probe(${JSON.stringify(probe)}).inputs[${JSON.stringify(input)}]`,
+        shape: inputInfo.shape,
+        signed: false,
+        live: { probe, input }
+      });
+      const model = new ProbeEditModel(session, probe, input, heatmap);
+      const content = new ProbeEditWidget(
+        model,
+        (record, options) => {
+          openAttribution(bridge, session, probe, record, options).catch(err =>
+            Notification.error(`Opening the attribution failed: ${err.message}`)
+          );
+        },
+        attributeRun
+      );
+      show(content, `${probe} · ${input} (edit)`, heatmap.source.expression);
     };
 
     const current = (): [KernelBridge, ProbeSession] => {
@@ -153,45 +214,12 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
             probe = name;
             args = { probe: name, input };
           }
-          const info = probes.find(p => p.name === probe);
-          if (!info) {
-            throw new Error(
-              `the kernel has no probe named ${JSON.stringify(probe)}`
-            );
-          }
-          const input =
-            (args.input as string | undefined) ??
-            info.inputs.find(i => i.editable)?.name;
-          const inputInfo = info.inputs.find(i => i.name === input);
-          if (!input || !inputInfo || !inputInfo.editable) {
-            throw new Error(
-              `probe ${JSON.stringify(probe)} has no tensor input ${JSON.stringify(input)}`
-            );
-          }
-          const newest = info.runs[info.runs.length - 1];
-          const heatmap = new HeatmapModel({
+          openEditor(
             bridge,
-            captureId: newest?.record ?? 0,
-            path: ['locals', 'inputs', input],
-            expression: `nopdb_lab.get_probe(${JSON.stringify(probe)}).inputs[${JSON.stringify(input)}]`,
-            shape: inputInfo.shape,
-            signed: false,
-            live: { probe, input }
-          });
-          const model = new ProbeEditModel(session, probe, input, heatmap);
-          const probeName = probe;
-          const content = new ProbeEditWidget(model, (record, options) => {
-            openAttribution(bridge, session, probeName, record, options).catch(
-              err =>
-                Notification.error(
-                  `Opening the attribution failed: ${err.message}`
-                )
-            );
-          });
-          show(
-            content,
-            `${probe} · ${input} (edit)`,
-            heatmap.source.expression
+            session,
+            probes,
+            probe,
+            args.input as string | undefined
           );
         } catch (err) {
           Notification.error(
@@ -217,6 +245,70 @@ export const probesPlugin: JupyterFrontEndPlugin<void> = {
           await openAttribution(bridge, session, probe, done.record, options);
         } catch (err) {
           Notification.error(`Attribution failed: ${(err as Error).message}`);
+        }
+      }
+    });
+
+    app.commands.addCommand(ProbeCommandIDs.attributeValue, {
+      label: 'Attribute…',
+      caption: "Attribute the probe run's objective to this input",
+      execute: async args => {
+        try {
+          const [bridge, session] = current();
+          const captureId = Number(args.captureId);
+          const path = (args.path as unknown[]) ?? [];
+          const input = runInputOf(path);
+          if (input === null) {
+            throw new Error(
+              "only a run's inputs, gradients, changes and deltas (one per input) " +
+                'can be attributed, not ' +
+                JSON.stringify(path)
+            );
+          }
+          const probes = await session.list();
+          for (const probe of probes) {
+            const run = probe.runs.find(r => r.record === captureId);
+            if (run) {
+              openEditor(
+                bridge,
+                session,
+                probes,
+                probe.name,
+                input,
+                run.number
+              );
+              return;
+            }
+          }
+          throw new Error(
+            `capture #${captureId} is not a run of any probe the kernel has now ` +
+              '(the probe was made again or deleted)'
+          );
+        } catch (err) {
+          Notification.error(`Cannot attribute: ${(err as Error).message}`);
+        }
+      }
+    });
+
+    app.commands.addCommand(ProbeCommandIDs.openAttribution, {
+      label: 'Open as Attribution',
+      execute: async args => {
+        try {
+          const [bridge, session] = current();
+          const record = Number(args.captureId);
+          const info = await session.attributionOf(record);
+          await openAttribution(
+            bridge,
+            session,
+            info.probe,
+            record,
+            { method: info.method, run: info.run },
+            false
+          );
+        } catch (err) {
+          Notification.error(
+            `Cannot open the attribution: ${(err as Error).message}`
+          );
         }
       }
     });

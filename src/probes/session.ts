@@ -56,6 +56,8 @@ export interface IAttributeOptions {
   steps?: number;
   baseline?: number | 'blur';
   internal_batch_size?: number | null;
+  /** The run to attribute (the newest when absent). */
+  run?: number;
 }
 
 export interface IRunCompleted {
@@ -68,6 +70,19 @@ export interface IAttributed {
   probe: string;
   record: number;
   options: IAttributeOptions;
+}
+
+/** The parts of a run capture's locals that belong to one input (`[part, input]`). */
+export const RUN_INPUT_PARTS = ['inputs', 'gradients', 'changed', 'delta'];
+
+/** The input a value of a run capture belongs to, or null (the output, counters). */
+export function runInputOf(path: readonly unknown[]): string | null {
+  return path.length === 3 &&
+    path[0] === 'locals' &&
+    RUN_INPUT_PARTS.includes(String(path[1])) &&
+    typeof path[2] === 'string'
+    ? path[2]
+    : null;
 }
 
 /** Python string literal for `text` (JSON strings are valid Python literals). */
@@ -99,6 +114,9 @@ export function attributeCode(
     kwargs.push(
       `internal_batch_size=${Math.round(options.internal_batch_size)}`
     );
+  }
+  if (options.run !== undefined) {
+    kwargs.push(`run=${Math.round(options.run)}`);
   }
   return (
     'import nopdb_lab.jupyter.probe_runs as _nopdb_probe_runs\n' +
@@ -204,6 +222,19 @@ export class ProbeSession {
     }
   }
 
+  /** The probe and method of attribution record `record` (made anywhere, Python too). */
+  async attributionOf(
+    record: number
+  ): Promise<{ probe: string; method: string; run: number }> {
+    const att = `__import__("nopdb_lab").store[${Math.round(record)}].attribution`;
+    const out = await this._execute('', {
+      info:
+        '(lambda a: __import__("IPython.display", fromlist=["JSON"]).JSON(' +
+        `{"probe": a.probe, "method": a.method, "run": a.run}))(${att})`
+    });
+    return JSON.parse(out.info);
+  }
+
   /** The notebook's stop button, from a view's Cancel: interrupt the kernel. */
   async interrupt(): Promise<void> {
     await this.connection.executor?.interrupt();
@@ -252,7 +283,12 @@ export class ProbeSession {
             result?.evalue ?? `reading ${key} after the run failed`
           );
         }
-        values[key] = String(result.data['text/plain']);
+        // JSON when the expression gave an IPython.display.JSON, else its repr
+        const json = result.data['application/json'];
+        values[key] =
+          json !== undefined
+            ? JSON.stringify(json)
+            : String(result.data['text/plain']);
       }
       return values;
     } finally {
