@@ -14,10 +14,9 @@ interrupt becomes an :class:`Interrupted` error reply, and the kernel goes on.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import threading
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Tuple
 
 
 class Interrupted(Exception):  # noqa: N818 (the wire error type is "Interrupted")
@@ -34,31 +33,44 @@ _lock = threading.Lock()
 _running: Dict[int, Tuple[str, str | None]] = {}  # thread ident -> (op, request id)
 
 
-def _set_async_exc(ident: int, exc: type[BaseException] | None) -> int:
+def _set_async_exc(ident: int, exc: type[BaseException]) -> int:
     return int(
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(ident), ctypes.py_object(exc) if exc is not None else None
-        )
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
     )
 
 
-@contextlib.contextmanager
-def running(op: str, request_id: str | None) -> Iterator[None]:
-    """Mark the current thread as serving a request while the block runs (main-thread
-    requests are left to SIGINT). On the way out, an interrupt that was raised but not yet
-    delivered is withdrawn, so it can never reach the kernel's own message loop."""
-    ident = threading.get_ident()
+def serving(op: str, request_id: str | None) -> int | None:
+    """Mark the current thread as serving a request (main-thread requests are left to
+    SIGINT); returns the token :func:`served` takes, None on the main thread."""
     if threading.current_thread() is threading.main_thread():
-        yield
-        return
+        return None
+    ident = threading.get_ident()
     with _lock:
         _running[ident] = (op, request_id)
-    try:
-        yield
-    finally:
-        with _lock:
-            _running.pop(ident, None)
-            _set_async_exc(ident, None)
+    return ident
+
+
+def served(token: int | None) -> None:
+    """The request of :func:`serving` ended. An interrupt raised just before (not yet
+    delivered) is delivered and dropped here, so it can never reach the kernel's own
+    message loop: once the thread is off the list nothing raises in it any more, and a
+    Python call checks for a pending one. (Withdrawing it with
+    ``PyThreadState_SetAsyncExc(id, NULL)`` is no option: that leaves CPython's
+    "async exception pending" flag set for every thread, slowing them all to a crawl.)"""
+    if token is None:
+        return
+    while True:
+        try:
+            with _lock:
+                _running.pop(token, None)
+            _checkpoint()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _checkpoint() -> None:
+    """A Python call: where the interpreter delivers a pending asynchronous exception."""
 
 
 def running_requests() -> Dict[int, Tuple[str, str | None]]:

@@ -21,7 +21,7 @@ from ..tracing.dispatch import DISPATCHER, paused
 from . import wire
 from .batching import EventBatcher
 from .breakpoint_manager import BreakpointManager
-from .interrupts import interrupted_message, running
+from .interrupts import interrupted_message, served, serving
 from .ops import OPS
 from .protocol import PROTOCOL_VERSION, validate_request
 from .wire import brief
@@ -173,17 +173,16 @@ class CommService:
         data = msg["content"]["data"]
         op = data.get("op") if isinstance(data, dict) else None
         request_id = data.get("id") if isinstance(data, dict) else None
+        token = serving(op if isinstance(op, str) else "", request_id)
         try:
-            with (
-                paused(),
-                _interruptible(),
-                running(op if isinstance(op, str) else "", request_id),
-            ):
+            with paused(), _interruptible():
                 self._serve(data)
         except KeyboardInterrupt:
             # an interrupt that arrived as the request was being answered: it has its
             # reply, and the interrupt must not reach the kernel's message loop
             pass
+        finally:
+            served(token)
 
     def _serve(self, data: Any) -> None:
         """Answer one request; every message gets a reply, malformed ones a structured error."""
