@@ -402,6 +402,9 @@ function Maps({ model }: { model: HeatmapModel }): React.ReactElement {
       return;
     }
     const onWheel = (event: WheelEvent) => {
+      if (model.wheelZoomNeedsModifier && !event.ctrlKey && !event.metaKey) {
+        return; // in a cell's output the wheel scrolls the notebook
+      }
       event.preventDefault();
       // relative to the map's untransformed corner (the zoom's origin), so the point
       // under the mouse stays put wherever the map sits in the viewport (layout offsets:
@@ -711,9 +714,17 @@ function exportPng(model: HeatmapModel): void {
  * each re-render on their model signal only (a hover does not repaint the maps).
  */
 export class HeatmapWidget extends ReactWidget {
-  constructor(readonly model: HeatmapModel) {
+  /** `inline`: in a cell's output (a fixed height; Ctrl/⌘ + wheel zooms). */
+  constructor(
+    readonly model: HeatmapModel,
+    options: { inline?: boolean } = {}
+  ) {
     super();
     this.addClass('jp-NopdbLab-heatmapWidget');
+    if (options.inline) {
+      this.addClass('jp-mod-inline');
+      model.wheelZoomNeedsModifier = true;
+    }
     void model.fetch();
   }
 

@@ -12,6 +12,7 @@ import { ProtocolClient } from '../kernel/client';
 import { PathStep, RequestArgs } from '../kernel/protocol';
 import {
   ColormapName,
+  COLORMAPS,
   lookupTable,
   Normalisation,
   normalise,
@@ -144,6 +145,57 @@ export class HeatmapModel {
     this._modes = source.shape.map(() => 'index');
     this._colormap = source.signed ? 'RdBu' : 'viridis';
   }
+
+  /**
+   * Start from saved settings (an output of `nopdb_lab.show`): rows, columns, the index
+   * of other dimensions, which dimensions form the grid, colours. Asks nothing of the
+   * kernel (`fetch` does); settings that do not fit the shape are ignored.
+   */
+  configure(settings: {
+    rowsDim?: number;
+    colsDim?: number;
+    index?: Record<string, number>;
+    gridDims?: number[];
+    colormap?: ColormapName;
+    reduce?: 'max' | 'mean';
+  }): void {
+    const ndim = this._source.shape.length;
+    const fits = (d: number | undefined): d is number =>
+      d !== undefined && Number.isInteger(d) && d >= 0 && d < ndim;
+    if (
+      fits(settings.rowsDim) &&
+      fits(settings.colsDim) &&
+      settings.rowsDim !== settings.colsDim
+    ) {
+      this._rowsDim = settings.rowsDim;
+      this._colsDim = settings.colsDim;
+    }
+    for (const [dim, i] of Object.entries(settings.index ?? {})) {
+      const d = Number(dim);
+      if (
+        fits(d) &&
+        Number.isInteger(i) &&
+        i >= 0 &&
+        i < this._source.shape[d]
+      ) {
+        this._index[d] = i;
+      }
+    }
+    for (const d of settings.gridDims ?? []) {
+      if (fits(d) && d !== this._rowsDim && d !== this._colsDim) {
+        this._modes[d] = 'grid';
+      }
+    }
+    if (settings.colormap && settings.colormap in COLORMAPS) {
+      this._colormap = settings.colormap;
+    }
+    if (settings.reduce === 'max' || settings.reduce === 'mean') {
+      this._reduce = settings.reduce;
+    }
+  }
+
+  /** In a cell's output the wheel scrolls the notebook; Ctrl/⌘ + wheel zooms. */
+  wheelZoomNeedsModifier = false;
 
   /** What is shown; `retarget` points the viewer at another capture (a new run). */
   get source(): IHeatmapSource {
