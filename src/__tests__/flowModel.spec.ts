@@ -91,6 +91,26 @@ describe('flow model', () => {
     expect(model.maxAbs()).toBeCloseTo(0.9);
   });
 
+  it('is busy while the kernel computes, and Stop interrupts it', async () => {
+    const kernel = fakeKernel();
+    let fail: (error: Error) => void = () => undefined;
+    kernel.open = () => new Promise((_, reject) => (fail = reject));
+    kernel.interrupt = jest.fn(() => true);
+    const model = new FlowModel(kernel, { ids: [1, 2] });
+    const opened = model.open();
+    expect(model.busy).toBe(true);
+    expect(model.stop()).toBe(true);
+    expect(kernel.interrupt).toHaveBeenCalledTimes(1);
+    fail(
+      new Error(
+        "flow_open was interrupted (the kernel's stop button) before it finished"
+      )
+    );
+    await opened;
+    expect(model.busy).toBe(false);
+    expect(model.error).toContain('interrupted');
+  });
+
   it('sends regions clipped to the grids and reports kernel errors', async () => {
     const kernel = fakeKernel();
     const model = new FlowModel(kernel, { stack: 7 });

@@ -379,3 +379,26 @@ describe('HeatmapModel on a pooled (long) map', () => {
     expect(model.rowLabels).toBeNull(); // they name their own dimensions only
   });
 });
+
+describe('HeatmapModel while the kernel computes', () => {
+  it('says it is loading until the answer, and Stop interrupts the request', async () => {
+    const kernel = new FakeKernel();
+    const interruptRequests = jest.fn(() => true);
+    const model = new HeatmapModel({
+      ...source(kernel, [3, 3]),
+      bridge: { client: kernel.client, interruptRequests }
+    });
+    const fetched = model.fetch();
+    expect(model.loading).toBe(true);
+    expect(model.stop()).toBe(true);
+    expect(interruptRequests).toHaveBeenCalledTimes(1);
+    kernel.calls[0].reject(
+      new Error(
+        "heatmap was interrupted (the kernel's stop button) before it finished"
+      )
+    );
+    await fetched;
+    expect(model.loading).toBe(false);
+    expect(model.error).toContain('was interrupted');
+  });
+});

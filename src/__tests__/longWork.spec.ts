@@ -5,8 +5,10 @@ import { KernelBridge } from '../kernel/bridge';
 
 describe('withProgress', () => {
   const interrupt = jest.fn();
+  const interruptRequests = jest.fn(() => true);
   const bridge = {
-    sessionContext: { session: { kernel: { interrupt } } }
+    sessionContext: { session: { kernel: { interrupt } } },
+    interruptRequests
   } as unknown as KernelBridge;
   const latest = () =>
     Notification.manager.notifications.find(n =>
@@ -28,6 +30,8 @@ describe('withProgress', () => {
     expect(action.label).toBe('Interrupt');
     action.callback(new MouseEvent('click'));
     expect(interrupt).toHaveBeenCalled();
+    // a request a kernel subshell serves is interrupted too (SIGINT does not reach it)
+    expect(interruptRequests).toHaveBeenCalled();
     fail(new Error('Interrupted: KeyboardInterrupt'));
     await expect(shown).rejects.toMatchObject({ reported: true });
     expect(latest()!.type).toBe('warning');

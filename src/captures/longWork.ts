@@ -1,9 +1,11 @@
 /**
  * Kernel work started from the UI that can take a while (stacking hundreds of captures):
  * after a moment without an answer, a notification says what is running and offers to
- * stop it. Ops run inside the kernel's comm handler, so the way to stop one is to
- * interrupt the kernel (as the notebook's stop button does): the op ends with an error
- * reply, shown in the same notification, and the kernel and the store stay as they were.
+ * stop it. Ops run inside the kernel's comm handler (on its main thread, or in a subshell
+ * with JupyterLab >= 4.6): _Interrupt_ interrupts the kernel as the stop button does and
+ * the requests a subshell serves (`KernelBridge.interruptRequests`); the op ends with an
+ * error reply, shown in the same notification, and the kernel and the store stay as they
+ * were.
  */
 import { Notification } from '@jupyterlab/apputils';
 
@@ -59,6 +61,9 @@ export async function withProgress<T>(
             event.preventDefault();
             interrupted = true;
             void bridge.sessionContext.session?.kernel?.interrupt();
+            // and the request itself, when a kernel subshell serves it (SIGINT does not
+            // reach one)
+            bridge.interruptRequests();
           }
         }
       ]

@@ -291,6 +291,12 @@ export class FlowWidget extends Widget {
     regions.appendChild(offs);
 
     this._status = el('div', { class: 'jp-NopdbLab-flowStatus' });
+    this._stop = el('button', {
+      class: 'jp-mod-styled jp-mod-warn jp-NopdbLab-flowStop',
+      title: 'Interrupt the computation in the kernel'
+    });
+    this._stop.textContent = 'Stop';
+    this._stop.addEventListener('click', () => this.model.stop());
     const body = el('div', { class: 'jp-NopdbLab-flowBody' });
     this._sankey = el('canvas', { class: 'jp-NopdbLab-flowSankey' });
     this._sankey.addEventListener('click', e => this._sankeyClick(e));
@@ -439,6 +445,7 @@ export class FlowWidget extends Widget {
     this.node.appendChild(controls);
     this.node.appendChild(regions);
     this.node.appendChild(this._status);
+    this.node.appendChild(this._stop);
     this.node.appendChild(body);
   }
 
@@ -512,6 +519,7 @@ export class FlowWidget extends Widget {
     }
     const links = m.links;
     this._status.classList.toggle('jp-mod-error', Boolean(m.error));
+    this._stop.hidden = !m.busy;
     this._status.textContent = m.error
       ? m.error
       : m.busy
@@ -882,6 +890,7 @@ export class FlowWidget extends Widget {
   private _dstBox: HTMLInputElement[] = [];
   private _offsetInputs: HTMLInputElement[] = [];
   private _status!: HTMLElement;
+  private _stop!: HTMLButtonElement;
   private _sankey!: HTMLCanvasElement;
   private _heats: IHeat[] = [];
   private _geom = new Map<

@@ -50,6 +50,8 @@ export interface IFlowKernel {
     args: RequestArgs<'flow_links'>
   ): Promise<{ result: RequestResult<'flow_links'>; buffers: DataView[] }>;
   close(flow: string): void;
+  /** Interrupt the requests the kernel is serving now; whether it asked. */
+  interrupt?(): boolean;
 }
 
 /** The flow requests of a notebook's kernel connection. */
@@ -65,6 +67,7 @@ export function bridgeKernel(bridge: KernelBridge): IFlowKernel {
   return {
     open: args => client().request('flow_open', args),
     links: args => client().request('flow_links', args),
+    interrupt: () => bridge.interruptRequests(),
     close: flow => {
       if (bridge.client) {
         void bridge.client.request('flow_close', { flow }).catch(() => {
@@ -383,6 +386,11 @@ export class FlowModel {
         ? { stride: target.stride, offset: target.offset }
         : null;
     }
+  }
+
+  /** Stop what the kernel computes for this view (Stop beside "Computing…"). */
+  stop(): boolean {
+    return this._kernel.interrupt?.() ?? false;
   }
 
   private async _run(work: () => Promise<void>): Promise<void> {

@@ -10,6 +10,7 @@ import * as React from 'react';
 import { ReactWidget } from '@jupyterlab/ui-components';
 
 import { formatNumber } from '../ui/format';
+import { SHOW_AFTER_MS } from '../captures/longWork';
 import { ExpressionInput } from '../ui/ExpressionInput';
 import { useSignal } from '../ui/useSignal';
 import {
@@ -333,6 +334,40 @@ function Expressions({ model }: { model: HeatmapModel }): React.ReactElement {
         ) : null}
       </div>
     </>
+  );
+}
+
+/** How long the slice has been computing, with Stop, once it takes a while. */
+function Computing({
+  model
+}: {
+  model: HeatmapModel;
+}): React.ReactElement | null {
+  useSignal(model.stateChanged);
+  const [, tick] = React.useState(0);
+  const loading = model.loading;
+  React.useEffect(() => {
+    if (!loading) {
+      return;
+    }
+    const timer = setInterval(() => tick(n => n + 1), 500);
+    return () => clearInterval(timer);
+  }, [loading]);
+  const elapsed = performance.now() - model.requestStartedAt;
+  if (!loading || elapsed < SHOW_AFTER_MS) {
+    return null;
+  }
+  return (
+    <div className="jp-NopdbLab-heatmapComputing" role="status">
+      Computing the slice in the kernel… {Math.floor(elapsed / 1000)} s{' '}
+      <button
+        className="jp-mod-styled jp-mod-warn"
+        title="Interrupt this request in the kernel (the notebook's stop button does it too)"
+        onClick={() => model.stop()}
+      >
+        Stop
+      </button>
+    </div>
   );
 }
 
@@ -736,6 +771,7 @@ export class HeatmapWidget extends ReactWidget {
         <DimSliders model={model} />
         <Expressions model={model} />
         <Status model={model} />
+        <Computing model={model} />
         {/* above the maps: the colour bar and the readout stay in view beside them */}
         <div className="jp-NopdbLab-heatmapSide">
           <ColourBar model={model} />

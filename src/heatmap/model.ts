@@ -26,6 +26,8 @@ import { DimMode, gridPosition, heatmapRequest } from './request';
 /** What the model needs of a kernel connection (a KernelBridge, or a fake in tests). */
 export interface IHeatmapConnection {
   readonly client: Pick<ProtocolClient, 'request'> | null;
+  /** Interrupt the requests the kernel is serving now (a KernelBridge has it). */
+  interruptRequests?(): boolean;
 }
 
 /** What the viewer shows: one value of one capture. */
@@ -486,6 +488,7 @@ export class HeatmapModel {
     }
     this._started = performance.now();
     const ticket = ++this._requested;
+    this._loading = true;
     try {
       const { result, slice } = await this._sliceRequest(client, {});
       if (ticket !== this._requested) {
@@ -503,7 +506,25 @@ export class HeatmapModel {
         this._error = (err as Error).message;
         this._stateChanged.emit();
       }
+    } finally {
+      if (ticket === this._requested) {
+        this._loading = false;
+        this._stateChanged.emit();
+      }
     }
+  }
+
+  /** Whether the newest slice is still being computed in the kernel. */
+  get loading(): boolean {
+    return this._loading;
+  }
+
+  /**
+   * Stop the slice being computed (a long one: a mean over many heads of a long prompt):
+   * the kernel interrupts the request, which ends with an "interrupted" error here.
+   */
+  stop(): boolean {
+    return this._source.bridge.interruptRequests?.() ?? false;
   }
 
   /** One `heatmap` (or `probe_heatmap`) request with the current settings and `extra`. */
@@ -949,6 +970,7 @@ export class HeatmapModel {
   private _opacity = 0.6;
   private _requested = 0;
   private _started = 0;
+  private _loading = false;
   private readonly _stateChanged = new Signal<this, void>(this);
   private readonly _paintedChanged = new Signal<this, IPainted | null>(this);
   private readonly _hoverChanged = new Signal<this, IHover | null>(this);

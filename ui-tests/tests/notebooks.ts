@@ -91,7 +91,11 @@ const README_SCREENSHOTS = new Set([
   'cell-names-folded-stack',
   'heatmap-right-split',
   'stack-layer-strip',
-  'flow-input-values'
+  'flow-input-values',
+  'probe-delta-and-attribution',
+  'show-inline-viewer',
+  'long-attention-zoomed',
+  'attention-sink-grid'
 ]);
 const SCREENSHOTS_DIR = `${__dirname}/../../docs/screenshots`;
 
