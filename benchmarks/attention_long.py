@@ -144,12 +144,46 @@ def measure_memory(mode: str, tokens: int, runs: int) -> dict:
     }
 
 
+def generation(model: Any, args: Any) -> None:
+    """(c): generate() with vs. without capture, default mode and via="patch"."""
+    import torch
+
+    import nopdb_lab
+
+    prompt = torch.randint(0, 1000, (1, 512))
+
+    def gen_plain() -> None:
+        with torch.no_grad():
+            model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
+
+    def gen_traced() -> None:
+        with torch.no_grad(), nopdb_lab.capture_attention() as attns:
+            model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
+        assert len(attns) == LAYERS and attns[0].steps == args.new_tokens
+
+    def gen_patched() -> None:
+        with torch.no_grad(), nopdb_lab.capture_attention(via="patch") as attns:
+            model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
+        assert len(attns) == LAYERS and attns[0].steps == args.new_tokens
+
+    gp, gt, r = paired(gen_plain, gen_traced, args.repeat)
+    print(
+        f"(c) generate {args.new_tokens} tokens after 512: plain {gp:.2f} s, "
+        f"capture {gt:.2f} s, ratio {r:.2f}x"
+    )
+    gp, gt, r = paired(gen_plain, gen_patched, args.repeat)
+    print(f"    via='patch': plain {gp:.2f} s, capture {gt:.2f} s, ratio {r:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokens", type=int, default=2048)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--memory-child", choices=["plain", "capture"])
+    parser.add_argument(
+        "--only-generation", action="store_true", help="run (c) only: generate() timings"
+    )
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.tokens)
@@ -182,6 +216,10 @@ def main() -> None:
         with torch.no_grad(), nopdb_lab.capture_attention(via="patch"):
             model(input_ids=ids)
 
+    if args.only_generation:
+        generation(model, args)
+        return
+
     p, t, r = paired(plain, traced, args.repeat)
     print(f"(a) forward: plain {p * 1e3:.0f} ms, capture {t * 1e3:.0f} ms, ratio {r:.2f}x")
     p, t, r = paired(plain, patched, args.repeat)
@@ -201,29 +239,7 @@ def main() -> None:
         f"{LAYERS * eager_layer / 1e9:.1f} GB for the model"
     )
 
-    prompt = torch.randint(0, 1000, (1, 512))
-
-    def gen_plain() -> None:
-        with torch.no_grad():
-            model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
-
-    def gen_traced() -> None:
-        with torch.no_grad(), nopdb_lab.capture_attention() as attns:
-            model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
-        assert len(attns) == LAYERS and attns[0].steps == args.new_tokens
-
-    def gen_patched() -> None:
-        with torch.no_grad(), nopdb_lab.capture_attention(via="patch") as attns:
-            model.generate(prompt, max_new_tokens=args.new_tokens, do_sample=False)
-        assert len(attns) == LAYERS and attns[0].steps == args.new_tokens
-
-    gp, gt, r = paired(gen_plain, gen_traced, args.repeat)
-    print(
-        f"(c) generate {args.new_tokens} tokens after 512: plain {gp:.2f} s, "
-        f"capture {gt:.2f} s, ratio {r:.2f}x"
-    )
-    gp, gt, r = paired(gen_plain, gen_patched, args.repeat)
-    print(f"    via='patch': plain {gp:.2f} s, capture {gt:.2f} s, ratio {r:.2f}x")
+    generation(model, args)
 
     with torch.no_grad(), nopdb_lab.capture_attention() as attns:
         model(input_ids=ids)

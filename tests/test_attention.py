@@ -479,6 +479,35 @@ def test_packed_gqa_decode_step_with_padding_has_the_model_heads():
         assert torch.allclose(record.weights[1, :, 2:], want[1, :, 2:], atol=1e-5)
 
 
+def test_generate_under_the_default_mode_records_through_the_patched_functions():
+    """transformers' generate() steps off the mode (its per-op dispatch would cost ~1.5x
+    on token-by-token generation) and records as via="patch"; the mode is back after."""
+    from torch.overrides import _get_current_function_mode
+    from transformers.generation.utils import GenerationMixin
+
+    _, sdpa = _pair(_llama)
+    original = vars(GenerationMixin)["generate"]
+    modes_in_forward = []
+    forward = sdpa.forward
+
+    def spy(*args, **kwargs):
+        modes_in_forward.append(_get_current_function_mode())
+        return forward(*args, **kwargs)
+
+    sdpa.forward = spy
+    prompt = torch.randint(1, 64, (1, 5))
+    with torch.no_grad(), capture_attention() as attns:
+        mode = _get_current_function_mode()
+        assert mode is not None
+        sdpa.generate(prompt, max_new_tokens=4, do_sample=False, pad_token_id=0)
+        assert _get_current_function_mode() is mode  # back for the rest of the block
+        sdpa(input_ids=prompt)  # a plain forward: through the mode again
+    assert modes_in_forward[:4] == [None] * 4 and modes_in_forward[4] is mode
+    assert [r.steps for r in attns] == [4, 4, 1, 1]
+    assert vars(GenerationMixin)["generate"] is original  # restored after the block
+    sdpa.forward = forward
+
+
 def test_static_cache_generation_covers_processed_positions_only():
     eager, sdpa = _pair(_llama)
     prompt = torch.randint(1, 64, (1, 6))

@@ -94,7 +94,8 @@ def _subshell(client):
     msg = client.kc.session.msg("create_subshell_request", {})
     client.kc.control_channel.send(msg)
     reply = client.kc.control_channel.get_msg(timeout=20)
-    assert reply["content"]["status"] == "ok", reply["content"]
+    if reply["content"].get("status") != "ok":  # ipykernel < 7: no subshells to test
+        pytest.skip(f"this kernel has no subshells: {reply['content']}")
     return reply["content"]["subshell_id"]
 
 

@@ -674,11 +674,13 @@ def capture_attention(
     the CPU as they are recorded (frees GPU memory for long runs).
 
     ``via="mode"`` (default) intercepts with a ``TorchFunctionMode``: it sees SDPA however
-    the model reached it, but every torch call in the block pays Python dispatch (about
-    1.5x for a small model's token-by-token generation on a CPU; nothing measurable for a
-    long prompt). ``via="patch"`` swaps ``torch.nn.functional.scaled_dot_product_attention``
-    (and ``multi_head_attention_forward``, ``embedding``) for the block instead: no cost
-    per other op, but a model that imported the function by name before
+    the model reached it, but every torch call in the block pays Python dispatch (nothing
+    measurable for a long prompt; about 1.5x for token-by-token generation on a CPU, so
+    inside transformers' ``generate()`` the mode steps off and the call records as
+    ``via="patch"`` does). ``via="patch"`` swaps
+    ``torch.nn.functional.scaled_dot_product_attention`` (and
+    ``multi_head_attention_forward``, ``embedding``) for the block instead: no cost per
+    other op, but a model that imported the function by name before
     (``from torch.nn.functional import scaled_dot_product_attention``) is not seen.
 
     ``grads=True`` also keeps dL/dP, the gradient of the probabilities, in each
