@@ -9,9 +9,21 @@
  * frame after the canvas was painted.
  */
 import { expect, test } from '@jupyterlab/galata';
-import { Page } from '@playwright/test';
 
 import { openCodeNotebook } from '../tests/notebooks';
+import {
+  paints as paintsOf,
+  resultLine,
+  timeUntilPainted as timed
+} from './timing';
+
+const VIEW = '.jp-NopdbLab-heatmap';
+const paints = (page: Parameters<typeof paintsOf>[0]) => paintsOf(page, VIEW);
+const timeUntilPainted = (
+  page: Parameters<typeof paintsOf>[0],
+  before: number,
+  act: () => Promise<unknown>
+) => timed(page, VIEW, before, act);
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 const TOKENS = 2048;
@@ -24,34 +36,6 @@ attns[0]`;
 
 test.use({ kernels: null });
 test.setTimeout(600000);
-
-async function paints(page: Page): Promise<number> {
-  return Number(
-    (await page.locator('.jp-NopdbLab-heatmap').getAttribute('data-paints')) ??
-      0
-  );
-}
-
-async function timeUntilPainted(
-  page: Page,
-  before: number,
-  act: () => Promise<unknown>
-) {
-  const t0 = await page.evaluate(() => performance.now());
-  await act();
-  await expect
-    .poll(() => paints(page), { timeout: 60000 })
-    .toBeGreaterThan(before);
-  const painted = Number(
-    await page.locator('.jp-NopdbLab-heatmap').getAttribute('data-painted-at')
-  );
-  return painted - t0;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 test('long attention viewer latency', async ({ page, tmpPath }) => {
   await openCodeNotebook(page, `${tmpPath}/attention-bench.ipynb`, [CELL]);
@@ -95,9 +79,7 @@ test('long attention viewer latency', async ({ page, tmpPath }) => {
     await expect(viewer).toHaveCount(0);
   }
   const line = (name: string, values: number[], goal: number) =>
-    `${name.padEnd(40)} median ${median(values).toFixed(0).padStart(4)} ms` +
-    `  (goal ≤ ${goal} ms, ${values.length} runs, min ${Math.min(...values).toFixed(0)}, ` +
-    `max ${Math.max(...values).toFixed(0)})`;
+    resultLine(name, values, goal, 40);
   console.log(
     [
       `long attention, one lazy record of ${TOKENS} tokens × 4 heads (causal)`,

@@ -10,9 +10,13 @@
  * frame after the canvases were painted.
  */
 import { expect, test } from '@jupyterlab/galata';
-import { Page } from '@playwright/test';
 
 import { openCodeNotebook } from '../tests/notebooks';
+import {
+  median,
+  paints as paintsOf,
+  timeUntilPainted as timed
+} from './timing';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 const CELL = `import torch, nopdb_lab
@@ -27,28 +31,12 @@ test.use({ kernels: null, viewport: { width: 1600, height: 1000 } });
 test.setTimeout(600000);
 
 const VIEW = '.jp-MainAreaWidget .jp-NopdbLab-flow';
-
-async function paints(page: Page): Promise<number> {
-  return Number((await page.locator(VIEW).getAttribute('data-paints')) ?? 0);
-}
-
-async function timeUntilPainted(
-  page: Page,
+const paints = (page: Parameters<typeof paintsOf>[0]) => paintsOf(page, VIEW);
+const timeUntilPainted = (
+  page: Parameters<typeof paintsOf>[0],
   before: number,
   act: () => Promise<unknown>
-) {
-  const t0 = await page.evaluate(() => performance.now());
-  await act();
-  await expect
-    .poll(() => paints(page), { timeout: 60000 })
-    .toBeGreaterThan(before);
-  return Number(await page.locator(VIEW).getAttribute('data-painted-at')) - t0;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
+) => timed(page, VIEW, before, act);
 
 test('gradient flow view latency', async ({ page, tmpPath }) => {
   await openCodeNotebook(page, `${tmpPath}/flow-bench.ipynb`, [CELL]);

@@ -12,6 +12,7 @@
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 
+import { resultLine } from './timing';
 import { openCodeNotebook } from '../tests/notebooks';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
@@ -43,11 +44,6 @@ nopdb_lab.probe("vit", lambda x: vit(pixel_values=x).logits[:, 281],
 
 test.use({ kernels: null });
 test.setTimeout(900000);
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)];
-}
 
 /** Time `RUNS` re-runs of `probe` (after one warm-up) from its edit view. */
 async function rerunTimes(
@@ -122,9 +118,7 @@ test('probe re-run latency', async ({ page, tmpPath }) => {
   await page.notebook.activate('bench.ipynb');
   const vit = await rerunTimes(page, 'vit', 224);
   const line = (name: string, values: number[], goal: number) =>
-    `${name.padEnd(44)} median ${median(values).toFixed(0).padStart(5)} ms` +
-    `  (goal ≤ ${goal} ms, ${values.length} runs, min ${Math.min(...values).toFixed(0)}, ` +
-    `max ${Math.max(...values).toFixed(0)})`;
+    resultLine(name, values, goal, 44);
   console.log(
     [
       'probe: click Re-run → re-run in the kernel → map and Δ marks repainted',

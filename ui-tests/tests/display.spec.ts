@@ -7,7 +7,13 @@
  */
 import { expect, test } from '@jupyterlab/galata';
 
-import { keepScreenshot, openNotebook, restartKernel, run } from './notebooks';
+import {
+  colourCount,
+  keepScreenshot,
+  openNotebook,
+  restartKernel,
+  run
+} from './notebooks';
 
 const CELL = `import torch, nopdb_lab
 torch.manual_seed(0)
@@ -41,20 +47,7 @@ test('show() draws the interactive viewer in the output, with a PNG kept for els
   const map = tiles.first().locator('canvas');
   await map.scrollIntoViewIfNeeded();
   // painted: more than one colour on the canvas
-  await expect
-    .poll(() =>
-      map.evaluate((el: HTMLCanvasElement) => {
-        const data = el
-          .getContext('2d')!
-          .getImageData(0, 0, el.width, el.height).data;
-        const colours = new Set<number>();
-        for (let i = 0; i < data.length; i += 4) {
-          colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-        }
-        return colours.size;
-      })
-    )
-    .toBeGreaterThan(3);
+  await expect.poll(() => colourCount(map)).toBeGreaterThan(3);
   const box = (await map.boundingBox())!;
   await map.hover({ position: { x: box.width * 0.7, y: box.height * 0.5 } });
   const readout = viewer.locator('.jp-NopdbLab-heatmapTooltip');

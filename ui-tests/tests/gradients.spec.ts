@@ -6,7 +6,14 @@
  */
 import { expect, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
 
-import { browser, keepScreenshot, openNotebook, rows, run } from './notebooks';
+import {
+  browser,
+  colourCount,
+  keepScreenshot,
+  openNotebook,
+  rows,
+  run
+} from './notebooks';
 
 const MODEL_CELL = `import torch, nopdb_lab
 torch.manual_seed(0)
@@ -101,20 +108,7 @@ test.describe('gradients', () => {
     const canvas = viewer.locator('.jp-NopdbLab-heatmapCanvas');
     await canvas.scrollIntoViewIfNeeded();
     // painted: the canvas holds more than one colour
-    await expect
-      .poll(() =>
-        canvas.evaluate((el: HTMLCanvasElement) => {
-          const data = el
-            .getContext('2d')!
-            .getImageData(0, 0, el.width, el.height).data;
-          const colours = new Set<number>();
-          for (let i = 0; i < data.length; i += 4) {
-            colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
-          }
-          return colours.size;
-        })
-      )
-      .toBeGreaterThan(3);
+    await expect.poll(() => colourCount(canvas)).toBeGreaterThan(3);
     const box = (await canvas.boundingBox())!;
     await canvas.hover({
       position: { x: (3.5 * box.width) / 5, y: (2.5 * box.height) / 5 }

@@ -111,3 +111,17 @@ export async function valueAction(row: Locator, action: string): Promise<void> {
   await row.locator('.jp-NopdbLab-valueRow').first().hover();
   await row.getByRole('button', { name: action }).first().click();
 }
+
+/** How many colours a canvas holds (a painted map has more than a few). */
+export function colourCount(canvas: Locator): Promise<number> {
+  return canvas.evaluate((el: HTMLCanvasElement) => {
+    const data = el
+      .getContext('2d')!
+      .getImageData(0, 0, el.width, el.height).data;
+    const colours = new Set<number>();
+    for (let i = 0; i < data.length; i += 4) {
+      colours.add((data[i] << 16) | (data[i + 1] << 8) | data[i + 2]);
+    }
+    return colours.size;
+  });
+}
