@@ -123,6 +123,19 @@ def _answer(client, rid, timeout=60):
     raise AssertionError("no answer")
 
 
+def _ipykernel_version():
+    import ipykernel
+
+    return tuple(int(p) for p in ipykernel.__version__.split(".")[:2] if p.isdigit())
+
+
+@pytest.mark.skipif(
+    _ipykernel_version() < (7, 4),
+    reason="ipykernel 7.3 (the newest for Python 3.10) now and then stops answering every "
+    "channel when a subshell and the main shell handle messages at once (seen in about 1 "
+    "of 10 runs of a loop doing only that, with no nopdb-lab interrupt involved); not "
+    "seen with 7.4 in 36 runs",
+)
 def test_a_request_in_a_kernel_subshell_is_interrupted_from_the_main_shell(client):
     """SIGINT never reaches a subshell's thread; the front end follows the stop button
     with a silent `nopdb_lab.jupyter.interrupt_requests()` on the main shell."""
