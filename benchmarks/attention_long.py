@@ -39,14 +39,14 @@ sys.path.insert(0, str(ROOT))
 LAYERS, HEADS, KV_HEADS, HEAD_DIM = 4, 32, 8, 8
 
 
-def build_model() -> Any:
+def build_model(head_dim: int = HEAD_DIM) -> Any:
     import torch
     import transformers
 
     config = transformers.LlamaConfig(
         vocab_size=1000,
-        hidden_size=HEADS * HEAD_DIM,
-        intermediate_size=2 * HEADS * HEAD_DIM,
+        hidden_size=HEADS * head_dim,
+        intermediate_size=2 * HEADS * head_dim,
         num_hidden_layers=LAYERS,
         num_attention_heads=HEADS,
         num_key_value_heads=KV_HEADS,
@@ -184,6 +184,9 @@ def main() -> None:
     parser.add_argument(
         "--only-generation", action="store_true", help="run (c) only: generate() timings"
     )
+    parser.add_argument(
+        "--head-dim", type=int, default=HEAD_DIM, help="head size (Llama models use 128)"
+    )
     args = parser.parse_args()
     if args.memory_child:
         memory_child(args.memory_child, args.tokens)
@@ -196,11 +199,11 @@ def main() -> None:
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     n = args.tokens
-    model = build_model()
+    model = build_model(args.head_dim)
     ids = torch.randint(0, 1000, (1, n))
     print(
         f"Llama-style decoder: {LAYERS} layers × {HEADS} query heads / {KV_HEADS} KV heads "
-        f"× head size {HEAD_DIM}, {n} tokens, torch {torch.__version__}, "
+        f"× head size {args.head_dim}, {n} tokens, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, Python {platform.python_version()}"
     )
 
