@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
-from typing import Dict, Tuple
+from typing import Set
 
 
 class Interrupted(Exception):  # noqa: N818 (the wire error type is "Interrupted")
@@ -30,7 +30,7 @@ def interrupted_message(op: object) -> str:
 
 
 _lock = threading.Lock()
-_running: Dict[int, Tuple[str, str | None]] = {}  # thread ident -> (op, request id)
+_running: Set[int] = set()  # idents of the threads serving a request now
 
 
 def _set_async_exc(ident: int, exc: type[BaseException]) -> int:
@@ -39,14 +39,14 @@ def _set_async_exc(ident: int, exc: type[BaseException]) -> int:
     )
 
 
-def serving(op: str, request_id: str | None) -> int | None:
+def serving() -> int | None:
     """Mark the current thread as serving a request (main-thread requests are left to
     SIGINT); returns the token :func:`served` takes, None on the main thread."""
     if threading.current_thread() is threading.main_thread():
         return None
     ident = threading.get_ident()
     with _lock:
-        _running[ident] = (op, request_id)
+        _running.add(ident)
     return ident
 
 
@@ -62,7 +62,7 @@ def served(token: int | None) -> None:
     while True:
         try:
             with _lock:
-                _running.pop(token, None)
+                _running.discard(token)
             _checkpoint()
             return
         except KeyboardInterrupt:
@@ -71,12 +71,6 @@ def served(token: int | None) -> None:
 
 def _checkpoint() -> None:
     """A Python call: where the interpreter delivers a pending asynchronous exception."""
-
-
-def running_requests() -> Dict[int, Tuple[str, str | None]]:
-    """The requests being served in other threads now: thread ident -> (op, request id)."""
-    with _lock:
-        return dict(_running)
 
 
 def interrupt_requests() -> int:

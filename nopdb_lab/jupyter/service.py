@@ -170,13 +170,10 @@ class CommService:
         return [{"event": "breakpoints_changed", "breakpoints": states}] if states else []
 
     def _on_msg(self, msg: Dict[str, Any]) -> None:
-        data = msg["content"]["data"]
-        op = data.get("op") if isinstance(data, dict) else None
-        request_id = data.get("id") if isinstance(data, dict) else None
-        token = serving(op if isinstance(op, str) else "", request_id)
+        token = serving()
         try:
             with paused(), _interruptible():
-                self._serve(data)
+                self._serve(msg["content"]["data"])
         except KeyboardInterrupt:
             # an interrupt that arrived as the request was being answered: it has its
             # reply, and the interrupt must not reach the kernel's message loop

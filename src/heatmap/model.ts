@@ -490,11 +490,10 @@ export class HeatmapModel {
     const ticket = ++this._requested;
     this._loading = true;
     try {
-      const { result, slice } = await this._sliceRequest(client, {});
+      const { slice } = await this._sliceRequest(client, {});
       if (ticket !== this._requested) {
         return; // a newer request is on its way
       }
-      void result;
       this._slice = slice;
       this._error = null;
       this._detail = null;
