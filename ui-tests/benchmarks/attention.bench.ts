@@ -11,19 +11,10 @@
 import { expect, test } from '@jupyterlab/galata';
 
 import { openCodeNotebook } from '../tests/notebooks';
-import {
-  paints as paintsOf,
-  resultLine,
-  timeUntilPainted as timed
-} from './timing';
+import { resultLine, viewTiming } from './timing';
 
 const VIEW = '.jp-NopdbLab-heatmap';
-const paints = (page: Parameters<typeof paintsOf>[0]) => paintsOf(page, VIEW);
-const timeUntilPainted = (
-  page: Parameters<typeof paintsOf>[0],
-  before: number,
-  act: () => Promise<unknown>
-) => timed(page, VIEW, before, act);
+const { paints, timeUntilPainted } = viewTiming(VIEW);
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 const TOKENS = 2048;

@@ -12,11 +12,7 @@
 import { expect, test } from '@jupyterlab/galata';
 
 import { openCodeNotebook } from '../tests/notebooks';
-import {
-  median,
-  paints as paintsOf,
-  timeUntilPainted as timed
-} from './timing';
+import { median, viewTiming } from './timing';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
 const CELL = `import torch, nopdb_lab
@@ -31,12 +27,7 @@ test.use({ kernels: null, viewport: { width: 1600, height: 1000 } });
 test.setTimeout(600000);
 
 const VIEW = '.jp-MainAreaWidget .jp-NopdbLab-flow';
-const paints = (page: Parameters<typeof paintsOf>[0]) => paintsOf(page, VIEW);
-const timeUntilPainted = (
-  page: Parameters<typeof paintsOf>[0],
-  before: number,
-  act: () => Promise<unknown>
-) => timed(page, VIEW, before, act);
+const { paints, timeUntilPainted } = viewTiming(VIEW);
 
 test('gradient flow view latency', async ({ page, tmpPath }) => {
   await openCodeNotebook(page, `${tmpPath}/flow-bench.ipynb`, [CELL]);

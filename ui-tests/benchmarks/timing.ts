@@ -31,6 +31,22 @@ export async function timeUntilPainted(
   return painted - t0;
 }
 
+/** Both, bound to one view: what each benchmark file uses. */
+export function viewTiming(selector: string): {
+  paints: (page: Page) => Promise<number>;
+  timeUntilPainted: (
+    page: Page,
+    before: number,
+    act: () => Promise<unknown>
+  ) => Promise<number>;
+} {
+  return {
+    paints: page => paints(page, selector),
+    timeUntilPainted: (page, before, act) =>
+      timeUntilPainted(page, selector, before, act)
+  };
+}
+
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)];
