@@ -13,7 +13,6 @@ from typing import Any, Callable, Dict, List, Protocol, Tuple
 from .._version import __version__
 from ..analysis.attention import attention_capture_active
 from ..analysis.gradients import gradient_capture_active
-from ..analysis.heatmap import slice_2d
 from ..analysis.stacking import stack_captures
 from ..analysis.summary import summarize
 from ..capture_store import CaptureStore
@@ -35,7 +34,7 @@ from .probe_ops import (
 from .protocol import PROTOCOL_VERSION
 from .source_lookup import locate
 from .user_values import evaluate_image, evaluate_labels, user_namespace
-from .wire import brief, children, detail, source_text, tensor_payload
+from .wire import brief, children, detail, heatmap_reply, source_text, tensor_payload
 
 OpResult = Tuple[Dict[str, Any], List[bytes] | None]
 
@@ -112,19 +111,18 @@ def heatmap_op(
     region: Dict[str, int] | None = None,
 ) -> Tuple[Dict[str, Any], List[bytes]]:
     value, expression = value_of(session.store[id], path, of)
-    fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
-    meta, plane = slice_2d(
+    return heatmap_reply(
         value,
+        expression,
         rows_dim,
         cols_dim,
-        fixed,
+        index,
         max_size,
         reduce,
-        mean_dims or (),
-        grid_dims or (),
+        mean_dims,
+        grid_dims,
         region,
     )
-    return {**meta, "expression": expression}, [plane.tobytes()]
 
 
 def stack_op(session: Session, id: int, path: List[Any]) -> Tuple[Dict[str, Any], None]:

@@ -242,22 +242,19 @@ def probe_heatmap_op(
 ) -> Tuple[Dict[str, Any], List[bytes]]:
     """A 2-D slice of a probe input as it is now (edits not yet re-run included), as the
     ``heatmap`` op slices captured values: the edit mode paints what Re-run will use."""
-    from ..analysis.heatmap import slice_2d
+    from .wire import heatmap_reply
 
-    the_probe = _probe(probe)
-    value = _editable(the_probe, input)
-    fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
-    meta, plane = slice_2d(
+    value = _editable(_probe(probe), input)
+    expression = f"nopdb_lab.get_probe({probe!r}).inputs[{input!r}]"
+    return heatmap_reply(
         value,
+        expression,
         rows_dim,
         cols_dim,
-        fixed,
+        index,
         max_size,
         reduce,
-        mean_dims or (),
-        grid_dims or (),
+        mean_dims,
+        grid_dims,
         region,
     )
-    return {**meta, "expression": f"nopdb_lab.get_probe({probe!r}).inputs[{input!r}]"}, [
-        plane.tobytes()
-    ]

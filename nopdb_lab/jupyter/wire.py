@@ -150,3 +150,34 @@ def tensor_payload(value: Any, index: List[int], dtype: str) -> Tuple[Dict[str, 
             f"index leading dimensions to stay under {MAX_TENSOR_BYTES >> 20} MB"
         )
     return {"shape": list(out.shape), "dtype": dtype}, out.tobytes()
+
+
+def heatmap_reply(
+    value: Any,
+    expression: str,
+    rows_dim: int,
+    cols_dim: int,
+    index: Dict[str, int] | None,
+    max_size: int,
+    reduce: str,
+    mean_dims: List[int] | None,
+    grid_dims: List[int] | None,
+    region: Dict[str, int] | None,
+) -> Tuple[Dict[str, Any], List[bytes]]:
+    """The ``heatmap`` reply (also ``probe_heatmap``'s): the pooled 2-D slice of ``value``
+    (``index`` keyed by the dimension as a string, as it travels) and its float32 bytes."""
+    from ..analysis.heatmap import slice_2d
+
+    fixed = {int(dim): int(i) for dim, i in (index or {}).items()}
+    meta, plane = slice_2d(
+        value,
+        rows_dim,
+        cols_dim,
+        fixed,
+        max_size,
+        reduce,
+        mean_dims or (),
+        grid_dims or (),
+        region,
+    )
+    return {**meta, "expression": expression}, [plane.tobytes()]
