@@ -42,10 +42,7 @@ class RecordingComm:
 
     def __init__(self) -> None:
         self.sent: list = []
-        self._on_msg = None
-
-    def on_msg(self, callback) -> None:
-        self._on_msg = callback
+        self.handle_msg = None  # the service replaces the comm's handle_msg
 
     def on_close(self, callback) -> None:
         self._on_close = callback
@@ -55,7 +52,7 @@ class RecordingComm:
         self.sent.append((data, buffers))
 
     def deliver(self, data) -> None:
-        self._on_msg({"content": {"data": data}})
+        self.handle_msg({"content": {"data": data}})
 
 
 @pytest.fixture

@@ -10,13 +10,22 @@ next Python bytecode, so a loop wholly in C is not reached, as in a cell).
 
 Either way the request must still be answered, or the front end waits for it: the
 interrupt becomes an :class:`Interrupted` error reply, and the kernel goes on.
+
+Where an interrupt may land is narrowed to the op itself. The whole handling of a
+message (:func:`handling`: IPython's ``pre_execute``/``post_execute`` hooks, nopdb-lab's
+own bookkeeping, sending the reply) *holds* an interrupt: it is recorded, not raised, so
+it cannot stop a hook half-way or drop the request before it is answered. The op runs in
+:func:`interruptible`, which raises a held interrupt at once and lets new ones through.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import signal
 import threading
-from typing import Set
+from types import FrameType
+from typing import Dict, Iterator, Set
 
 
 class Interrupted(Exception):  # noqa: N818 (the wire error type is "Interrupted")
@@ -30,7 +39,13 @@ def interrupted_message(op: object) -> str:
 
 
 _lock = threading.Lock()
-_running: Set[int] = set()  # idents of the threads serving a request now
+# idents of the (non-main) threads handling a request now -> whether an interrupt is
+# delivered to them now (True, inside :func:`interruptible`) or held (False)
+_threads: Dict[int, bool] = {}
+_held: Set[int] = set()  # idents of those threads with a held interrupt
+# the main thread's held SIGINT: set by a signal handler, which may run while the main
+# thread holds ``_lock``, so it takes no lock
+_sigint_held = [False]
 
 
 def _set_async_exc(ident: int, exc: type[BaseException]) -> int:
@@ -39,30 +54,73 @@ def _set_async_exc(ident: int, exc: type[BaseException]) -> int:
     )
 
 
-def serving() -> int | None:
-    """Mark the current thread as serving a request (main-thread requests are left to
-    SIGINT); returns the token :func:`served` takes, None on the main thread."""
-    if threading.current_thread() is threading.main_thread():
+def _on_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _hold_sigint(signum: int, frame: FrameType | None) -> None:
+    _sigint_held[0] = True
+
+
+def _set_sigint(handler: signal.Handlers | object) -> object:
+    """Install a SIGINT handler; returns the previous one, or None where signals cannot
+    be set here (an embedded interpreter) or the previous one was set from C."""
+    try:
+        return signal.signal(signal.SIGINT, handler)  # type: ignore[arg-type]
+    except (ValueError, OSError, TypeError):
         return None
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[None]:
+    """Around the whole handling of one comm message: interrupts are held (recorded for
+    :func:`interruptible`), on the main thread (SIGINT) and in a subshell's thread
+    (:func:`interrupt_requests`) alike. Puts back the SIGINT handler that was there."""
     ident = threading.get_ident()
-    with _lock:
-        _running.add(ident)
-    return ident
-
-
-def served(token: int | None) -> None:
-    """The request of :func:`serving` ended. An interrupt raised just before (not yet
-    delivered) is delivered and dropped here, so it can never reach the kernel's own
-    message loop: once the thread is off the list nothing raises in it any more, and a
-    Python call checks for a pending one. (Withdrawing it with
-    ``PyThreadState_SetAsyncExc(id, NULL)`` is no option: that leaves CPython's
-    "async exception pending" flag set for every thread, slowing them all to a crawl.)"""
-    if token is None:
+    if _on_main_thread():
+        _sigint_held[0] = False
+        previous = _set_sigint(_hold_sigint)
+        try:
+            yield
+        finally:
+            if previous is not None:
+                _set_sigint(previous)
+            _sigint_held[0] = False  # an interrupt after the answer: nothing left to stop
         return
+    with _lock:
+        _threads[ident] = False
+    try:
+        yield
+    finally:
+        _leave(ident)
+
+
+def _leave(ident: int) -> None:
+    """Take the thread off the list. An interrupt raised just before (not yet delivered)
+    is delivered and dropped here, so it can never reach the kernel's own message loop:
+    once off the list nothing raises in it any more, and a Python call checks for a
+    pending one. (Withdrawing it with ``PyThreadState_SetAsyncExc(id, NULL)`` is no
+    option: that leaves CPython's "async exception pending" flag set for every thread,
+    slowing them all to a crawl.)"""
     while True:
         try:
             with _lock:
-                _running.discard(token)
+                _threads.pop(ident, None)
+                _held.discard(ident)
+            _checkpoint()
+            return
+        except KeyboardInterrupt:
+            continue
+
+
+def _hold(ident: int) -> None:
+    """Back to holding after :func:`interruptible`; an interrupt pending in this thread
+    is delivered (and dropped: the op it was meant for has finished) here."""
+    while True:
+        try:
+            with _lock:
+                if ident in _threads:
+                    _threads[ident] = False
             _checkpoint()
             return
         except KeyboardInterrupt:
@@ -73,12 +131,54 @@ def _checkpoint() -> None:
     """A Python call: where the interpreter delivers a pending asynchronous exception."""
 
 
-def interrupt_requests() -> int:
-    """Raise ``KeyboardInterrupt`` in every thread serving a request now (a kernel
-    subshell's); each is answered with an ``Interrupted`` error. Returns how many."""
-    count = 0
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """The part of a request the stop button may stop (inside :func:`handling`): raises
+    ``KeyboardInterrupt`` at once for an interrupt held since the message arrived, and
+    lets new ones through until it ends. An interrupt arriving as it ends is dropped:
+    the op finished, and its answer goes out."""
+    ident = threading.get_ident()
+    if _on_main_thread():
+        previous = None
+        try:
+            previous = _set_sigint(signal.default_int_handler)
+            held, _sigint_held[0] = _sigint_held[0], False
+            if held:
+                raise KeyboardInterrupt
+            yield
+        finally:
+            try:
+                if previous is not None:
+                    _set_sigint(previous)
+            except KeyboardInterrupt:
+                pass  # arrived as the op ended: it has its answer
+        return
     with _lock:
-        for ident in list(_running):
-            if ident != threading.get_ident():
+        held = ident in _held
+        _held.discard(ident)
+        if ident in _threads and not held:
+            _threads[ident] = True
+    if held:
+        raise KeyboardInterrupt
+    try:
+        yield
+    finally:
+        _hold(ident)
+
+
+def interrupt_requests() -> int:
+    """Interrupt every request a kernel subshell's thread is handling now: one in its op
+    gets ``KeyboardInterrupt`` and is answered with an ``Interrupted`` error; one not yet
+    in its op is interrupted as it enters it. Returns how many."""
+    count = 0
+    me = threading.get_ident()
+    with _lock:
+        for ident, live in list(_threads.items()):
+            if ident == me:
+                continue
+            if live:
                 count += _set_async_exc(ident, KeyboardInterrupt)
+            else:
+                _held.add(ident)
+                count += 1
     return count

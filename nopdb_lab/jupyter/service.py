@@ -10,18 +10,16 @@ wire encoding (:mod:`.wire`) -> reply. Store and breakpoint events are batched
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import threading
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 from ..capture_store import CaptureStore, Eviction, store
 from ..tracing.dispatch import DISPATCHER, paused
-from . import wire
+from . import interrupts, wire
 from .batching import EventBatcher
 from .breakpoint_manager import BreakpointManager
-from .interrupts import interrupted_message, served, serving
+from .interrupts import interrupted_message
 from .ops import OPS
 from .protocol import PROTOCOL_VERSION, validate_request
 from .wire import brief
@@ -67,6 +65,14 @@ def _flush_after_each_cell() -> None:
         shell.events.register("post_execute", _after_cell)
 
 
+def _ipython() -> Any:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
 def _before_cell() -> None:
     # breakpoints may have been set from a comm handler on another thread; before 3.12
     # tracing reaches a running thread only if it installs the tracer itself
@@ -90,32 +96,8 @@ def _on_comm_open(comm: Any, open_msg: Dict[str, Any]) -> None:
     _services.append(CommService(comm, store))
 
 
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Let the stop button interrupt a request: SIGINT raises ``KeyboardInterrupt`` here.
-
-    ipykernel ignores SIGINT between messages and turns it on around each handler, but
-    not for a comm message it dispatches while another message is still in flight (its
-    "concurrent" path). The service turns it on itself, on the main thread (the only one
-    Python delivers signals to), and puts back what was there. A request served in a
-    kernel subshell (JupyterLab >= 4.6 sends comm messages through one) runs in another
-    thread, which SIGINT does not reach: the front end then runs
-    :func:`~nopdb_lab.jupyter.interrupt_requests` on the main shell
-    (:mod:`.interrupts`).
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    try:
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    except (ValueError, OSError):  # no signals here (an embedded interpreter)
-        yield
-        return
-    try:
-        yield
-    finally:
-        if previous is not None:  # None: a handler set from C, which cannot be put back
-            signal.signal(signal.SIGINT, previous)
+def _where_sent(data: Any, subshell_id: str | None) -> str | None:
+    return subshell_id
 
 
 class CommService:
@@ -128,7 +110,16 @@ class CommService:
         self._changed_breakpoints: set[str] = set()
         self._changed_lock = threading.Lock()
         self.events = EventBatcher(self._send, latest=self._breakpoint_events)
-        comm.on_msg(self._on_msg)
+        # the comm's own handle_msg runs IPython's pre/post_execute hooks around the
+        # callback, where a stop-button interrupt would drop the request unanswered or stop
+        # a hook half-way; this one runs them with interrupts held (see .interrupts)
+        comm.handle_msg = self._handle_msg
+        # ipykernel >= 7.4 sends a comm's incoming messages to the subshell it last sent
+        # from (for widgets that wait for a reply), whatever subshell the front end chose:
+        # after one request served in a subshell, main-shell requests would go there too,
+        # and nowhere once that subshell is deleted. Requests here never answer a message
+        # the kernel sent, so each goes where the front end sent it.
+        comm._reply_subshell_for = _where_sent
         comm.on_close(self._on_close)
         record_store.add_listener(self._on_store_event)
         self.breakpoints.add_listener(self._on_breakpoints_changed)
@@ -169,17 +160,22 @@ class CommService:
         states = self.breakpoints.states(ids) if ids else []
         return [{"event": "breakpoints_changed", "breakpoints": states}] if states else []
 
-    def _on_msg(self, msg: Dict[str, Any]) -> None:
-        token = serving()
+    def _handle_msg(self, msg: Dict[str, Any]) -> None:
+        """One comm message, as ``comm.BaseComm.handle_msg`` handles it (IPython's
+        ``pre_execute`` and ``post_execute`` around it), with interrupts held except
+        while the op runs: every request gets its answer, and no interrupt reaches the
+        kernel's message loop."""
         try:
-            with paused(), _interruptible():
-                self._serve(msg["content"]["data"])
+            with interrupts.handling():
+                shell = _ipython()
+                if shell is not None:
+                    shell.events.trigger("pre_execute")
+                with paused():
+                    self._serve(msg["content"]["data"])
+                if shell is not None:
+                    shell.events.trigger("post_execute")
         except KeyboardInterrupt:
-            # an interrupt that arrived as the request was being answered: it has its
-            # reply, and the interrupt must not reach the kernel's message loop
-            pass
-        finally:
-            served(token)
+            pass  # held interrupts are never raised here; a last guard for the message loop
 
     def _serve(self, data: Any) -> None:
         """Answer one request; every message gets a reply, malformed ones a structured error."""
@@ -187,8 +183,9 @@ class CommService:
         if not isinstance(request_id, str):
             request_id = None
         try:
-            op, args = validate_request(data)
-            result, buffers = OPS[op](self, **args)
+            with interrupts.interruptible():
+                op, args = validate_request(data)
+                result, buffers = OPS[op](self, **args)
             self.events.flush()  # what the request changed is pushed before its answer
             self._send({"re": request_id, "ok": True, "result": result}, buffers)
         except Exception as exc:
