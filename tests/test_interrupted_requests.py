@@ -6,7 +6,6 @@ stopped with the notebook's stop button (SIGINT to the kernel), must be answered
 """
 
 import time
-import uuid
 from queue import Empty
 
 import pytest
@@ -14,9 +13,8 @@ import pytest
 pytest.importorskip("ipykernel")
 pytest.importorskip("jupyter_client.manager")
 
-from nopdb_lab.jupyter.protocol import PROTOCOL_VERSION  # noqa: E402
 
-from .kernel_client import Client  # noqa: E402
+from .kernel_client import Client, reliable_subshells  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +22,6 @@ def client():
     c = Client()
     yield c
     c.close()
-
-
-def _send(client, op, subshell_id=None, **args):
-    rid = uuid.uuid4().hex
-    data = {"v": PROTOCOL_VERSION, "id": rid, "op": op, "args": args}
-    msg = client.kc.session.msg("comm_msg", {"comm_id": client.comm_id, "data": data})
-    if subshell_id is not None:
-        msg["header"]["subshell_id"] = subshell_id
-    client.kc.shell_channel.send(msg)
-    return rid
 
 
 def _wait_for_output(client, text, timeout=60):
@@ -54,12 +42,12 @@ def _wait_for_output(client, text, timeout=60):
 def _reply_while_interrupting(client, op, started, **args):
     """Send a request, wait until it prints ``started`` (it runs), then interrupt the
     kernel until it answers; return the answer."""
-    rid = _send(client, op, **args)
+    rid = client.send(op, **args)
     _wait_for_output(client, started)
     for _ in range(60):
         client.km.interrupt_kernel()
         try:
-            return _answer(client, rid, timeout=1)
+            return client.answer(rid, timeout=1)
         except AssertionError:
             continue
     raise AssertionError(f"no answer to the interrupted {op} request")
@@ -108,74 +96,27 @@ def test_an_interrupt_inside_any_op_is_answered(client):
     assert data["ok"]
 
 
-def _subshell(client):
-    """A kernel subshell (ipykernel 7), as JupyterLab >= 4.6 opens for comm messages."""
-    msg = client.kc.session.msg("create_subshell_request", {})
-    client.kc.control_channel.send(msg)
-    reply = client.kc.control_channel.get_msg(timeout=20)
-    if reply["content"].get("status") != "ok":  # ipykernel < 7: no subshells to test
-        pytest.skip(f"this kernel has no subshells: {reply['content']}")
-    return reply["content"]["subshell_id"]
-
-
-def _answer(client, rid, timeout=60):
-    for msg in client.events:  # collected while a cell ran
-        if msg["content"]["data"].get("re") == rid:
-            return msg["content"]["data"]
-    for _ in range(timeout):
-        try:
-            while True:
-                msg = client.kc.get_iopub_msg(timeout=1)
-                if msg["msg_type"] == "comm_msg" and msg["content"]["data"].get("re") == rid:
-                    return msg["content"]["data"]
-        except Empty:
-            continue
-    raise AssertionError("no answer")
-
-
-def _ipykernel_version():
-    import ipykernel
-
-    return tuple(int(p) for p in ipykernel.__version__.split(".")[:2] if p.isdigit())
-
-
-@pytest.mark.skipif(
-    _ipykernel_version() < (7, 4),
-    reason="ipykernel 7.3 (the newest for Python 3.10) now and then stops answering every "
-    "channel when a subshell and the main shell handle messages at once (seen in about 1 "
-    "of 10 runs of a loop doing only that, with no nopdb-lab interrupt involved); not "
-    "seen with 7.4 in 36 runs",
-)
+@reliable_subshells
 def test_a_request_in_a_kernel_subshell_is_interrupted_from_the_main_shell(client):
     """SIGINT never reaches a subshell's thread; the front end follows the stop button
     with a silent `nopdb_lab.jupyter.interrupt_requests()` on the main shell."""
-    subshell = _subshell(client)
+    subshell = client.subshell()
     endless = "print('subshell started') or any(x for x in iter(int, 1))"
-    # ipykernel may serve a new subshell's first messages on the main thread: wait until
-    # its own thread answers
-    who = "[__import__('threading').current_thread().name]"
-    for _ in range(50):
-        thread = _answer(client, _send(client, "labels", subshell, expression=who))
-        if thread["result"]["labels"][0].startswith("subshell"):
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError(f"the subshell's requests run on {thread}")
-    rid = _send(client, "labels", subshell, expression=endless)
+    rid = client.send("labels", subshell, expression=endless)
     _wait_for_output(client, "subshell started")
     # the request is running in the subshell's thread (not the main one): SIGINT alone
     # does not answer it
     client.km.interrupt_kernel()
     with pytest.raises(AssertionError, match="no answer"):
-        _answer(client, rid, timeout=2)
+        client.answer(rid, timeout=2)
     # as the front end does: a silent execute request on the main shell
     client.kc.execute("import nopdb_lab.jupyter as _s; _s.interrupt_requests()", silent=True)
-    answer = _answer(client, rid)
+    answer = client.answer(rid)
     assert answer["ok"] is False and answer["error"]["type"] == "Interrupted"
     assert endless in answer["error"]["message"]
     # the subshell and the kernel go on
-    rid = _send(client, "labels", subshell, expression="['a']")
-    assert _answer(client, rid)["result"]["labels"] == ["a"]
+    rid = client.send("labels", subshell, expression="['a']")
+    assert client.answer(rid)["result"]["labels"] == ["a"]
     # once the subshell's thread has finished its request, there is nothing to interrupt,
     # and an interrupt asked for then does not reach the next request
     for _ in range(50):
@@ -186,12 +127,9 @@ def test_a_request_in_a_kernel_subshell_is_interrupted_from_the_main_shell(clien
         time.sleep(0.1)
     else:
         raise AssertionError(f"the subshell's thread still counts as serving: {client.output}")
-    rid = _send(client, "labels", subshell, expression="['b']")
-    assert _answer(client, rid)["result"]["labels"] == ["b"]
-    client.kc.control_channel.send(
-        client.kc.session.msg("delete_subshell_request", {"subshell_id": subshell})
-    )
-    assert client.kc.control_channel.get_msg(timeout=20)["content"]["status"] == "ok"
+    rid = client.send("labels", subshell, expression="['b']")
+    assert client.answer(rid)["result"]["labels"] == ["b"]
+    client.delete_subshell(subshell)
 
 
 _SLOW_HOOKS = (  # around comm messages only (not the test's own cells)
@@ -237,10 +175,10 @@ def test_an_interrupt_while_hooks_run_is_held_for_the_request(client, slow_hook)
     starts) stops neither the hook half-way nor drops the request: the request is
     answered Interrupted, and both hooks ran to their end."""
     client.run("_hooks_done.clear()")
-    rid = _send(client, "labels", expression="['never evaluated']")
+    rid = client.send("labels", expression="['never evaluated']")
     _wait_for_output(client, "in the pre_execute hook")
     client.km.interrupt_kernel()
-    answer = _answer(client, rid, timeout=30)
+    answer = client.answer(rid, timeout=30)
     assert answer["ok"] is False and answer["error"]["type"] == "Interrupted"
     assert _hooks_done(client) == "['pre', 'post']"
     # nothing is left held: the next request runs
@@ -248,34 +186,20 @@ def test_an_interrupt_while_hooks_run_is_held_for_the_request(client, slow_hook)
     assert data["ok"] and data["result"]["labels"] == ["a"]
 
 
-@pytest.mark.skipif(
-    _ipykernel_version() < (7, 4),
-    reason="ipykernel 7.3 (the newest for Python 3.10) now and then stops answering every "
-    "channel when a subshell and the main shell handle messages at once",
-)
+@reliable_subshells
 def test_a_subshell_request_interrupted_while_hooks_run_is_answered(client, slow_hook):
-    subshell = _subshell(client)
+    subshell = client.subshell()
     try:
-        who = "[__import__('threading').current_thread().name]"
-        for _ in range(50):
-            thread = _answer(client, _send(client, "labels", subshell, expression=who))
-            if thread["result"]["labels"][0].startswith("subshell"):
-                break
-        else:
-            raise AssertionError(f"the subshell's requests run on {thread}")
         client.run("_hooks_done.clear()")
-        rid = _send(client, "labels", subshell, expression="['never evaluated']")
+        rid = client.send("labels", subshell, expression="['never evaluated']")
         _wait_for_output(client, "in the pre_execute hook")
         client.output.clear()
         client.run("import nopdb_lab.jupyter as _s; print('asked', _s.interrupt_requests())")
         assert "asked 1" in "".join(client.output)
-        answer = _answer(client, rid, timeout=30)
+        answer = client.answer(rid, timeout=30)
         assert answer["ok"] is False and answer["error"]["type"] == "Interrupted"
         assert _hooks_done(client) == "['pre', 'post']"
-        rid = _send(client, "labels", subshell, expression="['b']")
-        assert _answer(client, rid)["result"]["labels"] == ["b"]
+        rid = client.send("labels", subshell, expression="['b']")
+        assert client.answer(rid)["result"]["labels"] == ["b"]
     finally:
-        client.kc.control_channel.send(
-            client.kc.session.msg("delete_subshell_request", {"subshell_id": subshell})
-        )
-        client.kc.control_channel.get_msg(timeout=20)
+        client.delete_subshell(subshell)

@@ -9,7 +9,7 @@ pytest.importorskip("jupyter_client.manager")
 
 from nopdb_lab.jupyter.protocol import PROTOCOL_VERSION  # noqa: E402
 
-from .kernel_client import Client  # noqa: E402
+from .kernel_client import Client, reliable_subshells  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +310,38 @@ def test_attention_capture_toggle_records_sdpa_calls_across_cells(client):
     client.events.clear()
     client.run("torch.nn.functional.scaled_dot_product_attention(q, q, q)")
     assert client.added() == []
+
+
+@reliable_subshells
+def test_a_subshell_request_during_a_cell_leaves_the_cells_attention_capture_alone(client):
+    """With attention capture on, each cell runs inside a TorchFunctionMode entered by
+    IPython's pre_execute hook, and so does each comm request (the hooks run around it).
+    A request served in a kernel subshell while a cell runs must not unwind the cell's mode
+    (torch's mode stack is per thread): once capture is off, no mode is left behind."""
+    pytest.importorskip("torch")
+    subshell = client.subshell()
+    try:
+        data, _ = client.request("attention_capture", enabled=True)
+        assert data["ok"]
+        cell = client.kc.execute("import time; print('cell runs', flush=True); time.sleep(2)")
+        while True:  # the cell has entered its mode
+            msg = client.kc.get_iopub_msg(timeout=20)
+            if msg["msg_type"] == "stream" and "cell runs" in msg["content"]["text"]:
+                break
+        answer = client.answer(client.send("list", subshell))
+        assert answer["ok"]
+        while True:  # the cell ends, then post_execute unwinds its own mode
+            reply = client.kc.get_shell_msg(timeout=20)
+            if reply["parent_header"].get("msg_id") == cell:
+                break
+        data, _ = client.request("attention_capture", enabled=False)
+        assert data["ok"]
+        client.output.clear()
+        client.run(
+            "from torch.overrides import _get_current_function_mode\n"
+            "print('mode', _get_current_function_mode())"
+        )
+        assert "mode None" in "".join(client.output)
+    finally:
+        client.request("attention_capture", enabled=False)
+        client.delete_subshell(subshell)

@@ -580,7 +580,18 @@ def _compiling() -> bool:
         return False
 
 
-_session: Dict[str, Any] = {"enabled": False, "mode": None, "cell_modes": []}
+_session: Dict[str, Any] = {"enabled": False, "mode": None}
+# the modes entered by the pre_execute hook, per thread: torch's mode stack is per thread,
+# and a kernel subshell runs a comm request's hooks in its own thread while a cell runs in
+# the main one; each post_execute unwinds only its own thread's
+_cell_modes = threading.local()
+
+
+def _thread_cell_modes() -> List[Any]:
+    modes: List[Any] | None = getattr(_cell_modes, "modes", None)
+    if modes is None:
+        modes = _cell_modes.modes = []
+    return modes
 
 
 def start_attention_capture() -> bool:
@@ -646,14 +657,15 @@ def _enter_for_cell() -> None:
     if _session["enabled"]:
         mode = _interceptor(None, None, gradients.gradient_capture_active())
         mode.__enter__()
-        _session["cell_modes"].append(mode)
+        _thread_cell_modes().append(mode)
 
 
 def _exit_after_cell() -> None:
     from torch.overrides import _get_current_function_mode
 
-    while _session["cell_modes"]:
-        mode = _session["cell_modes"].pop()
+    modes = _thread_cell_modes()
+    while modes:
+        mode = modes.pop()
         if _get_current_function_mode() is mode:
             mode.__exit__(None, None, None)
         else:  # the cell left a mode of its own on top; unwinding it is not ours to do
