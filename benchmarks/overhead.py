@@ -8,7 +8,9 @@ the median over repetitions of (traced time / plain time) measured back to back:
       breakpoint target an unrelated function,
   (b) a ViT-S/16-sized model (12 blocks, width 384, 6 heads, 197 tokens, explicit
       softmax attention) with ``capture_calls(Attention.forward)`` on all layers,
-  (c) the same model with a breakpoint in every layer that runs ``attn = attn * 3``.
+  (c) the same model with a breakpoint in every layer that runs ``attn = attn * 3``,
+  (d) a breakpoint hit on every call: 20,000 calls of a two-line function 50 frames
+      deep (also printed as microseconds per hit; each hit records its stack).
 
 Usage: python benchmarks/overhead.py [--repeat N] [--skip-vit]
 Runs on whichever Python starts it; NoPdb columns need ``pip install nopdb==0.2.0``.
@@ -82,6 +84,26 @@ def measure(
     }
 
 
+HIT_CALLS = 20_000
+
+
+def hit_line(i: int) -> int:
+    x = i + 1
+    return x
+
+
+def hits_50_deep(depth: int = 50) -> None:
+    if depth:
+        hits_50_deep(depth - 1)
+        return
+    for i in range(HIT_CALLS):
+        hit_line(i)
+
+
+def breakpoint_on_every_call(lib: Any) -> ContextManager[Any]:
+    return lib.breakpoint(function=hit_line, line="return x")
+
+
 def unrelated_target(lib: Any) -> ContextManager[Any]:
     stack = contextlib.ExitStack()
     stack.enter_context(lib.capture_calls(unrelated))
@@ -145,6 +167,14 @@ def main() -> None:
             max(3, args.repeat // 4),
         ),
     ]
+    hits = measure(
+        "(d) 20k breakpoint hits, 50 frames deep",
+        hits_50_deep,
+        breakpoint_on_every_call,
+        args.repeat,
+        max(3, args.repeat // 4),
+    )
+    rows.append(hits)
     torch_version = "-"
     if not args.skip_vit:
         try:
@@ -176,6 +206,16 @@ def main() -> None:
     print(
         "ratio = traced time / plain time (1.000x = no overhead); "
         "overhead cut = (NoPdb - 1) / (nopdb-lab - 1)"
+    )
+    per_hit = [("nopdb-lab", hits["ours"])]
+    if hits["peer"] is not None:
+        per_hit.append(("NoPdb 0.2", hits["peer"]))
+    print(
+        "(d) per hit: "
+        + ", ".join(
+            f"{name} {(ratio - 1.0) * hits['plain_ms'] * 1000 / HIT_CALLS:.1f} us"
+            for name, ratio in per_hit
+        )
     )
 
 
