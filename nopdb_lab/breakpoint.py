@@ -343,10 +343,9 @@ class Breakpoint(NoPdbContextManager):
         else:  # the caller checked the line against code that has not run yet
             resolver = line_resolution.unchecked(line)
         # the stack nodes of this breakpoint's hits, as a tree from the outermost frame
-        # (see _NodeTree). Equal stacks share their
-        # nodes, so the hits of a recursion hold memory linear in its depth (a hit at each
-        # of 5,000 levels: a few MB, not 870), and finding a hit's nodes allocates nothing
-        # per frame but its line number
+        # (see _NodeTree). Equal stacks share their nodes, so the hits of a recursion hold
+        # memory linear in its depth (a hit at each of 5,000 levels: a few MB, not 870),
+        # and finding a hit's nodes allocates no key per frame
         self._nodes: _NodeTree = {}
         self._node_count = 0
         handler = Handler(

@@ -92,34 +92,24 @@ def handling() -> Iterator[None]:
     try:
         yield
     finally:
-        _leave(ident)
+        _settle(ident, leaving=True)
 
 
-def _leave(ident: int) -> None:
-    """Take the thread off the list. An interrupt raised just before (not yet delivered)
-    is delivered and dropped here, so it can never reach the kernel's own message loop:
-    once off the list nothing raises in it any more, and a Python call checks for a
-    pending one. (Withdrawing it with ``PyThreadState_SetAsyncExc(id, NULL)`` is no
-    option: that leaves CPython's "async exception pending" flag set for every thread,
-    slowing them all to a crawl.)"""
+def _settle(ident: int, leaving: bool) -> None:
+    """Put the thread back to holding, or take it off the list (``leaving``). An
+    interrupt raised in it just before (not yet delivered) is delivered and dropped here:
+    the op it was meant for has finished, and it can never reach the kernel's own message
+    loop, since once the thread holds nothing raises in it any more, and a Python call
+    checks for a pending one. (Withdrawing it with ``PyThreadState_SetAsyncExc(id, NULL)``
+    is no option: that leaves CPython's "async exception pending" flag set for every
+    thread, slowing them all to a crawl.)"""
     while True:
         try:
             with _lock:
-                _threads.pop(ident, None)
-                _held.discard(ident)
-            _checkpoint()
-            return
-        except KeyboardInterrupt:
-            continue
-
-
-def _hold(ident: int) -> None:
-    """Back to holding after :func:`interruptible`; an interrupt pending in this thread
-    is delivered (and dropped: the op it was meant for has finished) here."""
-    while True:
-        try:
-            with _lock:
-                if ident in _threads:
+                if leaving:
+                    _threads.pop(ident, None)
+                    _held.discard(ident)
+                elif ident in _threads:
                     _threads[ident] = False
             _checkpoint()
             return
@@ -163,7 +153,7 @@ def interruptible() -> Iterator[None]:
     try:
         yield
     finally:
-        _hold(ident)
+        _settle(ident, leaving=False)
 
 
 def interrupt_requests() -> int:

@@ -55,11 +55,7 @@ def start() -> str:
 def _flush_after_each_cell() -> None:
     """Around each cell: trace the cell's thread; after it, activate breakpoints whose
     cell now ran and send batched events."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
+    shell = _ipython()
     if shell is not None:
         shell.events.register("pre_execute", _before_cell)
         shell.events.register("post_execute", _after_cell)
