@@ -22,6 +22,7 @@ from .plan import (
     Backend,
     Callback,
     CodePlan,
+    ExitCallback,
     Handler,
     LineResolver,
     is_busy,
@@ -35,6 +36,7 @@ __all__ = [
     "Callback",
     "CodePlan",
     "Dispatcher",
+    "ExitCallback",
     "Handler",
     "LineResolver",
     "is_busy",
@@ -61,6 +63,8 @@ class Dispatcher:
         #: bumped whenever the live set changes; backends holding per-frame plans
         #: compare it to drop plans that went stale
         self.generation = 0
+        #: replaced, never changed in place: the backends read it on every exit event
+        self.exit_watchers: Dict[CodeType, Tuple[ExitCallback, ...]] = {}
         self._backend: Backend | None = None
 
     # -- registration -------------------------------------------------------------
@@ -92,6 +96,38 @@ class Dispatcher:
                 handler.live = was_live
                 self._rebuild()
                 raise
+
+    def watch_exits(self, code: CodeType, callback: ExitCallback) -> None:
+        """Call ``callback(frame)`` when a frame of ``code`` returns or unwinds.
+
+        For frames that are running now: the backend enables the events at once (on
+        3.12+ a local ``PY_RETURN`` for ``code`` and the global ``PY_UNWIND``; before,
+        the frame's local tracer sees them). Costs nothing once unwatched, apart from
+        ``PY_UNWIND``, which stays on until the live set next changes.
+        """
+        with self._lock:
+            current = self.exit_watchers.get(code, ())
+            if callback in current:
+                return
+            self.exit_watchers = {**self.exit_watchers, code: current + (callback,)}
+            if self._live and self._backend is not None:
+                self._backend.watch_exits(code, True)
+
+    def unwatch_exits(self, code: CodeType, callback: ExitCallback) -> None:
+        """Stop calling ``callback`` for exits of ``code``'s frames."""
+        with self._lock:
+            current = self.exit_watchers.get(code, ())
+            if callback not in current:
+                return
+            rest = tuple(c for c in current if c is not callback)
+            watchers = dict(self.exit_watchers)
+            if rest:
+                watchers[code] = rest
+            else:
+                del watchers[code]
+            self.exit_watchers = watchers
+            if not rest and self._backend is not None:
+                self._backend.watch_exits(code, False)
 
     def _rebuild(self) -> None:
         self.generation += 1

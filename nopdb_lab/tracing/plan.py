@@ -21,6 +21,8 @@ from .scope import Scope
 log = logging.getLogger("nopdb_lab")
 
 Callback = Callable[[FrameType, str, Any], None]
+#: called with a frame of a watched code object that returned or unwound
+ExitCallback = Callable[[FrameType], None]
 LineResolver = Callable[[CodeType], FrozenSet[int] | None]
 
 
@@ -133,6 +135,8 @@ class PlanSource(Protocol):
     plans: Dict[CodeType, CodePlan]
     wants_unwind: bool
     generation: int
+    #: code objects whose frames' exits (a return, or an exception leaving) are reported
+    exit_watchers: Dict[CodeType, Tuple[ExitCallback, ...]]
 
     def classify(self, code: CodeType) -> CodePlan: ...
 
@@ -141,12 +145,16 @@ class Backend(Protocol):
     """A tracing backend (``sys.monitoring`` or ``sys.settrace``).
 
     ``apply`` instruments exactly the code the dispatcher's plans name; ``release``
-    stops tracing. Per-thread backends also have ``adopt_thread``.
+    stops tracing; ``watch_exits`` starts or stops reporting the exits of one code
+    object's frames (to the dispatcher's ``exit_watchers``) while tracing. Per-thread
+    backends also have ``adopt_thread``.
     """
 
     def apply(self, dispatcher: PlanSource) -> None: ...
 
     def release(self) -> None: ...
+
+    def watch_exits(self, code: CodeType, on: bool) -> None: ...
 
 
 def run_handlers(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None:
@@ -169,3 +177,12 @@ def run_handlers(frame: FrameType, event: str, arg: Any, plan: CodePlan) -> None
                 log.exception("nopdb_lab: a %s handler for %s failed", event, handler.scope)
     finally:
         _busy.depth -= 1
+
+
+def notify_exit(frame: FrameType, watchers: Tuple[ExitCallback, ...]) -> None:
+    """Tell ``watchers`` that ``frame`` returned or unwound; errors are logged, not raised."""
+    for watcher in watchers:
+        try:
+            watcher(frame)
+        except Exception:  # never break the traced program
+            log.exception("nopdb_lab: an exit watcher for %s failed", frame.f_code.co_name)

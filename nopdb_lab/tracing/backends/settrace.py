@@ -22,7 +22,7 @@ from types import CodeType, FrameType
 from typing import Any, Callable
 
 from .. import events as ev
-from ..plan import CodePlan, PlanSource, is_busy, run_handlers
+from ..plan import CodePlan, PlanSource, is_busy, notify_exit, run_handlers
 
 # what sys.gettrace() returns: ours, or any other tool's (typeshed types those with
 # literal event names, so the loose signature is the one both fit)
@@ -145,6 +145,10 @@ class FrameTracer:
                 arg = self.exception
             self.exception = None
             self.exception_lasti = -1
+            if kind != ev.YIELD and dispatcher is not None:
+                watchers = dispatcher.exit_watchers.get(frame.f_code)
+                if watchers:
+                    notify_exit(frame, watchers)
             if kind in plan.events and not is_busy():
                 _run(frame, kind, arg, plan)
         return self
@@ -293,7 +297,9 @@ class SettraceBackend:
         if event in plan.events and not is_busy():
             _run(frame, event, None, plan)
         if plan.events <= {ev.CALL, ev.RESUME} and not code_is_generator(frame.f_code):
-            return None
+            dispatcher = self._dispatcher
+            if dispatcher is None or frame.f_code not in dispatcher.exit_watchers:
+                return None  # (a watched exit needs the frame's 'return' event)
         # Line events cost; ask for them only if we or a chained tool need them.
         frame.f_trace_lines = chained or ev.LINE in plan.events
         if previous is not None:
@@ -347,6 +353,13 @@ class SettraceBackend:
         if threading.gettrace() is self.thread_hook:
             threading.settrace(self._previous_thread_hook)
         self._installed = False
+
+    def watch_exits(self, code: CodeType, on: bool) -> None:
+        """Nothing to switch: a frame's local tracer already sees its 'return' event.
+
+        A frame gets a local tracer when it starts; for a code object traced only on
+        calls, ``_enter`` keeps one when the call's handlers started watching its exits.
+        """
 
 
 def code_is_generator(code: CodeType) -> bool:
