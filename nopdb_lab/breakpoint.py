@@ -32,6 +32,7 @@ from .call_info import (
 )
 from .context import HandlerHost, NoPdbContextManager
 from .records import EventRecord
+from .shared_stacks import SharedStacks
 from .tracing import events as ev
 from .tracing import lines as line_resolution
 from .tracing import observers
@@ -87,9 +88,6 @@ class Evicted:
 #: how many distinct stack nodes a breakpoint shares between its hits before it starts over
 #: (its tree takes about 580 bytes a node: at most ~30 MB, for a recursion 50,000 deep)
 _MAX_SHARED_NODES = 50_000
-# a breakpoint's shared stack nodes (Breakpoint._new_hit): line -> file -> function ->
-# [the node, the tree of its callees]
-_NodeTree = Dict[int, Dict[str, Dict[str, List[Any]]]]
 
 
 class BreakpointHit(EventRecord):
@@ -342,12 +340,10 @@ class Breakpoint(NoPdbContextManager):
             resolver = line_resolution.resolve(scope, line)
         else:  # the caller checked the line against code that has not run yet
             resolver = line_resolution.unchecked(line)
-        # the stack nodes of this breakpoint's hits, as a tree from the outermost frame
-        # (see _NodeTree). Equal stacks share their nodes, so the hits of a recursion hold
-        # memory linear in its depth (a hit at each of 5,000 levels: a few MB, not 870),
-        # and finding a hit's nodes allocates no key per frame
-        self._nodes: _NodeTree = {}
-        self._node_count = 0
+        # the stack nodes of this breakpoint's hits: equal stacks share their nodes, and
+        # a hit in a recursion walks only up to the level above, so a hit at each of
+        # 5,000 levels takes memory and time linear in the depth
+        self._stacks = SharedStacks(_MAX_SHARED_NODES)
         handler = Handler(
             scope=scope,
             events=frozenset({ev.CALL}) if line is None else frozenset({ev.LINE}),
@@ -456,40 +452,11 @@ class Breakpoint(NoPdbContextManager):
     # -- firing --------------------------------------------------------------------
     def _new_hit(self, frame: FrameType) -> BreakpointHit:
         """A hit whose stack shares every node it can with earlier hits' stacks."""
-        if self._node_count > _MAX_SHARED_NODES:  # a bound, not a cache policy: start over
-            self._nodes = {}
-            self._node_count = 0
-        frames: List[FrameType] = []
-        f: FrameType | None = frame
-        while f is not None:  # a loop, no recursion
-            frames.append(f)
-            f = f.f_back
-        tree = self._nodes
-        node: StackNode | None = None
-        for f in reversed(frames):  # outermost first
-            code = f.f_code
-            line = f.f_lineno
-            file = code.co_filename
-            name = code.co_name
-            # nested by line, file and name: strings and small ints hash in no time (a
-            # code object's hash is computed anew each time, 100-300 ns)
-            by_file = tree.get(line)
-            if by_file is None:
-                by_file = tree[line] = {}
-            by_name = by_file.get(file)
-            if by_name is None:
-                by_name = by_file[file] = {}
-            entry = by_name.get(name)
-            if entry is None:
-                entry = by_name[name] = [(node, file, line, name), {}]
-                self._node_count += 1
-            node, tree = entry
-        return BreakpointHit(self, frame, node)
+        return BreakpointHit(self, frame, self._stacks.node(frame))
 
     def disable(self) -> None:
         super().disable()
-        self._nodes = {}  # the hits keep the nodes they use
-        self._node_count = 0
+        self._stacks.start_over()  # the hits keep the nodes they use
 
     def _callback(self, frame: FrameType, event: str, arg: Any) -> None:
         if self.max_hits is not None and self.hit_count >= self.max_hits:
