@@ -10,7 +10,10 @@ the median over repetitions of (traced time / plain time) measured back to back:
       softmax attention) with ``capture_calls(Attention.forward)`` on all layers,
   (c) the same model with a breakpoint in every layer that runs ``attn = attn * 3``,
   (d) a breakpoint hit on every call: 20,000 calls of a two-line function 50 frames
-      deep (also printed as microseconds per hit; each hit records its stack).
+      deep (also printed as microseconds per hit; each hit records its stack),
+  (e) a breakpoint hit at every level of a recursion 1,000 and 4,000 deep (printed as
+      microseconds per hit too: equal at both depths when a hit's cost does not grow
+      with the depth).
 
 Usage: python benchmarks/overhead.py [--repeat N] [--skip-vit]
 Runs on whichever Python starts it; NoPdb columns need ``pip install nopdb==0.2.0``.
@@ -100,6 +103,17 @@ def hits_50_deep(depth: int = 50) -> None:
         hit_line(i)
 
 
+def recurse_hit(n: int) -> int:
+    if n == 0:
+        return 0
+    level = n
+    return recurse_hit(n - 1) + level
+
+
+def breakpoint_at_every_level(lib: Any) -> ContextManager[Any]:
+    return lib.breakpoint(function=recurse_hit, line="level = n")
+
+
 def breakpoint_on_every_call(lib: Any) -> ContextManager[Any]:
     return lib.breakpoint(function=hit_line, line="return x")
 
@@ -175,6 +189,20 @@ def main() -> None:
         max(3, args.repeat // 4),
     )
     rows.append(hits)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 5_000))
+    deep = []
+    for depth in (1_000, 4_000):
+        deep.append(
+            measure(
+                f"(e) a hit at every level of a {depth:,}-deep recursion",
+                lambda depth=depth: recurse_hit(depth),
+                breakpoint_at_every_level,
+                args.repeat,
+                max(3, args.repeat // 4),
+            )
+        )
+        deep[-1]["hits"] = depth
+    rows += deep
     torch_version = "-"
     if not args.skip_vit:
         try:
@@ -207,15 +235,18 @@ def main() -> None:
         "ratio = traced time / plain time (1.000x = no overhead); "
         "overhead cut = (NoPdb - 1) / (nopdb-lab - 1)"
     )
-    per_hit = [("nopdb-lab", hits["ours"])]
-    if hits["peer"] is not None:
-        per_hit.append(("NoPdb 0.2", hits["peer"]))
-    print(
-        "(d) per hit: "
-        + ", ".join(
-            f"{name} {(ratio - 1.0) * hits['plain_ms'] * 1000 / HIT_CALLS:.1f} us"
-            for name, ratio in per_hit
-        )
+    print("(d) per hit: " + per_hit(hits, HIT_CALLS))
+    for row in deep:
+        print(f"(e) per hit, {row['hits']:,} deep: " + per_hit(row, row["hits"]))
+
+
+def per_hit(row: Dict[str, Any], hits: int) -> str:
+    """Microseconds a hit adds, from a row's median ratios and plain time."""
+    ratios = [("nopdb-lab", row["ours"])]
+    if row["peer"] is not None:
+        ratios.append(("NoPdb 0.2", row["peer"]))
+    return ", ".join(
+        f"{name} {(ratio - 1.0) * row['plain_ms'] * 1000 / hits:.1f} us" for name, ratio in ratios
     )
 
 
