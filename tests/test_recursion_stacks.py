@@ -10,7 +10,6 @@ outlives its call because of the breakpoint. They run on every backend the CI ma
 has (sys.monitoring and sys.settrace).
 """
 
-import gc
 import importlib
 import sys
 import threading
@@ -57,17 +56,6 @@ def linear_bound(hits):
     return 2 * hits + shared_stacks.OPEN_FROM_DEPTH**2
 
 
-@pytest.fixture
-def no_gc():
-    """Frames must be freed by reference counting alone."""
-    if sys.version_info < (3, 11) and sys.gettrace() is not None:
-        pytest.skip("3.10 frame-locals snapshots under a tracer keep deleted locals")
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
-
-
 def down(n):
     if n == 0:
         return 0
@@ -98,14 +86,20 @@ def assert_exact(hits, expected):
         assert hit.raw_stack == stack, f"hit {i} has the wrong stack"
 
 
-def test_a_hit_at_every_level_walks_each_frame_once():
-    depth = 3_000
+def break_at_every_level(depth):
+    """A breakpoint hit at every level of ``down(depth)``, its stacks checked."""
     sys.setrecursionlimit(depth + 500)
     with nopdb.breakpoint(
         function=down, line="seen.append(raw_stack(sys._getframe()))  # hit: down"
     ) as bp:
         assert down(depth) == depth
     assert_exact(list(bp.hits), seen)
+    return bp
+
+
+def test_a_hit_at_every_level_walks_each_frame_once():
+    depth = 3_000
+    bp = break_at_every_level(depth)
     # each hit walks up to the level above it: about one frame a hit. Walking every
     # hit's whole stack would be ~4.5 million frames.
     assert bp._stacks.frames_walked <= linear_bound(depth), bp._stacks.frames_walked
@@ -310,13 +304,7 @@ def test_threads_recursing_under_one_breakpoint_get_their_own_stacks(monkeypatch
 
 def test_the_tree_starting_over_mid_recursion_keeps_stacks_exact(monkeypatch, open_early):
     monkeypatch.setattr(breakpoint_module, "_MAX_SHARED_NODES", 40)
-    depth = 300
-    sys.setrecursionlimit(depth + 500)
-    with nopdb.breakpoint(
-        function=down, line="seen.append(raw_stack(sys._getframe()))  # hit: down"
-    ) as bp:
-        assert down(depth) == depth
-    assert_exact(list(bp.hits), seen)
+    bp = break_at_every_level(300)
     assert bp._stacks.open_frames == 0
 
 

@@ -3,7 +3,6 @@
 Each test would have caught the bug it is named after (issue 16).
 """
 
-import gc
 import os
 import signal
 import sys
@@ -26,20 +25,6 @@ class Payload:
 
     def __init__(self, n=0):
         self.data = bytearray(n)
-
-
-@pytest.fixture
-def no_gc():
-    """Objects must be freed by reference counting alone, as NoPdb's are."""
-    if sys.version_info < (3, 11) and sys.gettrace() is not None:
-        # under another tracer (coverage), CPython 3.10 snapshots each traced frame's
-        # locals into frame.f_locals on every Python-level trace event, and a snapshot
-        # taken before `del` keeps the values alive until the next one
-        pytest.skip("3.10 frame-locals snapshots under a tracer keep deleted locals")
-    gc.collect()
-    gc.disable()
-    yield
-    gc.enable()
 
 
 @pytest.fixture
