@@ -34,13 +34,13 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from .call_info import StackNode
 from .tracing.dispatch import DISPATCHER
+from .tracing.plan import code_is_generator
 
 # a tree of shared stack nodes: line -> file -> function -> [the node, the tree of its
 # callees]. Nested by line, file and name: strings and small ints hash in no time (a code
 # object's hash is computed anew each time, 100-300 ns)
 NodeTree = Dict[int, Dict[str, Dict[str, List[Any]]]]
 
-_GENERATOR_FLAGS = 0x20 | 0x80 | 0x200  # CO_GENERATOR, CO_COROUTINE, CO_ASYNC_GENERATOR
 #: a hit looks for a recursion only when it walked more frames than this: below, a walk
 #: is short anyway, and a hit pays nothing for the search
 OPEN_FROM_DEPTH = 64
@@ -106,7 +106,7 @@ class SharedStacks:
                     break
                 walked.append(f)
                 f = f.f_back
-        else:
+        else:  # no open frame in this thread (the usual hit): no lookup per frame
             while f is not None:
                 walked.append(f)
                 f = f.f_back
@@ -163,7 +163,7 @@ class SharedStacks:
         self, state: _OpenFrames, frame: FrameType, caller: StackNode | None, tree: NodeTree
     ) -> None:
         code = frame.f_code
-        if code.co_flags & _GENERATOR_FLAGS:
+        if code_is_generator(code):
             return
         with self._lock:
             if state.epoch != self._epoch:  # started over meanwhile (another thread)

@@ -53,6 +53,11 @@ class Handler:
             return resolved
 
 
+def code_is_generator(code: CodeType) -> bool:
+    """Whether ``code`` is a generator, coroutine or async generator body."""
+    return bool(code.co_flags & (0x20 | 0x80 | 0x200))
+
+
 def weak_callback(method: Callback) -> Callback:
     """A handler callback that calls a bound method without keeping its object alive.
 

@@ -22,7 +22,7 @@ from types import CodeType, FrameType
 from typing import Any, Callable
 
 from .. import events as ev
-from ..plan import CodePlan, PlanSource, is_busy, notify_exit, run_handlers
+from ..plan import CodePlan, PlanSource, code_is_generator, is_busy, notify_exit, run_handlers
 
 # what sys.gettrace() returns: ours, or any other tool's (typeshed types those with
 # literal event names, so the loose signature is the one both fit)
@@ -360,8 +360,3 @@ class SettraceBackend:
         A frame gets a local tracer when it starts; for a code object traced only on
         calls, ``_enter`` keeps one when the call's handlers started watching its exits.
         """
-
-
-def code_is_generator(code: CodeType) -> bool:
-    """Whether ``code`` is a generator, coroutine or async generator body."""
-    return bool(code.co_flags & (0x20 | 0x80 | 0x200))
